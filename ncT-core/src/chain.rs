@@ -1,0 +1,239 @@
+//! Static composition: [`Stack`] (a homogeneous sequence) and [`Chain`] (two different layers).
+//! Parameters of the parts are laid out one after the other in the flat vector; the VJP runs the
+//! parts in reverse order, each accumulating into its own slice of the gradient.
+
+use crate::layer::{Bijector, CotangentLift, PhasePoint, SymplecticLayer};
+use crate::params::{ParamGroup, Parametrised, nest_groups};
+use crate::scalar::Scalar;
+use nalgebra::SVector;
+
+/// A sequence of layers of one type, applied first to last.
+#[derive(Clone, Debug)]
+pub struct Stack<L> {
+    layers: Vec<L>,
+    offsets: Vec<usize>,
+}
+
+impl<L: Parametrised> Stack<L> {
+    pub fn new(layers: Vec<L>) -> Self {
+        let mut offsets = vec![0];
+        for l in &layers {
+            offsets.push(offsets.last().unwrap() + l.n_params());
+        }
+        Self { layers, offsets }
+    }
+    pub fn layers(&self) -> &[L] {
+        &self.layers
+    }
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+    fn slice<'a>(&self, theta: &'a [f64], i: usize) -> &'a [f64] {
+        &theta[self.offsets[i]..self.offsets[i + 1]]
+    }
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        self.offsets[i]..self.offsets[i + 1]
+    }
+}
+
+impl<L: Parametrised> Parametrised for Stack<L> {
+    fn n_params(&self) -> usize {
+        *self.offsets.last().unwrap()
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        for (i, l) in self.layers.iter().enumerate() {
+            l.init_params(rng, &mut theta[self.range(i)]);
+        }
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        self.layers.iter().enumerate().flat_map(|(i, l)| nest_groups(l.param_groups(), &i.to_string(), self.offsets[i])).collect()
+    }
+}
+
+impl<const N: usize, L: Bijector<N>> Bijector<N> for Stack<L> {
+    type Cache<D: Scalar> = Vec<L::Cache<D>>;
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
+        let mut y = *x;
+        let mut ld = D::zero();
+        let mut caches = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let (yn, li, c) = l.forward(self.slice(theta, i), &y);
+            y = yn;
+            ld += li;
+            caches.push(c);
+        }
+        (y, ld, caches)
+    }
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
+        let mut x = *y;
+        let mut ld = D::zero();
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            let (xn, li) = l.inverse(self.slice(theta, i), &x);
+            x = xn;
+            ld += li;
+        }
+        (x, ld)
+    }
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
+        let mut bar = *ybar;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            bar = l.vjp(self.slice(theta, i), &cache[i], &bar, ldbar, &mut g[self.range(i)]);
+        }
+        bar
+    }
+}
+
+impl<const N: usize, L: CotangentLift<N>> CotangentLift<N> for Stack<L> {
+    type LiftCache<D: Scalar> = Vec<L::LiftCache<D>>;
+    fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>) {
+        let mut y = *x;
+        let mut caches = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let (yn, c) = l.lift_forward(self.slice(theta, i), &y);
+            y = yn;
+            caches.push(c);
+        }
+        (y, caches)
+    }
+    fn lift_inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
+        let mut x = *y;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            x = l.lift_inverse(self.slice(theta, i), &x);
+        }
+        x
+    }
+    fn lift_vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::LiftCache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
+        let mut bar = *ybar;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            bar = l.lift_vjp(self.slice(theta, i), &cache[i], &bar, &mut g[self.range(i)]);
+        }
+        bar
+    }
+}
+
+impl<const N: usize, L: SymplecticLayer<N>> SymplecticLayer<N> for Stack<L> {
+    type Cache<D: Scalar> = Vec<L::Cache<D>>;
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
+        let mut y = *x;
+        let mut caches = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let (yn, c) = l.forward(self.slice(theta, i), &y);
+            y = yn;
+            caches.push(c);
+        }
+        (y, caches)
+    }
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
+        let mut x = *y;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            x = l.inverse(self.slice(theta, i), &x);
+        }
+        x
+    }
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
+        let mut bar = *ybar;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            bar = l.vjp(self.slice(theta, i), &cache[i], &bar, &mut g[self.range(i)]);
+        }
+        bar
+    }
+}
+
+/// `first` then `second`.
+#[derive(Clone, Debug)]
+pub struct Chain<A, B> {
+    pub first: A,
+    pub second: B,
+}
+
+impl<A: Parametrised, B: Parametrised> Chain<A, B> {
+    pub fn new(first: A, second: B) -> Self {
+        Self { first, second }
+    }
+    fn split<'a>(&self, theta: &'a [f64]) -> (&'a [f64], &'a [f64]) {
+        theta.split_at(self.first.n_params())
+    }
+}
+
+impl<A: Parametrised, B: Parametrised> Parametrised for Chain<A, B> {
+    fn n_params(&self) -> usize {
+        self.first.n_params() + self.second.n_params()
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        let (a, b) = theta.split_at_mut(self.first.n_params());
+        self.first.init_params(rng, a);
+        self.second.init_params(rng, b);
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        let mut g = nest_groups(self.first.param_groups(), "0", 0);
+        g.extend(nest_groups(self.second.param_groups(), "1", self.first.n_params()));
+        g
+    }
+}
+
+impl<const N: usize, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B> {
+    type Cache<D: Scalar> = (A::Cache<D>, B::Cache<D>);
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
+        let (ta, tb) = self.split(theta);
+        let (y1, l1, c1) = self.first.forward(ta, x);
+        let (y2, l2, c2) = self.second.forward(tb, &y1);
+        (y2, l1 + l2, (c1, c2))
+    }
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
+        let (ta, tb) = self.split(theta);
+        let (x1, l2) = self.second.inverse(tb, y);
+        let (x0, l1) = self.first.inverse(ta, &x1);
+        (x0, l1 + l2)
+    }
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
+        let (ta, tb) = self.split(theta);
+        let (ga, gb) = g.split_at_mut(self.first.n_params());
+        let b1 = self.second.vjp(tb, &cache.1, ybar, ldbar, gb);
+        self.first.vjp(ta, &cache.0, &b1, ldbar, ga)
+    }
+}
+
+impl<const N: usize, A: CotangentLift<N>, B: CotangentLift<N>> CotangentLift<N> for Chain<A, B> {
+    type LiftCache<D: Scalar> = (A::LiftCache<D>, B::LiftCache<D>);
+    fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>) {
+        let (ta, tb) = self.split(theta);
+        let (y1, c1) = self.first.lift_forward(ta, x);
+        let (y2, c2) = self.second.lift_forward(tb, &y1);
+        (y2, (c1, c2))
+    }
+    fn lift_inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
+        let (ta, tb) = self.split(theta);
+        let x1 = self.second.lift_inverse(tb, y);
+        self.first.lift_inverse(ta, &x1)
+    }
+    fn lift_vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::LiftCache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
+        let (ta, tb) = self.split(theta);
+        let (ga, gb) = g.split_at_mut(self.first.n_params());
+        let b1 = self.second.lift_vjp(tb, &cache.1, ybar, gb);
+        self.first.lift_vjp(ta, &cache.0, &b1, ga)
+    }
+}
+
+impl<const N: usize, A: SymplecticLayer<N>, B: SymplecticLayer<N>> SymplecticLayer<N> for Chain<A, B> {
+    type Cache<D: Scalar> = (A::Cache<D>, B::Cache<D>);
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
+        let (ta, tb) = self.split(theta);
+        let (y1, c1) = self.first.forward(ta, x);
+        let (y2, c2) = self.second.forward(tb, &y1);
+        (y2, (c1, c2))
+    }
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
+        let (ta, tb) = self.split(theta);
+        let x1 = self.second.inverse(tb, y);
+        self.first.inverse(ta, &x1)
+    }
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
+        let (ta, tb) = self.split(theta);
+        let (ga, gb) = g.split_at_mut(self.first.n_params());
+        let b1 = self.second.vjp(tb, &cache.1, ybar, gb);
+        self.first.vjp(ta, &cache.0, &b1, ga)
+    }
+}

@@ -1,0 +1,297 @@
+//! Affine coupling (RealNVP, Dinh, Sohl-Dickstein & Bengio, "Density estimation using Real NVP",
+//! ICLR 2017) on configuration space.
+//!
+//! The coordinates are split by a mask into a conditioning part $a$ and a transformed part $b$:
+//! $$ y_a = x_a, \qquad y_b = x_b \odot e^{s(x_a)} + t(x_a), \qquad s = c \odot \tanh(r(x_a)), $$
+//! with $(r, t)$ the output of a [`DenseNet`] and $c$ a learnable per-coordinate scale;
+//! $\ln|\det \partial y/\partial x| = \sum_b s_b$.
+//!
+//! Its cotangent lift (for [`PointTransform`](crate::point::PointTransform)) is analytic:
+//! with $C = \partial y_b / \partial x_a$,
+//! $P_b = e^{-s} \odot p_b$, $P_a = p_a - C^T P_b$.
+
+use crate::activation::Activation;
+use crate::chain::Stack;
+use crate::dense::DenseNet;
+use crate::error::ConfigError;
+use crate::layer::{Bijector, CotangentLift, PhasePoint};
+use crate::params::{ParamGroup, Parametrised};
+use crate::scalar::Scalar;
+use nalgebra::SVector;
+use num_dual::Dual;
+use rand::seq::SliceRandom;
+
+/// One affine coupling layer on $\mathbb R^N$.
+#[derive(Clone, Debug)]
+pub struct AffineCoupling<const N: usize> {
+    cond: Vec<usize>,
+    trans: Vec<usize>,
+    net: DenseNet,
+}
+
+/// What the coupling's VJP needs.
+#[derive(Clone, Debug)]
+pub struct CouplingCache<D: Scalar, const N: usize> {
+    x: SVector<D, N>,
+    acts: Vec<D>,
+    es: Vec<D>,
+    th: Vec<D>,
+}
+
+impl<const N: usize> AffineCoupling<N> {
+    /// `cond`: the indices that condition (kept fixed); the rest are transformed.
+    pub fn new(cond: Vec<usize>, hidden: &[usize], activation: Activation) -> Result<Self, ConfigError> {
+        if N < 2 {
+            return Err(ConfigError::Dimension { layer: "AffineCoupling", dim: N, why: "a coupling splits the coordinates into two non-empty parts, so it needs N >= 2" });
+        }
+        let mut seen = [false; N];
+        for &i in &cond {
+            if i >= N || seen[i] {
+                return Err(ConfigError::Mask { layer: "AffineCoupling", mask: cond, dim: N });
+            }
+            seen[i] = true;
+        }
+        let trans: Vec<usize> = (0..N).filter(|&i| !seen[i]).collect();
+        if cond.is_empty() || trans.is_empty() {
+            return Err(ConfigError::Mask { layer: "AffineCoupling", mask: cond, dim: N });
+        }
+        let mut sizes = vec![cond.len()];
+        sizes.extend_from_slice(hidden);
+        sizes.push(2 * trans.len());
+        let net = DenseNet::new(&sizes, activation, 0.0);
+        Ok(Self { cond, trans, net })
+    }
+
+    /// Set the initial scale of the last dense layer (0 = exact identity at initialisation).
+    pub fn with_last_init_scale(mut self, scale: f64) -> Self {
+        let sizes = self.net.sizes().to_vec();
+        self.net = DenseNet::new(&sizes, self.net.activation(), scale);
+        self
+    }
+
+    pub fn conditioning(&self) -> &[usize] {
+        &self.cond
+    }
+    pub fn transformed(&self) -> &[usize] {
+        &self.trans
+    }
+    pub fn net(&self) -> &DenseNet {
+        &self.net
+    }
+    fn nb(&self) -> usize {
+        self.trans.len()
+    }
+    fn net_params(&self) -> usize {
+        self.net.n_params()
+    }
+
+    fn conditioner<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (Vec<D>, Vec<D>, Vec<D>, Vec<D>, Vec<D>) {
+        let xa: Vec<D> = self.cond.iter().map(|&i| x[i]).collect();
+        let acts = self.net.forward(&theta[..self.net_params()], &xa);
+        let out = self.net.output(&acts);
+        let nb = self.nb();
+        let scale = &theta[self.net_params()..];
+        let th: Vec<D> = out[..nb].iter().map(|r| r.tanh()).collect();
+        let s: Vec<D> = th.iter().zip(scale).map(|(&t, &c)| t * c).collect();
+        let es: Vec<D> = s.iter().map(|v| v.exp()).collect();
+        let t = out[nb..].to_vec();
+        (acts, s, es, th, t)
+    }
+
+    /// Shared reverse pass. `sbar_add` is added to $\bar s$ (used for the log-det cotangent and for
+    /// the momentum map). Returns $\bar x$.
+    fn backprop<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, ybar: &SVector<D, N>, sbar_add: &[D], g: Option<&mut [D]>) -> SVector<D, N> {
+        let nb = self.nb();
+        let nn = self.net_params();
+        let scale = &theta[nn..];
+        let mut xbar = *ybar;
+        let mut outbar = vec![D::zero(); 2 * nb];
+        let mut cbar = vec![D::zero(); nb];
+        for (k, &i) in self.trans.iter().enumerate() {
+            let yb = ybar[i];
+            xbar[i] = yb * c.es[k];
+            let sbar = yb * c.x[i] * c.es[k] + sbar_add[k];
+            cbar[k] = sbar * c.th[k];
+            outbar[k] = sbar * (D::one() - c.th[k] * c.th[k]) * scale[k];
+            outbar[nb + k] = yb;
+        }
+        let xabar = match g {
+            Some(g) => {
+                for (gk, cb) in g[nn..nn + nb].iter_mut().zip(&cbar) {
+                    *gk += *cb;
+                }
+                self.net.backprop(&theta[..nn], &c.acts, &outbar, Some(&mut g[..nn]))
+            }
+            None => self.net.backprop(&theta[..nn], &c.acts, &outbar, None),
+        };
+        for (k, &i) in self.cond.iter().enumerate() {
+            xbar[i] += xabar[k];
+        }
+        xbar
+    }
+
+    /// $C^T P_b$ restricted to the conditioning coordinates, as a full vector (zero on $b$).
+    fn transpose_coupling<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, pb: &[D]) -> SVector<D, N> {
+        let mut ybar = SVector::<D, N>::from_element(D::zero());
+        for (k, &i) in self.trans.iter().enumerate() {
+            ybar[i] = pb[k];
+        }
+        let zero = vec![D::zero(); self.nb()];
+        let mut h = self.backprop(theta, c, &ybar, &zero, None);
+        for &i in &self.trans {
+            h[i] = D::zero();
+        }
+        h
+    }
+}
+
+impl<const N: usize> Parametrised for AffineCoupling<N> {
+    fn n_params(&self) -> usize {
+        self.net_params() + self.nb()
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        let nn = self.net_params();
+        self.net.init_params(rng, &mut theta[..nn]);
+        theta[nn..].fill(1.0);
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        let nn = self.net_params();
+        let mut g = crate::params::nest_groups(self.net.param_groups(), "net", 0);
+        g.push(ParamGroup::new("scale", nn..nn + self.nb()));
+        g
+    }
+}
+
+impl<const N: usize> Bijector<N> for AffineCoupling<N> {
+    type Cache<D: Scalar> = CouplingCache<D, N>;
+
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
+        let (acts, s, es, th, t) = self.conditioner(theta, x);
+        let mut y = *x;
+        let mut ld = D::zero();
+        for (k, &i) in self.trans.iter().enumerate() {
+            y[i] = x[i] * es[k] + t[k];
+            ld += s[k];
+        }
+        (y, ld, CouplingCache { x: *x, acts, es, th })
+    }
+
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
+        let (_, s, es, _, t) = self.conditioner(theta, y);
+        let mut x = *y;
+        let mut ld = D::zero();
+        for (k, &i) in self.trans.iter().enumerate() {
+            x[i] = (y[i] - t[k]) / es[k];
+            ld -= s[k];
+        }
+        (x, ld)
+    }
+
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
+        let add = vec![ldbar; self.nb()];
+        self.backprop(theta, cache, ybar, &add, Some(g))
+    }
+}
+
+/// Cache of the coupling's cotangent lift.
+#[derive(Clone, Debug)]
+pub struct CouplingLiftCache<D: Scalar, const N: usize> {
+    fwd: CouplingCache<D, N>,
+    pb: Vec<D>,
+}
+
+impl<const N: usize> CotangentLift<N> for AffineCoupling<N> {
+    type LiftCache<D: Scalar> = CouplingLiftCache<D, N>;
+
+    fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>) {
+        let (y, _, fwd) = Bijector::forward(self, theta, &x.q);
+        let pb: Vec<D> = self.trans.iter().enumerate().map(|(k, &i)| x.p[i] / fwd.es[k]).collect();
+        let h = self.transpose_coupling(theta, &fwd, &pb);
+        let mut pnew = x.p - h;
+        for (k, &i) in self.trans.iter().enumerate() {
+            pnew[i] = pb[k];
+        }
+        (PhasePoint::new(y, pnew), CouplingLiftCache { fwd, pb })
+    }
+
+    fn lift_inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
+        let (q, _) = Bijector::inverse(self, theta, &y.q);
+        let (_, _, fwd) = Bijector::forward(self, theta, &q);
+        let zero = vec![D::zero(); self.nb()];
+        let p = self.backprop(theta, &fwd, &y.p, &zero, None);
+        PhasePoint::new(q, p)
+    }
+
+    fn lift_vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::LiftCache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
+        let c = &cache.fwd;
+        // Term -Pbar_a . (C^T P_b)(x, theta): forward-over-reverse with direction v = (-Pbar_a, 0).
+        let mut xe = c.x.map(Dual::from_re);
+        for &i in &self.cond {
+            xe[i].eps = -ybar.p[i];
+        }
+        let (ye, _, ce) = Bijector::forward(self, theta, &xe);
+        let mut ybar_e = SVector::<Dual<D>, N>::from_element(Dual::from_re(D::zero()));
+        for (k, &i) in self.trans.iter().enumerate() {
+            ybar_e[i] = Dual::from_re(cache.pb[k]);
+        }
+        let mut ge = vec![Dual::from_re(D::zero()); self.n_params()];
+        let zero_e = vec![Dual::from_re(D::zero()); self.nb()];
+        let xbar_e = self.backprop(theta, &ce, &ybar_e, &zero_e, Some(&mut ge));
+        for (gi, ei) in g.iter_mut().zip(&ge) {
+            *gi += ei.eps;
+        }
+        // P_b = e^{-s} p_b with the total cotangent of P_b.
+        let mut pbar = ybar.p;
+        let mut sbar_add = vec![D::zero(); self.nb()];
+        for (k, &i) in self.trans.iter().enumerate() {
+            let pb_bar = ybar.p[i] + ye[i].eps;
+            pbar[i] = pb_bar / c.es[k];
+            sbar_add[k] = -cache.pb[k] * pb_bar;
+        }
+        let mut qbar = self.backprop(theta, c, &ybar.q, &sbar_add, Some(g));
+        for i in 0..N {
+            qbar[i] += xbar_e[i].eps;
+        }
+        PhasePoint::new(qbar, pbar)
+    }
+}
+
+/// How the coupling masks of a RealNVP stack are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskScheme {
+    /// First half conditions the second, then the roles swap, and so on.
+    AlternatingHalves,
+    /// Even indices condition the odd ones, then the roles swap.
+    EvenOdd,
+    /// A fresh random permutation (from the construction RNG) split in halves for every coupling.
+    RandomPermutation,
+}
+
+/// A stack of affine couplings.
+pub type RealNvp<const N: usize> = Stack<AffineCoupling<N>>;
+
+/// Build a RealNVP of `couplings` layers with the given hidden widths. Masks are stored in the model.
+pub fn real_nvp<const N: usize>(couplings: usize, hidden: &[usize], activation: Activation, masks: MaskScheme, rng: &mut dyn rand::Rng) -> Result<RealNvp<N>, ConfigError> {
+    if couplings == 0 {
+        return Err(ConfigError::Value { what: "couplings", value: "0".into(), allowed: "at least 1" });
+    }
+    let half = N / 2;
+    let mut layers = Vec::with_capacity(couplings);
+    for l in 0..couplings {
+        let cond: Vec<usize> = match masks {
+            MaskScheme::AlternatingHalves => {
+                if l % 2 == 0 { (0..half).collect() } else { (half..N).collect() }
+            }
+            MaskScheme::EvenOdd => (0..N).filter(|i| i % 2 == l % 2).collect(),
+            MaskScheme::RandomPermutation => {
+                let mut perm: Vec<usize> = (0..N).collect();
+                perm.shuffle(rng);
+                perm.truncate(half.max(1));
+                perm.sort_unstable();
+                perm
+            }
+        };
+        layers.push(AffineCoupling::new(cond, hidden, activation)?);
+    }
+    Ok(Stack::new(layers))
+}

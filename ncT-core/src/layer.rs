@@ -1,0 +1,93 @@
+//! The layer traits.
+//!
+//! * [`Layer`]: a parametrised map $\mathbb R^I \to \mathbb R^O$ (dense nets, potentials).
+//! * [`Bijector`]: an invertible map of configuration space $\mathbb R^N$ with its
+//!   $\ln|\det \partial y/\partial x|$ (RealNVP couplings; the quantum point transformation).
+//! * [`SymplecticLayer`]: a canonical transformation of phase space $(q, p) \in \mathbb R^{2N}$;
+//!   its Jacobian $M$ satisfies $M^T \Omega M = \Omega$, so $\ln|\det M| = 0$ and is never computed.
+//! * [`CotangentLift`]: a bijector that also maps momenta as covectors,
+//!   $P = (\partial f/\partial q)^{-T} p$, which turns it into a symplectic
+//!   [`PointTransform`](crate::point::PointTransform).
+//!
+//! Every method is generic over the [`Scalar`]: running `vjp` with `D = Dual64` and the input's
+//! tangent set to a direction $v$ gives, in the eps parts, the mixed terms
+//! $\partial_\theta (v \cdot \nabla_x L)$ and $\nabla_x (v \cdot \nabla_x L)$
+//! (forward-over-reverse). Parameters are a flat `&[f64]` slice owned by the caller; gradients are
+//! *accumulated* into `g` (length `n_params`). Generic methods make these traits not object safe:
+//! stacks are composed statically ([`Chain`](crate::chain::Chain), [`Stack`](crate::chain::Stack),
+//! macro-generated structs).
+
+use crate::params::Parametrised;
+use crate::scalar::Scalar;
+use nalgebra::SVector;
+
+/// A point of phase space, $(q, p)$, each of dimension $N$.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PhasePoint<D: Scalar, const N: usize> {
+    pub q: SVector<D, N>,
+    pub p: SVector<D, N>,
+}
+
+impl<D: Scalar, const N: usize> PhasePoint<D, N> {
+    pub fn new(q: SVector<D, N>, p: SVector<D, N>) -> Self {
+        Self { q, p }
+    }
+    pub fn zeros() -> Self {
+        Self { q: SVector::from_element(D::zero()), p: SVector::from_element(D::zero()) }
+    }
+    /// Concatenate as $(q_1..q_N, p_1..p_N)$.
+    pub fn to_vec(&self) -> Vec<D> {
+        self.q.iter().chain(self.p.iter()).copied().collect()
+    }
+    /// Inverse of [`PhasePoint::to_vec`]; `v.len()` must be `2N`.
+    pub fn from_slice(v: &[D]) -> Self {
+        assert_eq!(v.len(), 2 * N, "phase-space vector must have length 2N");
+        Self { q: SVector::from_column_slice(&v[..N]), p: SVector::from_column_slice(&v[N..]) }
+    }
+    pub fn map<E: Scalar>(&self, f: impl Fn(D) -> E) -> PhasePoint<E, N> {
+        PhasePoint { q: self.q.map(&f), p: self.p.map(&f) }
+    }
+}
+
+/// A parametrised map $\mathbb R^I \to \mathbb R^O$ with a hand-written VJP.
+pub trait Layer<const I: usize, const O: usize>: Parametrised {
+    /// What the VJP needs from the forward pass.
+    type Cache<D: Scalar>: Send;
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, I>) -> (SVector<D, O>, Self::Cache<D>);
+    /// Accumulates $\bar y \cdot \partial y/\partial\theta$ into `g`; returns $\bar x$.
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, O>, g: &mut [D]) -> SVector<D, I>;
+}
+
+/// An invertible map of $\mathbb R^N$ with log-Jacobian determinant.
+pub trait Bijector<const N: usize>: Parametrised {
+    type Cache<D: Scalar>: Send;
+    /// $y = f(x)$ and $\ln|\det \partial y / \partial x|$.
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>);
+    /// $x = f^{-1}(y)$ and $\ln|\det \partial x / \partial y|$ (= minus the forward log-det at x).
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D);
+    /// Accumulates $\partial_\theta(\bar y \cdot y + \bar\ell \ln|\det|)$ into `g`; returns
+    /// $\bar x = \nabla_x(\bar y \cdot y + \bar\ell \ln|\det|)$.
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N>;
+}
+
+/// A bijector whose cotangent lift $Q = f(q)$, $P = (\partial f / \partial q)^{-T} p$ is computed
+/// analytically, layer by layer.
+pub trait CotangentLift<const N: usize>: Bijector<N> {
+    type LiftCache<D: Scalar>: Send;
+    fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>);
+    /// $q = f^{-1}(Q)$, $p = (\partial f/\partial q)^T P$.
+    fn lift_inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N>;
+    /// Reverse pass of the lift: accumulates $\partial_\theta(\bar Q\cdot Q + \bar P \cdot P)$ into
+    /// `g` and returns $(\bar q, \bar p)$. $P$ depends on $\theta$ and $q$ through the Jacobian, so
+    /// this needs one forward-over-reverse (Hessian-vector) term per layer.
+    fn lift_vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::LiftCache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N>;
+}
+
+/// A canonical transformation of phase space $\mathbb R^{2N}$ (log-det identically zero).
+pub trait SymplecticLayer<const N: usize>: Parametrised {
+    type Cache<D: Scalar>: Send;
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>);
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N>;
+    /// Accumulates $\partial_\theta(\bar y \cdot y)$ into `g`; returns $\bar x$.
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N>;
+}

@@ -1,0 +1,52 @@
+//! # nct-core
+//!
+//! The differentiation core of ncT (neural canonical transformations): the [`Scalar`] trait over
+//! num-dual numbers, [`Hamiltonian`]s with derivatives by forward mode, layers with hand-written
+//! vector-Jacobian products ([`Bijector`], [`SymplecticLayer`], [`Layer`]), a public
+//! [`check_gradients`] utility, a deterministic [`BatchEngine`], optimisers, and the [`Backend`]
+//! seam for batched (and, later, GPU) execution.
+//!
+//! Coordinate derivatives (forces, Jacobians, Laplacians) come from num-dual; parameter gradients
+//! from the VJPs, which are generic over the scalar so that running them on dual inputs gives the
+//! mixed second derivatives (forward-over-reverse).
+
+pub mod activation;
+pub mod backend;
+pub mod batch;
+pub mod chain;
+pub mod coupling;
+pub mod dense;
+pub mod error;
+pub mod gradcheck;
+pub mod hamiltonian;
+pub mod layer;
+pub mod linear;
+pub mod mlp;
+pub mod optim;
+pub mod params;
+pub mod point;
+pub mod scalar;
+pub mod shear;
+
+pub use activation::Activation;
+pub use backend::{Backend, CpuBackend};
+pub use batch::{BatchEngine, BatchSum, NctRng, SeedStream};
+pub use chain::{Chain, Stack};
+pub use coupling::{AffineCoupling, MaskScheme, RealNvp, real_nvp};
+pub use dense::DenseNet;
+pub use error::ConfigError;
+pub use gradcheck::{AsBijector, AsLayer, AsSymplectic, Checkable, GradCheckConfig, GradCheckReport, check_bijector, check_gradients, check_symplectic};
+pub use hamiltonian::{Hamiltonian, Separable};
+pub use layer::{Bijector, CotangentLift, Layer, PhasePoint, SymplecticLayer};
+pub use linear::{LinearSymplectic, SymplecticScaling};
+pub use mlp::Mlp;
+pub use optim::{Adam, GroupRates, Optimizer, Sgd};
+pub use params::{ParamGroup, Parametrised};
+pub use point::PointTransform;
+pub use scalar::Scalar;
+pub use shear::{GradientShear, HamiltonianFlow, ShearTarget};
+
+/// Re-exports for generated code and for users who need no direct dependency on these crates.
+pub use nalgebra;
+pub use num_dual;
+pub use rand;

@@ -1,0 +1,1 @@
+pub use nct_core::*;
