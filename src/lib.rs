@@ -1,1 +1,16 @@
+//! # ncT — neural canonical transformations
+//!
+//! Learnable, structure-preserving changes of variables for physics. This facade re-exports the
+//! core ([`nct_core`]: scalar traits, layers with hand-written VJPs, gradient checks, batch engine,
+//! optimisers), the models ([`models`]) and the procedural macros.
+
 pub use nct_core::*;
+pub use nct_models as models;
+
+/// Paths used by macro-generated code; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use nct_core;
+    pub use nct_core::nalgebra;
+    pub use nct_core::num_dual;
+}

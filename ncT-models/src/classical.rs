@@ -1,0 +1,152 @@
+//! Classical model Hamiltonians (unit masses unless stated).
+
+use nct_core::{Scalar, Separable};
+use nalgebra::SVector;
+
+/// One-dimensional harmonic oscillator $H = p^2/2 + \omega_0^2 q^2 / 2$.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HarmonicOscillator {
+    pub omega0: f64,
+}
+
+impl HarmonicOscillator {
+    pub fn new(omega0: f64) -> Self {
+        Self { omega0 }
+    }
+    /// Exact classical free energy $F = -\beta^{-1}\ln(2\pi / (\beta\omega_0))$.
+    pub fn free_energy(&self, beta: f64) -> f64 {
+        -(2.0 * std::f64::consts::PI / (beta * self.omega0)).ln() / beta
+    }
+}
+
+impl Separable<1> for HarmonicOscillator {
+    fn potential<D: Scalar>(&self, q: &SVector<D, 1>) -> D {
+        q[0] * q[0] * (0.5 * self.omega0 * self.omega0)
+    }
+}
+
+/// Harmonic chain with fixed ends, $V = \tfrac{\kappa}{2}\sum_{i=0}^{N} (q_{i+1} - q_i)^2$ with
+/// $q_0 = q_{N+1} = 0$, unit masses. Normal modes $\omega_k = 2\sqrt\kappa \sin(k\pi / (2(N+1)))$.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HarmonicChain<const N: usize> {
+    pub kappa: f64,
+}
+
+impl<const N: usize> HarmonicChain<N> {
+    pub fn new(kappa: f64) -> Self {
+        Self { kappa }
+    }
+    /// Normal-mode frequencies, ascending.
+    pub fn frequencies(&self) -> Vec<f64> {
+        (1..=N).map(|k| 2.0 * self.kappa.sqrt() * (k as f64 * std::f64::consts::PI / (2.0 * (N as f64 + 1.0))).sin()).collect()
+    }
+    /// Normal mode $k$ (1-based), normalised: $u_i \propto \sin(i k \pi / (N+1))$.
+    pub fn mode(&self, k: usize) -> Vec<f64> {
+        let v: Vec<f64> = (1..=N).map(|i| (i as f64 * k as f64 * std::f64::consts::PI / (N as f64 + 1.0)).sin()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.into_iter().map(|x| x / n).collect()
+    }
+    /// Exact classical free energy at inverse temperature $\beta$:
+    /// $F = -\beta^{-1} \sum_k \ln(2\pi/(\beta\omega_k))$.
+    pub fn free_energy(&self, beta: f64) -> f64 {
+        -self.frequencies().iter().map(|w| (2.0 * std::f64::consts::PI / (beta * w)).ln()).sum::<f64>() / beta
+    }
+}
+
+impl<const N: usize> Separable<N> for HarmonicChain<N> {
+    fn potential<D: Scalar>(&self, q: &SVector<D, N>) -> D {
+        let mut v = q[0] * q[0] + q[N - 1] * q[N - 1];
+        for i in 0..N - 1 {
+            let d = q[i + 1] - q[i];
+            v += d * d;
+        }
+        v * (0.5 * self.kappa)
+    }
+}
+
+/// Particle on a noisy ring, $H = (|q| - R)^2 / s + |p|^2/2$ in two dimensions
+/// (the "ring" benchmark of Li, Dong, Zhang & Wang, PRX 10, 021020 (2020), with $R = 2$, $s = 0.32$).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ring2d {
+    pub radius: f64,
+    pub width: f64,
+}
+
+impl Ring2d {
+    pub fn new(radius: f64, width: f64) -> Self {
+        Self { radius, width }
+    }
+}
+
+impl Separable<2> for Ring2d {
+    fn potential<D: Scalar>(&self, q: &SVector<D, 2>) -> D {
+        let r = (q[0] * q[0] + q[1] * q[1]).sqrt();
+        let d = r - self.radius;
+        d * d / self.width
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nct_core::Hamiltonian;
+
+    #[test]
+    fn chain_forces_equal_hand_derived() {
+        let h = HarmonicChain::<5>::new(1.7);
+        let q = SVector::<f64, 5>::from([0.3, -0.8, 1.1, 0.05, -0.4]);
+        let p = SVector::<f64, 5>::from([0.2, 0.1, -0.3, 0.9, -1.0]);
+        let f = h.forces(&q, &p);
+        for i in 0..5 {
+            let left = if i == 0 { 0.0 } else { q[i - 1] };
+            let right = if i == 4 { 0.0 } else { q[i + 1] };
+            let exact = -1.7 * (2.0 * q[i] - left - right);
+            assert!((f[i] - exact).abs() < 1e-14, "F_{i}: {} vs {exact}", f[i]);
+        }
+        let (qdot, pdot) = h.equations_of_motion(&q, &p);
+        assert!((qdot - p).abs().max() < 1e-15);
+        assert!((pdot - f).abs().max() < 1e-15);
+        // Hessian: the tridiagonal stiffness matrix and the identity mass block.
+        let hess = h.hessian(&q, &p);
+        for i in 0..5usize {
+            for j in 0..5usize {
+                let k = if i == j { 2.0 * 1.7 } else if i.abs_diff(j) == 1 { -1.7 } else { 0.0 };
+                assert!((hess[(i, j)] - k).abs() < 1e-13);
+                assert!((hess[(5 + i, 5 + j)] - if i == j { 1.0 } else { 0.0 }).abs() < 1e-13);
+                assert!(hess[(i, 5 + j)].abs() < 1e-13 && hess[(5 + j, i)].abs() < 1e-13);
+            }
+        }
+    }
+
+    #[test]
+    fn chain_frequencies_are_hessian_eigenvalues() {
+        let h = HarmonicChain::<6>::new(2.0);
+        let hess = h.hessian(&SVector::zeros(), &SVector::zeros());
+        let k = hess.view((0, 0), (6, 6)).into_owned();
+        let mut ev: Vec<f64> = k.symmetric_eigen().eigenvalues.iter().map(|e| e.sqrt()).collect();
+        ev.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        for (a, b) in ev.iter().zip(h.frequencies()) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn chain_free_energy_matches_closed_form() {
+        // F = -(n ln 2pi - 1/2 ln(n+1) - n/2 ln kappa) at beta = 1 (product of frequencies = (n+1) kappa^n).
+        let n = 8.0;
+        let h = HarmonicChain::<8>::new(1.0);
+        let closed = -(n * (2.0 * std::f64::consts::PI).ln() - 0.5 * (n + 1.0f64).ln());
+        assert!((h.free_energy(1.0) - closed).abs() < 1e-12);
+        assert!((closed - (-13.604404)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ring_potential_gradient_is_radial() {
+        let r = Ring2d::new(2.0, 0.32);
+        let q = SVector::<f64, 2>::from([1.2, -0.7]);
+        let (_, g) = r.potential_gradient(&q);
+        let rr = q.norm();
+        let exact = q * (2.0 * (rr - 2.0) / 0.32 / rr);
+        assert!((g - exact).abs().max() < 1e-13);
+    }
+}
