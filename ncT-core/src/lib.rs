@@ -19,14 +19,17 @@ pub mod dense;
 pub mod error;
 pub mod gradcheck;
 pub mod hamiltonian;
+pub mod latent;
 pub mod layer;
 pub mod linear;
 pub mod mlp;
+pub mod classical;
 pub mod optim;
 pub mod params;
 pub mod point;
 pub mod scalar;
 pub mod shear;
+pub mod train;
 
 pub use activation::Activation;
 pub use backend::{Backend, CpuBackend};
@@ -38,12 +41,15 @@ pub use error::ConfigError;
 pub use gradcheck::{AsBijector, AsLayer, AsSymplectic, Checkable, GradCheckConfig, GradCheckReport, check_bijector, check_gradients, check_symplectic};
 pub use hamiltonian::{Hamiltonian, Separable};
 pub use layer::{Bijector, CotangentLift, Layer, PhasePoint, SymplecticLayer};
+pub use latent::LatentOscillators;
+pub use classical::{ClassicalNct, FreeEnergy, VariationalSample, free_energy_from_samples, maxwell_boltzmann, mean_and_error, symplectic_inverse_vjp, symplectic_jvp};
 pub use linear::{LinearSymplectic, SymplecticScaling};
 pub use mlp::Mlp;
 pub use optim::{Adam, GroupRates, Optimizer, Sgd};
 pub use params::{ParamGroup, Parametrised};
 pub use point::PointTransform;
 pub use scalar::Scalar;
+pub use train::{Schedule, StepStats, TrainError, run_steps};
 pub use shear::{GradientShear, HamiltonianFlow, ShearTarget};
 
 /// Re-exports for generated code and for users who need no direct dependency on these crates.

@@ -1,0 +1,277 @@
+//! The classical neural canonical transformation (Li, Dong, Zhang & Wang, "Neural Canonical
+//! Transformation with Symplectic Flows", Phys. Rev. X 10, 021020 (2020)).
+//!
+//! A symplectic flow $x = T_\theta(z)$ maps latent phase space, where the model density is that of
+//! independent [`LatentOscillators`], to physical phase space. Because $T$ is symplectic,
+//! $\ln q(x) = \ln p(T^{-1}(x))$ with no Jacobian term.
+//!
+//! * Variational (reverse KL): $F_{var} = \mathbb E_z[H(T(z)) + \beta^{-1}\ln p(z)] \ge F$,
+//!   reparameterised gradients: $\nabla_x H$ from num-dual is the cotangent of the flow's VJP.
+//! * Maximum likelihood: $-\mathbb E_{x\sim data}\ln q(x)$, through the inverse map; its VJP is
+//!   exact for a symplectic map from one forward-mode pass, since $J^{-T} = \Omega J \Omega^T$.
+
+use crate::batch::{BatchEngine, BatchSum, SeedStream};
+use crate::hamiltonian::Hamiltonian;
+use crate::latent::LatentOscillators;
+use crate::layer::{PhasePoint, SymplecticLayer};
+use crate::params::{ParamGroup, Parametrised, nest_groups};
+use nalgebra::{DMatrix, SVector};
+use rand::RngExt;
+use rand_distr::{Distribution, StandardNormal};
+use num_dual::Dual64;
+
+/// $\Omega (a, b) = (b, -a)$.
+fn omega_apply<const N: usize>(x: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
+    PhasePoint::new(x.p, -x.q)
+}
+/// $\Omega^T (a, b) = (-b, a)$.
+fn omega_t_apply<const N: usize>(x: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
+    PhasePoint::new(-x.p, x.q)
+}
+
+/// Jacobian-vector product $J(z) v$ of a symplectic layer (one `Dual64` pass).
+pub fn symplectic_jvp<L: SymplecticLayer<N>, const N: usize>(l: &L, theta: &[f64], z: &PhasePoint<f64, N>, v: &PhasePoint<f64, N>) -> (PhasePoint<f64, N>, PhasePoint<f64, N>) {
+    let zd = PhasePoint { q: z.q.zip_map(&v.q, Dual64::new), p: z.p.zip_map(&v.p, Dual64::new) };
+    let (y, _) = l.forward(theta, &zd);
+    (y.map(|d| d.re), y.map(|d| d.eps))
+}
+
+/// Reverse pass through the *inverse* of a symplectic layer. With $z = T^{-1}(x)$ and a cotangent
+/// $\bar z$, returns $\bar x = J^{-T}\bar z = \Omega J \Omega^T \bar z$ and accumulates
+/// $\partial_\theta (\bar z \cdot T^{-1}(x)) = -(\partial_\theta T)^T \bar x$ into `g`.
+pub fn symplectic_inverse_vjp<L: SymplecticLayer<N>, const N: usize>(l: &L, theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, g: &mut [f64]) -> PhasePoint<f64, N> {
+    let (_, jw) = symplectic_jvp(l, theta, z, &omega_t_apply(zbar));
+    let xbar = omega_apply(&jw);
+    let (_, cache) = l.forward(theta, z);
+    let neg = xbar.map(|v| -v);
+    l.vjp(theta, &cache, &neg, g);
+    xbar
+}
+
+/// Free-energy estimates from independent samples of the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FreeEnergy {
+    /// Variational free energy $\mathbb E_q[H + \beta^{-1}\ln q]$ (an upper bound of $F$).
+    pub f_var: f64,
+    /// Its standard error.
+    pub f_var_err: f64,
+    /// Importance-sampled $F_{IS} = -\beta^{-1}\ln \overline{e^{-\beta H - \ln q}}$.
+    pub f_is: f64,
+    /// Effective sample size $(\sum w)^2 / \sum w^2$ of the importance weights.
+    pub ess: f64,
+    pub samples: usize,
+}
+
+/// Per-sample output of a variational step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VariationalSample {
+    /// $H(x) + \beta^{-1}\ln q(x)$.
+    pub loss: f64,
+    pub energy: f64,
+    pub log_q: f64,
+}
+
+/// A symplectic flow on top of latent harmonic oscillators. Parameters: the flow's, then
+/// $\ln\omega$.
+#[derive(Clone, Debug)]
+pub struct ClassicalNct<F, const N: usize> {
+    pub flow: F,
+    pub base: LatentOscillators<N>,
+}
+
+impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
+    pub fn new(flow: F, base: LatentOscillators<N>) -> Self {
+        Self { flow, base }
+    }
+    pub fn beta(&self) -> f64 {
+        self.base.beta()
+    }
+    /// Split the parameter vector into (flow, log-frequencies).
+    pub fn split<'a>(&self, theta: &'a [f64]) -> (&'a [f64], &'a [f64]) {
+        theta.split_at(self.flow.n_params())
+    }
+    /// Learned frequencies, slowest first.
+    pub fn frequencies(&self, theta: &[f64]) -> Vec<f64> {
+        self.base.sorted_frequencies(self.split(theta).1)
+    }
+
+    /// Exact sample $x = T(z)$ with its $\ln q(x)$.
+    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], rng: &mut R) -> (PhasePoint<f64, N>, f64) {
+        let (tf, tw) = self.split(theta);
+        let z = self.base.sample(tw, rng);
+        let (x, _) = self.flow.forward(tf, &z);
+        (x, self.base.log_prob(tw, &z))
+    }
+
+    /// $\ln q(x) = \ln p(T^{-1}(x))$.
+    pub fn log_q(&self, theta: &[f64], x: &PhasePoint<f64, N>) -> f64 {
+        let (tf, tw) = self.split(theta);
+        self.base.log_prob(tw, &self.flow.inverse(tf, x))
+    }
+
+    /// One reparameterised sample of $H(T(z)) + \beta^{-1}\ln p(z)$; its gradient is added to `g`.
+    pub fn variational_sample<H: Hamiltonian<N>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, rng: &mut R, g: &mut [f64]) -> VariationalSample {
+        let nf = self.flow.n_params();
+        let (tf, tw) = self.split(theta);
+        let (gf, gw) = g.split_at_mut(nf);
+        let z = self.base.sample(tw, rng);
+        let (x, cache) = self.flow.forward(tf, &z);
+        let energy = h.energy(&x.q, &x.p);
+        let (dq, dp) = h.gradient(&x.q, &x.p);
+        let zbar = self.flow.vjp(tf, &cache, &PhasePoint::new(dq, dp), gf);
+        let beta = self.beta();
+        for k in 0..N {
+            // dQ_k / d ln(omega_k) = -Q_k; the entropy term contributes 1/beta per mode.
+            gw[k] += -zbar.q[k] * z.q[k] + 1.0 / beta;
+        }
+        let log_q = self.base.log_prob(tw, &z);
+        VariationalSample { loss: energy + log_q / beta, energy, log_q }
+    }
+
+    /// Negative log-likelihood $-\ln q(x)$ of one phase-space point; its gradient is added to `g`.
+    pub fn nll_sample(&self, theta: &[f64], x: &PhasePoint<f64, N>, g: &mut [f64]) -> f64 {
+        let nf = self.flow.n_params();
+        let (tf, tw) = self.split(theta);
+        let (gf, gw) = g.split_at_mut(nf);
+        let z = self.flow.inverse(tf, x);
+        let (lp, dz, dl) = self.base.log_prob_grad(tw, &z);
+        symplectic_inverse_vjp(&self.flow, tf, &z, &dz.map(|v| -v), gf);
+        for k in 0..N {
+            gw[k] -= dl[k];
+        }
+        -lp
+    }
+
+    /// Maximum-likelihood batch: `batch` configurations drawn from `data` (with replacement), momenta
+    /// drawn from Maxwell-Boltzmann $\mathcal N(0, m_i/\beta)$; summed $-\ln q$ and its gradient.
+    pub fn mle_batch(&self, theta: &[f64], data: &[SVector<f64, N>], masses: &SVector<f64, N>, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum {
+        let beta = self.beta();
+        engine.loss_and_grad(batch, theta.len(), stream, step, |_, rng, g| {
+            let q = data[rng.random_range(0..data.len())];
+            let x = PhasePoint::new(q, maxwell_boltzmann(masses, beta, rng));
+            self.nll_sample(theta, &x, g)
+        })
+    }
+
+    /// Mean $-\ln q$ over every configuration of `data` (fresh Maxwell-Boltzmann momenta) and its
+    /// standard error.
+    pub fn mean_nll(&self, theta: &[f64], data: &[SVector<f64, N>], masses: &SVector<f64, N>, engine: &BatchEngine, stream: &SeedStream) -> (f64, f64) {
+        let beta = self.beta();
+        let v = engine.map(data.len(), stream, 0, |i, rng| -self.log_q(theta, &PhasePoint::new(data[i], maxwell_boltzmann(masses, beta, rng))));
+        mean_and_error(&v)
+    }
+
+    /// $F_{var}$ with its error, $F_{IS}$ and the ESS from `n` fresh samples.
+    pub fn free_energy<H: Hamiltonian<N>>(&self, theta: &[f64], h: &H, n: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> FreeEnergy {
+        let beta = self.beta();
+        let vals: Vec<(f64, f64)> = engine.map(n, stream, step, |_, rng| {
+            let (x, lq) = self.sample(theta, rng);
+            let e = h.energy(&x.q, &x.p);
+            (e + lq / beta, -beta * e - lq)
+        });
+        free_energy_from_samples(&vals, beta)
+    }
+
+    /// Jacobian rows $\partial Q_k / \partial q$ of the learned map at the physical point `x`, one
+    /// row per latent mode, slowest mode first ($N \times N$). These are the learned normal modes.
+    pub fn normal_modes(&self, theta: &[f64], x: &PhasePoint<f64, N>) -> DMatrix<f64> {
+        let (tf, tw) = self.split(theta);
+        let z = self.flow.inverse(tf, x);
+        // Forward Jacobian J = dx/dz, then J^{-1} = Omega^T J^T Omega (symplectic).
+        let mut j = DMatrix::zeros(2 * N, 2 * N);
+        for c in 0..2 * N {
+            let mut e = PhasePoint::<f64, N>::zeros();
+            if c < N { e.q[c] = 1.0 } else { e.p[c - N] = 1.0 }
+            let (_, col) = symplectic_jvp(&self.flow, tf, &z, &e);
+            for (r, v) in col.to_vec().into_iter().enumerate() {
+                j[(r, c)] = v;
+            }
+        }
+        let mut om = DMatrix::zeros(2 * N, 2 * N);
+        for i in 0..N {
+            om[(i, N + i)] = 1.0;
+            om[(N + i, i)] = -1.0;
+        }
+        let jinv = om.transpose() * j.transpose() * om;
+        let order = self.base.order(tw);
+        DMatrix::from_fn(N, N, |r, c| jinv[(order[r], c)])
+    }
+
+    /// Analytic latent dynamics mapped back: $Q(t) = Q_0\cos\omega t + (P_0/\omega)\sin\omega t$,
+    /// $P(t) = -Q_0\omega\sin\omega t + P_0\cos\omega t$, $x(t) = T(Q(t), P(t))$.
+    pub fn trajectory(&self, theta: &[f64], x0: &PhasePoint<f64, N>, times: &[f64]) -> Vec<PhasePoint<f64, N>> {
+        let (tf, tw) = self.split(theta);
+        let z0 = self.flow.inverse(tf, x0);
+        times
+            .iter()
+            .map(|&t| {
+                let mut z = z0;
+                for k in 0..N {
+                    let w = tw[k].exp();
+                    let (s, c) = (w * t).sin_cos();
+                    z.q[k] = z0.q[k] * c + z0.p[k] / w * s;
+                    z.p[k] = -z0.q[k] * w * s + z0.p[k] * c;
+                }
+                self.flow.forward(tf, &z).0
+            })
+            .collect()
+    }
+
+    /// Physical configurations along the `rank`-th slowest latent mode (0 = slowest):
+    /// $x(a) = T(Q = a\,e_k, P = 0)$ for each amplitude $a$.
+    pub fn interpolate_mode(&self, theta: &[f64], rank: usize, amplitudes: &[f64]) -> Vec<PhasePoint<f64, N>> {
+        let (tf, tw) = self.split(theta);
+        let k = self.base.order(tw)[rank.min(N - 1)];
+        amplitudes
+            .iter()
+            .map(|&a| {
+                let mut z = PhasePoint::zeros();
+                z.q[k] = a;
+                self.flow.forward(tf, &z).0
+            })
+            .collect()
+    }
+}
+
+/// Momenta from the Maxwell-Boltzmann distribution $p_i \sim \mathcal N(0, m_i/\beta)$.
+pub fn maxwell_boltzmann<R: rand::Rng + ?Sized, const N: usize>(masses: &SVector<f64, N>, beta: f64, rng: &mut R) -> SVector<f64, N> {
+    SVector::from_fn(|i, _| {
+        let z: f64 = StandardNormal.sample(rng);
+        z * (masses[i] / beta).sqrt()
+    })
+}
+
+/// Mean and standard error of independent values.
+pub fn mean_and_error(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, (var / n).sqrt())
+}
+
+/// Combine per-sample `(H + ln q / beta, -beta H - ln q)` into [`FreeEnergy`].
+pub fn free_energy_from_samples(vals: &[(f64, f64)], beta: f64) -> FreeEnergy {
+    let n = vals.len().max(1) as f64;
+    let mean = vals.iter().map(|v| v.0).sum::<f64>() / n;
+    let var = vals.iter().map(|v| (v.0 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    let lmax = vals.iter().map(|v| v.1).fold(f64::NEG_INFINITY, f64::max);
+    let s1: f64 = vals.iter().map(|v| (v.1 - lmax).exp()).sum();
+    let s2: f64 = vals.iter().map(|v| (2.0 * (v.1 - lmax)).exp()).sum();
+    FreeEnergy { f_var: mean, f_var_err: (var / n).sqrt(), f_is: -(lmax + (s1 / n).ln()) / beta, ess: s1 * s1 / s2, samples: vals.len() }
+}
+
+impl<F: Parametrised, const N: usize> Parametrised for ClassicalNct<F, N> {
+    fn n_params(&self) -> usize {
+        self.flow.n_params() + N
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        let (a, b) = theta.split_at_mut(self.flow.n_params());
+        self.flow.init_params(rng, a);
+        self.base.init_params(rng, b);
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        let mut g = nest_groups(self.flow.param_groups(), "flow", 0);
+        g.extend(nest_groups(self.base.param_groups(), "", self.flow.n_params()));
+        g
+    }
+}
