@@ -27,6 +27,7 @@ pub mod classical;
 pub mod optim;
 pub mod params;
 pub mod point;
+pub mod run;
 pub mod scalar;
 pub mod shear;
 pub mod train;

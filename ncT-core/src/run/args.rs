@@ -1,0 +1,118 @@
+//! Command-line flags shared by every example (flatten [`RunArgs`] into the example's own parser).
+
+use super::RunError;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What to do when a loss or gradient becomes NaN or infinite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum OnNan {
+    /// Stop with the step and the offending sample; the last good checkpoint stays.
+    Stop,
+    /// Reload the last good checkpoint, halve the learning rate and continue (at most 3 times).
+    Rollback,
+}
+
+/// Flags every training example takes.
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunArgs {
+    /// Number of optimisation steps (>= 1).
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    /// Samples per step (>= 1).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Base learning rate of Adam (> 0); it decays by a cosine schedule to 2% of this value.
+    #[arg(long, default_value_t = 1e-2)]
+    pub lr: f64,
+    /// Seed of every random stream; the same seed gives bitwise the same run for any thread count.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run directory (config, metrics, checkpoints, summary.json, plots). Without it nothing is written.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (model flags must match the stored config).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Replace the contents of a non-empty --out directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bar or log lines, only the final summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write a checkpoint every this many steps (>= 1), and always at the end.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Reaction to NaN/Inf in the loss or gradient.
+    #[arg(long, value_enum, default_value_t = OnNan::Stop)]
+    pub on_nan: OnNan,
+    /// Worker threads (0 = all cores). Results do not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Samples used for the final free-energy / energy estimates (>= 2).
+    #[arg(long, default_value_t = 20000)]
+    pub eval_samples: usize,
+    /// Stop after this step as if interrupted (for testing resume).
+    #[arg(long, hide = true)]
+    pub stop_at: Option<u64>,
+}
+
+impl RunArgs {
+    /// Check ranges; the error names the flag, the value and what is allowed.
+    pub fn validate(&self) -> Result<(), RunError> {
+        let bad = |flag: &str, value: String, allowed: &str| Err(RunError::InvalidArg { flag: flag.into(), value, allowed: allowed.into() });
+        if self.steps == 0 {
+            return bad("--steps", "0".into(), "at least 1");
+        }
+        if self.batch == 0 {
+            return bad("--batch", "0".into(), "at least 1 sample per step");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("--lr", self.lr.to_string(), "a finite learning rate > 0");
+        }
+        if self.checkpoint_every == 0 {
+            return bad("--checkpoint-every", "0".into(), "at least 1");
+        }
+        if self.eval_samples < 2 {
+            return bad("--eval-samples", self.eval_samples.to_string(), "at least 2");
+        }
+        if self.resume.is_some() && self.overwrite {
+            return bad("--overwrite", "true".into(), "not together with --resume");
+        }
+        Ok(())
+    }
+
+    /// The run directory: `--resume DIR` wins over `--out`.
+    pub fn run_dir(&self) -> Option<PathBuf> {
+        self.resume.clone().or_else(|| self.out.clone())
+    }
+
+    /// Install a global rayon pool with `--threads` workers (ignored if one exists already).
+    pub fn init_threads(&self) {
+        if self.threads > 0 {
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(self.threads).build_global();
+        }
+    }
+}
+
+/// Error for a model flag out of range.
+pub fn invalid(flag: &str, value: impl ToString, allowed: &str) -> RunError {
+    RunError::InvalidArg { flag: flag.into(), value: value.to_string(), allowed: allowed.into() }
+}
+
+/// Parse the command line of `T`, with example-specific defaults for some flags
+/// (`(flag id, default)`, e.g. `("steps", "3000")`). Exits with clap's message on bad flags.
+pub fn parse_with_defaults<T: clap::Parser>(defaults: &[(&'static str, &'static str)]) -> T {
+    parse_from_with_defaults(std::env::args_os(), defaults).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse_with_defaults`] on explicit arguments (the first is the program name).
+pub fn parse_from_with_defaults<T: clap::Parser, I: IntoIterator<Item = S>, S: Into<std::ffi::OsString> + Clone>(argv: I, defaults: &[(&'static str, &'static str)]) -> Result<T, clap::Error> {
+    let mut cmd = T::command();
+    for &(id, v) in defaults {
+        cmd = cmd.mut_arg(id, |a| a.default_value(v));
+    }
+    let m = cmd.try_get_matches_from(argv)?;
+    T::from_arg_matches(&m)
+}

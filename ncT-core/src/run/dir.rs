@@ -1,0 +1,151 @@
+//! The run directory.
+
+use super::args::RunArgs;
+use super::atomic::write_atomic;
+use super::{RunError, io_err};
+use serde::Serialize;
+use serde_json::Value;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG: &str = "config.json";
+pub const METRICS: &str = "metrics.jsonl";
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const SUMMARY: &str = "summary.json";
+
+/// Flags that control the run but not the model: they may change between a run and its resume.
+const CONTROL_FLAGS: &[&str] = &["steps", "out", "resume", "overwrite", "quiet", "checkpoint_every", "on_nan", "threads", "stop_at", "eval_samples"];
+
+fn ours(name: &str) -> bool {
+    [CONFIG, METRICS, CHECKPOINT, SUMMARY].contains(&name) || name.ends_with(".png") || name.ends_with(".svg") || name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// An open run directory.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    metrics: Option<BufWriter<File>>,
+    resumed: bool,
+}
+
+impl RunDir {
+    /// Open the directory named by `--out` or `--resume`, or `None` if neither was given.
+    /// `config` is the full resolved configuration of the example (it must serialise to a JSON
+    /// object whose keys include the [`RunArgs`] fields).
+    pub fn open(args: &RunArgs, config: &impl Serialize) -> Result<Option<Self>, RunError> {
+        let config = serde_json::to_value(config).map_err(|e| RunError::InvalidArg { flag: "config".into(), value: e.to_string(), allowed: "serialisable".into() })?;
+        if let Some(dir) = &args.resume {
+            let cpath = dir.join(CONFIG);
+            let text = fs::read_to_string(&cpath).map_err(|e| RunError::NoRun { path: dir.clone(), why: format!("{}: {e}", cpath.display()) })?;
+            let stored: Value = serde_json::from_str(&text).map_err(|e| RunError::NoRun { path: dir.clone(), why: format!("{} is not valid JSON ({e})", cpath.display()) })?;
+            Self::compare(&cpath, &stored, &config)?;
+            if !dir.join(CHECKPOINT).exists() {
+                return Err(RunError::NoRun { path: dir.clone(), why: format!("no {CHECKPOINT} in it") });
+            }
+            write_atomic(&cpath, serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
+            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true }));
+        }
+        let Some(dir) = &args.out else { return Ok(None) };
+        if dir.exists() {
+            let entries: Vec<String> = fs::read_dir(dir).map_err(io_err(dir))?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            if !entries.is_empty() {
+                if !args.overwrite {
+                    return Err(RunError::NonEmptyDir { path: dir.clone() });
+                }
+                if let Some(foreign) = entries.iter().find(|n| !ours(n)) {
+                    return Err(RunError::InvalidArg { flag: "--overwrite".into(), value: dir.display().to_string(), allowed: format!("only a directory that holds nothing but ncT run files (found `{foreign}`)") });
+                }
+                for n in &entries {
+                    fs::remove_file(dir.join(n)).map_err(io_err(dir.join(n)))?;
+                }
+            }
+        }
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        write_atomic(&dir.join(CONFIG), serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
+        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false }))
+    }
+
+    fn compare(path: &Path, stored: &Value, given: &Value) -> Result<(), RunError> {
+        let (Some(s), Some(g)) = (stored.as_object(), given.as_object()) else {
+            return Err(RunError::NoRun { path: path.into(), why: "config is not a JSON object".into() });
+        };
+        for (k, gv) in g {
+            if CONTROL_FLAGS.contains(&k.as_str()) {
+                continue;
+            }
+            let sv = s.get(k).cloned().unwrap_or(Value::Null);
+            if &sv != gv {
+                return Err(RunError::ConfigMismatch { path: path.into(), field: k.clone(), stored: sv.to_string(), given: gv.to_string() });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn is_resumed(&self) -> bool {
+        self.resumed
+    }
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.path.join(CHECKPOINT)
+    }
+
+    fn metrics_writer(&mut self) -> Result<&mut BufWriter<File>, RunError> {
+        if self.metrics.is_none() {
+            let p = self.path.join(METRICS);
+            let f = OpenOptions::new().create(true).append(true).open(&p).map_err(io_err(&p))?;
+            self.metrics = Some(BufWriter::new(f));
+        }
+        Ok(self.metrics.as_mut().expect("just opened"))
+    }
+
+    /// Append one metrics record (a JSON object with at least `step`).
+    pub fn log(&mut self, record: &Value) -> Result<(), RunError> {
+        let p = self.path.join(METRICS);
+        let w = self.metrics_writer()?;
+        writeln!(w, "{record}").map_err(io_err(&p))
+    }
+
+    pub fn flush(&mut self) -> Result<(), RunError> {
+        let p = self.path.join(METRICS);
+        if let Some(w) = self.metrics.as_mut() {
+            w.flush().map_err(io_err(&p))?;
+        }
+        Ok(())
+    }
+
+    /// Keep only the records with `step < step` (on resume and rollback).
+    pub fn truncate_metrics(&mut self, step: u64) -> Result<(), RunError> {
+        self.flush()?;
+        self.metrics = None;
+        let kept: Vec<Value> = self.read_metrics()?.into_iter().filter(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| s < step)).collect();
+        let text: String = kept.iter().map(|r| format!("{r}\n")).collect();
+        write_atomic(&self.path.join(METRICS), text.as_bytes())
+    }
+
+    /// All metrics records.
+    pub fn read_metrics(&self) -> Result<Vec<Value>, RunError> {
+        let p = self.path.join(METRICS);
+        let Ok(f) = File::open(&p) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (i, line) in BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(io_err(&p))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            out.push(serde_json::from_str(&line).map_err(|e| RunError::Data { file: p.clone(), why: format!("line {}: {e}", i + 1) })?);
+        }
+        Ok(out)
+    }
+
+    /// Write `name` (JSON, pretty) atomically.
+    pub fn write_json(&self, name: &str, value: &Value) -> Result<(), RunError> {
+        write_atomic(&self.path.join(name), serde_json::to_string_pretty(value).expect("JSON").as_bytes())
+    }
+
+    pub fn write_summary(&self, value: &Value) -> Result<(), RunError> {
+        self.write_json(SUMMARY, value)
+    }
+}

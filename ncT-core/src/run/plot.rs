@@ -1,0 +1,140 @@
+//! Plots written into the run directory as PNG and SVG (plotters; text in the bundled DejaVu Sans
+//! Mono font, so no system fonts are needed).
+
+use super::RunError;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
+    });
+}
+
+const SIZE: (u32, u32) = (900, 600);
+const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(255, 127, 14), RGBColor(148, 103, 189), RGBColor(140, 86, 75)];
+
+/// One named line of a [`line_plot`].
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Draw markers instead of a line.
+    pub markers: bool,
+}
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn both(dir: &Path, stem: &str, draw: &dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> DrawResult, draw_svg: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> DrawResult) -> Result<(), RunError> {
+    register_font();
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    let perr = |p: &Path, e: Box<dyn std::error::Error>| RunError::Plot { path: p.into(), why: e.to_string() };
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        draw(&root).map_err(|e| perr(&png, e))?;
+        root.present().map_err(|e| perr(&png, Box::new(e)))?;
+    }
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        draw_svg(&root).map_err(|e| perr(&svg, e))?;
+        root.present().map_err(|e| perr(&svg, Box::new(e)))?;
+    }
+    Ok(())
+}
+
+fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in vals.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-9 * (1.0 + hi.abs()));
+    (lo - pad, hi + pad)
+}
+
+fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, xlabel: &str, ylabel: &str, series: &[Series], hline: Option<(&str, f64)>, y_range: Option<(f64, f64)>) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+    let (y0, y1) = y_range.unwrap_or_else(|| range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(hline.map(|h| h.1))));
+    let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(80).build_cartesian_2d(x0..x1, y0..y1)?;
+    chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).x_label_formatter(&|x| if (x1 - x0) > 20.0 { format!("{x:.0}") } else { format!("{x}") }).draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        if s.markers {
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 5, c.filled())))?.label(s.name.clone()).legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+        } else {
+            let width = if s.name.contains("mean") { 3 } else { 1 };
+            let col = if s.name.contains("mean") || series.len() == 1 { c.to_rgba() } else { c.mix(0.35) };
+            chart.draw_series(LineSeries::new(s.points.iter().copied().filter(|p| p.1.is_finite()).map(|(x, y)| (x, y.clamp(y0, y1))), col.stroke_width(width)))?.label(s.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+    }
+    if let Some((label, v)) = hline {
+        chart.draw_series(LineSeries::new(vec![(x0, v), (x1, v)], BLACK.stroke_width(1)))?.label(label.to_string()).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 16)).draw()?;
+    Ok(())
+}
+
+/// Lines or markers against a shared x axis, with an optional horizontal reference line (e.g. the
+/// exact free energy). `y_range` clips the view (useful for loss curves with a large start).
+pub fn line_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str, series: &[Series], hline: Option<(&str, f64)>, y_range: Option<(f64, f64)>) -> Result<(), RunError> {
+    both(dir, stem, &|r| draw_lines(r, title, xlabel, ylabel, series, hline, y_range), &|r| draw_lines(r, title, xlabel, ylabel, series, hline, y_range))
+}
+
+fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (x0, x1) = range(points.iter().map(|p| p.0));
+    let (y0, y1) = range(points.iter().map(|p| p.1));
+    let (c0, c1) = range(points.iter().map(|p| p.2));
+    let mut chart = ChartBuilder::on(root).caption(format!("{title} (colour: {colour})"), ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(80).build_cartesian_2d(x0..x1, y0..y1)?;
+    chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).draw()?;
+    chart.draw_series(points.iter().map(|&(x, y, c)| {
+        let t = ((c - c0) / (c1 - c0)).clamp(0.0, 1.0);
+        let col = HSLColor(0.7 * (1.0 - t), 0.85, 0.45);
+        Circle::new((x, y), 2, col.filled())
+    }))?;
+    Ok(())
+}
+
+/// Scatter of `(x, y)` coloured by a third value (blue = low, red = high).
+pub fn scatter_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str) -> Result<(), RunError> {
+    both(dir, stem, &|r| draw_scatter(r, title, xlabel, ylabel, points, colour), &|r| draw_scatter(r, title, xlabel, ylabel, points, colour))
+}
+
+fn draw_levels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (y0, y1) = range(levels.iter().flat_map(|l| [l.0 - l.1, l.0 + l.1]).chain(exact.iter().copied()));
+    let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(90).build_cartesian_2d(-0.5f64..(levels.len() as f64 - 0.5), y0..y1)?;
+    chart.configure_mesh().x_desc("state").y_desc(ylabel).label_style(("sans-serif", 16)).draw()?;
+    let blue = PALETTE[0];
+    chart.draw_series(levels.iter().enumerate().map(|(i, &(e, _))| PathElement::new(vec![(i as f64 - 0.35, e), (i as f64 + 0.35, e)], blue.stroke_width(3))))?.label("learned").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(3)));
+    chart.draw_series(levels.iter().enumerate().map(|(i, &(e, s))| ErrorBar::new_vertical(i as f64, e - s, e, e + s, blue.stroke_width(1), 8)))?;
+    if !exact.is_empty() {
+        let red = PALETTE[1];
+        chart.draw_series(exact.iter().enumerate().map(|(i, &e)| PathElement::new(vec![(i as f64 - 0.35, e), (i as f64 + 0.35, e)], red.stroke_width(1))))?.label("reference").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 16)).draw()?;
+    Ok(())
+}
+
+/// Energy-level diagram: `(energy, error)` per state, with reference levels where known.
+pub fn level_plot(dir: &Path, stem: &str, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64]) -> Result<(), RunError> {
+    both(dir, stem, &|r| draw_levels(r, title, ylabel, levels, exact), &|r| draw_levels(r, title, ylabel, levels, exact))
+}

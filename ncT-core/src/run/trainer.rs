@@ -1,0 +1,182 @@
+//! The training loop of a run: checkpoints every K steps and at the end, resume from the last
+//! checkpoint (bitwise identical to an uninterrupted run), NaN/Inf detection with stop or rollback,
+//! a progress bar on terminals and plain log lines elsewhere.
+
+use super::args::{OnNan, RunArgs};
+use super::checkpoint::{Checkpoint, ModelDescription};
+use super::dir::RunDir;
+use super::RunError;
+use crate::batch::BatchSum;
+use crate::optim::{Adam, Optimizer};
+use crate::train::Schedule;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// Most rollbacks before a run stops anyway.
+pub const MAX_ROLLBACKS: u32 = 3;
+
+/// Optional callbacks of [`Trainer::run`].
+pub struct TrainerHooks<'a> {
+    /// Describe the sample that made step `step` non-finite (reproduced from the seeded streams).
+    pub diagnose: Option<Box<dyn Fn(&[f64], u64) -> Option<String> + 'a>>,
+}
+
+impl Default for TrainerHooks<'_> {
+    fn default() -> Self {
+        Self { diagnose: None }
+    }
+}
+
+/// Result of a (possibly interrupted) training run.
+#[derive(Clone, Debug)]
+pub struct TrainingOutcome {
+    pub theta: Vec<f64>,
+    /// Steps completed (including those before a resume).
+    pub steps_done: u64,
+    /// `(step, loss)` of every step of this invocation and of the resumed-from run (from the log).
+    pub losses: Vec<(u64, f64)>,
+    pub interrupted: bool,
+    pub rollbacks: u32,
+    pub resumed_from: Option<u64>,
+    pub seconds: f64,
+}
+
+/// Drives one run.
+pub struct Trainer<'a> {
+    pub args: &'a RunArgs,
+    pub dir: Option<RunDir>,
+    pub model: ModelDescription,
+    pub schedule: Schedule,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(args: &'a RunArgs, dir: Option<RunDir>, model: ModelDescription) -> Self {
+        Self { args, dir, model, schedule: Schedule::Cosine { total: args.steps, min_factor: 0.02 } }
+    }
+
+    fn checkpoint(&self, theta: &[f64], opt: &Adam, step: u64, lr_factor: f64, rollbacks: u32) -> Checkpoint {
+        Checkpoint { model: self.model.clone(), step, seed: self.args.seed, theta: theta.to_vec(), adam: opt.clone(), lr_factor, rollbacks }
+    }
+
+    fn save(&mut self, ck: &Checkpoint) -> Result<(), RunError> {
+        if let Some(d) = self.dir.as_mut() {
+            d.flush()?;
+            ck.save(&d.checkpoint_path())?;
+        }
+        Ok(())
+    }
+
+    /// Train from `theta` with the optimiser `opt` (or from the checkpoint when resuming).
+    pub fn run(&mut self, mut theta: Vec<f64>, mut opt: Adam, mut batch: impl FnMut(&[f64], u64) -> BatchSum, hooks: TrainerHooks<'_>) -> Result<TrainingOutcome, RunError> {
+        let t0 = Instant::now();
+        let mut start = 0;
+        let mut lr_factor = 1.0;
+        let mut rollbacks = 0;
+        let mut resumed_from = None;
+        let mut losses = Vec::new();
+        if let Some(d) = self.dir.as_mut() {
+            if d.is_resumed() {
+                let ck = Checkpoint::load(&d.checkpoint_path(), &self.model)?;
+                theta = ck.theta;
+                opt.m = ck.adam.m;
+                opt.v = ck.adam.v;
+                opt.t = ck.adam.t;
+                start = ck.step;
+                lr_factor = ck.lr_factor;
+                rollbacks = ck.rollbacks;
+                resumed_from = Some(ck.step);
+                d.truncate_metrics(start)?;
+                for r in d.read_metrics()? {
+                    if let (Some(s), Some(l)) = (r.get("step").and_then(Value::as_u64), r.get("loss").and_then(Value::as_f64)) {
+                        losses.push((s, l));
+                    }
+                }
+            } else {
+                let ck = self.checkpoint(&theta, &opt, 0, 1.0, 0);
+                self.save(&ck)?;
+            }
+        }
+        let total = self.args.steps;
+        let tty = std::io::stderr().is_terminal() && !self.args.quiet;
+        let bar = if tty {
+            let b = ProgressBar::new(total);
+            b.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").expect("valid template"));
+            b.set_position(start);
+            Some(b)
+        } else {
+            None
+        };
+        let log_every = (total / 20).max(1);
+        let mut step = start;
+        let mut interrupted = false;
+        while step < total {
+            if self.args.stop_at.is_some_and(|s| step >= s) {
+                interrupted = true;
+                break;
+            }
+            let (loss, grad) = batch(&theta, step).mean();
+            let bad = if !loss.is_finite() {
+                Some(("loss".to_string(), loss))
+            } else {
+                grad.iter().enumerate().find(|(_, g)| !g.is_finite()).map(|(k, g)| (format!("gradient component {k}"), *g))
+            };
+            if let Some((what, value)) = bad {
+                let can_roll = self.args.on_nan == OnNan::Rollback && rollbacks < MAX_ROLLBACKS && self.dir.is_some();
+                if can_roll {
+                    let d = self.dir.as_mut().expect("checked");
+                    let ck = Checkpoint::load(&d.checkpoint_path(), &self.model)?;
+                    theta = ck.theta;
+                    opt.m = ck.adam.m;
+                    opt.v = ck.adam.v;
+                    opt.t = ck.adam.t;
+                    rollbacks += 1;
+                    lr_factor = ck.lr_factor * 0.5;
+                    d.truncate_metrics(ck.step)?;
+                    losses.retain(|(s, _)| *s < ck.step);
+                    let msg = format!("step {step}: non-finite {what}; rolled back to step {} and halved the learning rate (rollback {rollbacks} of {MAX_ROLLBACKS})", ck.step);
+                    match &bar {
+                        Some(b) => b.println(msg),
+                        None if !self.args.quiet => eprintln!("{msg}"),
+                        None => {}
+                    }
+                    step = ck.step;
+                    continue;
+                }
+                if let Some(b) = &bar {
+                    b.abandon();
+                }
+                let sample = hooks.diagnose.as_ref().and_then(|f| f(&theta, step)).map(|s| format!(", caused by {s}")).unwrap_or_default();
+                return Err(RunError::NonFinite { step, what, value, sample });
+            }
+            let lr = self.args.lr * self.schedule.factor(step) * lr_factor;
+            opt.set_learning_rate(lr);
+            opt.step(&mut theta, &grad);
+            let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
+            losses.push((step, loss));
+            if let Some(d) = self.dir.as_mut() {
+                d.log(&json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": t0.elapsed().as_secs_f64()}))?;
+            }
+            step += 1;
+            if let Some(b) = &bar {
+                b.set_position(step);
+                b.set_message(format!("loss {loss:.6}"));
+            } else if !self.args.quiet && (step % log_every == 0 || step == total) {
+                eprintln!("step {step}/{total}  loss {loss:.6}  |grad| {grad_norm:.3e}  lr {lr:.2e}  {:.1}s", t0.elapsed().as_secs_f64());
+            }
+            if step % self.args.checkpoint_every == 0 || step == total {
+                let ck = self.checkpoint(&theta, &opt, step, lr_factor, rollbacks);
+                self.save(&ck)?;
+            }
+        }
+        if interrupted {
+            let ck = self.checkpoint(&theta, &opt, step, lr_factor, rollbacks);
+            self.save(&ck)?;
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        Ok(TrainingOutcome { theta, steps_done: step, losses, interrupted, rollbacks, resumed_from, seconds: t0.elapsed().as_secs_f64() })
+    }
+}
