@@ -79,7 +79,7 @@ fn chain<const N: usize>(cli: &Cli) -> Result<(), RunError> {
     }
 }
 
-fn finish<F: SymplecticLayer<N>, const N: usize>(cli: &Cli, h: &HarmonicChain<N>, model: ClassicalNct<F, N>, name: &str) -> Result<(), RunError> {
+fn finish<F: BatchedSymplectic<N>, const N: usize>(cli: &Cli, h: &HarmonicChain<N>, model: ClassicalNct<F, N>, name: &str) -> Result<(), RunError> {
     let run: ClassicalRun = train_variational(&cli.run, cli, name, &model, h)?;
     let fe = estimate(&cli.run, &model, h, &run.theta);
     let f_exact = h.free_energy(cli.beta);

@@ -38,6 +38,19 @@ impl Activation {
             Activation::Identity => D::one(),
         }
     }
+    /// $d^2 a / d z^2$ as a function of the output $a$:
+    /// tanh: $-2a(1-a^2)$; softplus: $(1-e^{-a})e^{-a}$; identity: 0.
+    #[inline]
+    pub fn second_derivative_from_output(self, a: f64) -> f64 {
+        match self {
+            Activation::Tanh => -2.0 * a * (1.0 - a * a),
+            Activation::Softplus => {
+                let e = (-a).exp();
+                (1.0 - e) * e
+            }
+            Activation::Identity => 0.0,
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             Activation::Tanh => "tanh",

@@ -111,6 +111,28 @@ impl BatchEngine {
         total
     }
 
+    /// Ordered parallel map over the chunks of `0..n`: `f(chunk range, chunk stream)`. The batched
+    /// (matrix) paths use this so that they draw exactly the samples of the per-sample path.
+    pub fn map_chunks<T, F>(&self, n: usize, stream: &SeedStream, step: u64, f: F) -> Vec<T>
+    where
+        T: Send,
+        F: Fn(std::ops::Range<usize>, &mut NctRng) -> T + Sync,
+    {
+        self.chunks(n).into_par_iter().enumerate().map(|(c, range)| f(range, &mut stream.rng(step, c as u64))).collect()
+    }
+
+    /// Ordered sum of per-chunk `(loss, gradient)` results.
+    pub fn reduce(parts: Vec<(f64, Vec<f64>)>, n_params: usize, samples: usize) -> BatchSum {
+        let mut total = BatchSum { loss: 0.0, grad: vec![0.0; n_params], samples };
+        for (l, g) in parts {
+            total.loss += l;
+            for (t, v) in total.grad.iter_mut().zip(&g) {
+                *t += v;
+            }
+        }
+        total
+    }
+
     /// Ordered parallel map over samples `0..n` with the chunk streams.
     pub fn map<T, F>(&self, n: usize, stream: &SeedStream, step: u64, f: F) -> Vec<T>
     where

@@ -11,6 +11,7 @@
 //!   exact for a symplectic map from one forward-mode pass, since $J^{-T} = \Omega J \Omega^T$.
 
 use crate::batch::{BatchEngine, BatchSum, SeedStream};
+use crate::batched::{BatchedSymplectic, PhaseBatch};
 use crate::hamiltonian::Hamiltonian;
 use crate::latent::LatentOscillators;
 use crate::layer::{PhasePoint, SymplecticLayer};
@@ -128,6 +129,41 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
         VariationalSample { loss: energy + log_q / beta, energy, log_q }
     }
 
+    /// The batched (matrix) version of summing [`ClassicalNct::variational_sample`] over a batch:
+    /// the same samples (same chunk streams), dense layers as GEMMs.
+    pub fn variational_batch<H: Hamiltonian<N>>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum
+    where
+        F: BatchedSymplectic<N>,
+    {
+        let nf = self.flow.n_params();
+        let beta = self.beta();
+        let parts = engine.map_chunks(batch, stream, step, |range, rng| {
+            let (tf, tw) = self.split(theta);
+            let zs: Vec<PhasePoint<f64, N>> = range.map(|_| self.base.sample(tw, rng)).collect();
+            let zb = PhaseBatch::from_points(&zs);
+            let (xb, cache) = self.flow.forward_batch(tf, &zb);
+            let mut loss = 0.0;
+            let mut xbar = PhaseBatch { q: DMatrix::zeros(N, zs.len()), p: DMatrix::zeros(N, zs.len()) };
+            for (j, z) in zs.iter().enumerate() {
+                let x: PhasePoint<f64, N> = xb.point(j);
+                let e = h.energy(&x.q, &x.p);
+                let (dq, dp) = h.gradient(&x.q, &x.p);
+                xbar.q.set_column(j, &dq);
+                xbar.p.set_column(j, &dp);
+                loss += e + self.base.log_prob(tw, z) / beta;
+            }
+            let mut g = vec![0.0; theta.len()];
+            let zbar = self.flow.vjp_batch(tf, &cache, &xbar, &mut g[..nf]);
+            for (j, z) in zs.iter().enumerate() {
+                for k in 0..N {
+                    g[nf + k] += -zbar.q[(k, j)] * z.q[k] + 1.0 / beta;
+                }
+            }
+            (loss, g)
+        });
+        BatchEngine::reduce(parts, theta.len(), batch)
+    }
+
     /// Negative log-likelihood $-\ln q(x)$ of one phase-space point; its gradient is added to `g`.
     pub fn nll_sample(&self, theta: &[f64], x: &PhasePoint<f64, N>, g: &mut [f64]) -> f64 {
         let nf = self.flow.n_params();
@@ -144,10 +180,19 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
 
     /// Maximum-likelihood batch: `batch` configurations drawn from `data` (with replacement), momenta
     /// drawn from Maxwell-Boltzmann $\mathcal N(0, m_i/\beta)$; summed $-\ln q$ and its gradient.
-    pub fn mle_batch(&self, theta: &[f64], data: &[SVector<f64, N>], masses: &SVector<f64, N>, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum {
+    /// `jitter > 0` adds Gaussian noise of that standard deviation to each configuration
+    /// (regularises directions in which the data are degenerate, e.g. after rigid-body alignment).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mle_batch(&self, theta: &[f64], data: &[SVector<f64, N>], masses: &SVector<f64, N>, jitter: f64, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum {
         let beta = self.beta();
         engine.loss_and_grad(batch, theta.len(), stream, step, |_, rng, g| {
-            let q = data[rng.random_range(0..data.len())];
+            let mut q = data[rng.random_range(0..data.len())];
+            if jitter > 0.0 {
+                for v in q.iter_mut() {
+                    let z: f64 = StandardNormal.sample(rng);
+                    *v += jitter * z;
+                }
+            }
             let x = PhasePoint::new(q, maxwell_boltzmann(masses, beta, rng));
             self.nll_sample(theta, &x, g)
         })

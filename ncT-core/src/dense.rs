@@ -230,6 +230,104 @@ impl Parametrised for DenseNet {
     }
 }
 
+/// Primal and tangent quantities of a batched forward-over-reverse pass through a [`DenseNet`].
+#[derive(Clone, Debug)]
+pub struct DenseTangents {
+    /// Tangents of the activations $\dot a_0 \dots \dot a_L$.
+    pub adots: Vec<DMatrix<f64>>,
+    /// Tangents of the pre-activations $\dot z_l = W_l \dot a_l$ (one per layer).
+    pub zdots: Vec<DMatrix<f64>>,
+}
+
+/// Cotangents kept from a batched reverse pass.
+#[derive(Clone, Debug)]
+pub struct DenseCotangents {
+    /// Cotangent of each layer's output activation $\bar a_{l+1}$ (one per layer).
+    pub abars: Vec<DMatrix<f64>>,
+    /// Cotangent of each layer's pre-activation $\bar z_l = \sigma'(z_l) \bar a_{l+1}$.
+    pub zbars: Vec<DMatrix<f64>>,
+}
+
+/// Batched forward-mode and forward-over-reverse passes (f64 matrices, columns are samples).
+impl DenseNet {
+    /// Tangents of every layer for the input tangent `xdot` (`n_in x B`).
+    pub fn jvp_batch(&self, theta: &[f64], acts: &[DMatrix<f64>], xdot: &DMatrix<f64>) -> DenseTangents {
+        let mut adots = Vec::with_capacity(self.sizes.len());
+        let mut zdots = Vec::with_capacity(self.n_layers());
+        adots.push(xdot.clone());
+        for l in 0..self.n_layers() {
+            let nout = self.sizes[l + 1];
+            let mut zd = DMatrix::<f64>::zeros(nout, xdot.ncols());
+            zd.gemm(1.0, &self.weight_view(theta, l), &adots[l], 0.0);
+            let mut ad = zd.clone();
+            if l + 1 < self.n_layers() {
+                let act = self.activation;
+                ad.zip_apply(&acts[l + 1], |v, a| *v *= act.derivative_from_output(a));
+            }
+            zdots.push(zd);
+            adots.push(ad);
+        }
+        DenseTangents { adots, zdots }
+    }
+
+    /// Reverse pass without parameter gradient that keeps every layer's cotangents (needed by
+    /// [`DenseNet::tangent_backprop_batch`]). Returns $\bar x$.
+    pub fn backprop_keep_batch(&self, theta: &[f64], acts: &[DMatrix<f64>], ybar: &DMatrix<f64>) -> (DMatrix<f64>, DenseCotangents) {
+        let n = self.n_layers();
+        let mut abars = vec![DMatrix::<f64>::zeros(0, 0); n];
+        let mut zbars = vec![DMatrix::<f64>::zeros(0, 0); n];
+        let mut abar = ybar.clone();
+        for l in (0..n).rev() {
+            let mut zbar = abar.clone();
+            if l + 1 < n {
+                let act = self.activation;
+                zbar.zip_apply(&acts[l + 1], |zb, a| *zb *= act.derivative_from_output(a));
+            }
+            let mut xbar = DMatrix::<f64>::zeros(self.sizes[l], zbar.ncols());
+            xbar.gemm_tr(1.0, &self.weight_view(theta, l), &zbar, 0.0);
+            abars[l] = abar;
+            zbars[l] = zbar;
+            abar = xbar;
+        }
+        (abar, DenseCotangents { abars, zbars })
+    }
+
+    /// Tangent of the reverse pass (forward-over-reverse): with the primal activations, their
+    /// tangents, the primal cotangents and the tangent `ybar_dot` of the output cotangent,
+    /// accumulates the tangent of the parameter gradient,
+    /// $\dot g_W = \dot{\bar z} a^T + \bar z \dot a^T$, into `g` and returns the tangent of the
+    /// input cotangent. Per layer $\dot{\bar z} = \sigma'(z)\dot{\bar a} + \sigma''(z)\dot z\,\bar a$.
+    pub fn tangent_backprop_batch(&self, theta: &[f64], acts: &[DMatrix<f64>], tan: &DenseTangents, cot: &DenseCotangents, ybar_dot: &DMatrix<f64>, g: &mut [f64]) -> DMatrix<f64> {
+        let n = self.n_layers();
+        let mut abar_dot = ybar_dot.clone();
+        for l in (0..n).rev() {
+            let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
+            let mut zbar_dot = abar_dot;
+            if l + 1 < n {
+                let act = self.activation;
+                let (a, zd, ab) = (&acts[l + 1], &tan.zdots[l], &cot.abars[l]);
+                for k in 0..zbar_dot.len() {
+                    zbar_dot[k] = act.derivative_from_output(a[k]) * zbar_dot[k] + act.second_derivative_from_output(a[k]) * zd[k] * ab[k];
+                }
+            }
+            {
+                let gb = &mut g[self.b_off[l]..self.b_off[l] + nout];
+                for (i, gbi) in gb.iter_mut().enumerate() {
+                    *gbi += zbar_dot.row(i).sum();
+                }
+                let gw = &mut g[self.w_off[l]..self.w_off[l] + nin * nout];
+                let mut gwm = nalgebra::DMatrixViewMut::from_slice(gw, nout, nin);
+                gwm.gemm(1.0, &zbar_dot, &acts[l].transpose(), 1.0);
+                gwm.gemm(1.0, &cot.zbars[l], &tan.adots[l].transpose(), 1.0);
+            }
+            let mut xd = DMatrix::<f64>::zeros(nin, zbar_dot.ncols());
+            xd.gemm_tr(1.0, &self.weight_view(theta, l), &zbar_dot, 0.0);
+            abar_dot = xd;
+        }
+        abar_dot
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 pub mod activation;
 pub mod backend;
 pub mod batch;
+pub mod batched;
 pub mod chain;
 pub mod coupling;
 pub mod dense;
@@ -34,10 +35,11 @@ pub mod train;
 
 pub use activation::Activation;
 pub use backend::{Backend, CpuBackend};
+pub use batched::{BatchedLift, BatchedSymplectic, PhaseBatch};
 pub use batch::{BatchEngine, BatchSum, NctRng, SeedStream};
 pub use chain::{Chain, Stack};
 pub use coupling::{AffineCoupling, MaskScheme, RealNvp, real_nvp};
-pub use dense::DenseNet;
+pub use dense::{DenseCotangents, DenseNet, DenseTangents};
 pub use error::ConfigError;
 pub use gradcheck::{AsBijector, AsLayer, AsSymplectic, Checkable, GradCheckConfig, GradCheckReport, check_bijector, check_gradients, check_symplectic};
 pub use hamiltonian::{Hamiltonian, Separable};

@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Samples used for the final free-energy / energy estimates (>= 2).
     #[arg(long, default_value_t = 20000)]
     pub eval_samples: usize,
+    /// Learning-rate factor of the latent log-frequencies relative to the flow (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub omega_lr_factor: f64,
     /// Stop after this step as if interrupted (for testing resume).
     #[arg(long, hide = true)]
     pub stop_at: Option<u64>,
@@ -73,6 +76,9 @@ impl RunArgs {
         }
         if self.checkpoint_every == 0 {
             return bad("--checkpoint-every", "0".into(), "at least 1");
+        }
+        if !(self.omega_lr_factor.is_finite() && self.omega_lr_factor > 0.0) {
+            return bad("--omega-lr-factor", self.omega_lr_factor.to_string(), "a finite factor > 0");
         }
         if self.eval_samples < 2 {
             return bad("--eval-samples", self.eval_samples.to_string(), "at least 2");
@@ -109,7 +115,8 @@ pub fn parse_with_defaults<T: clap::Parser>(defaults: &[(&'static str, &'static 
 
 /// [`parse_with_defaults`] on explicit arguments (the first is the program name).
 pub fn parse_from_with_defaults<T: clap::Parser, I: IntoIterator<Item = S>, S: Into<std::ffi::OsString> + Clone>(argv: I, defaults: &[(&'static str, &'static str)]) -> Result<T, clap::Error> {
-    let mut cmd = T::command();
+    // Negative values (e.g. `--temperature -3`) reach validation, which names the allowed range.
+    let mut cmd = T::command().mut_args(|a| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a });
     for &(id, v) in defaults {
         cmd = cmd.mut_arg(id, |a| a.default_value(v));
     }

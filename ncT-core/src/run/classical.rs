@@ -8,6 +8,7 @@ use super::plot::{Series, line_plot};
 use super::trainer::{Trainer, TrainerHooks, TrainingOutcome};
 use super::RunError;
 use crate::batch::{BatchEngine, SeedStream};
+use crate::batched::BatchedSymplectic;
 use crate::classical::{ClassicalNct, FreeEnergy};
 use crate::hamiltonian::Hamiltonian;
 use crate::layer::SymplecticLayer;
@@ -32,14 +33,15 @@ fn start<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Se
     args.init_threads();
     let dir = RunDir::open(args, config)?;
     let theta = model.new_params(&mut SeedStream::new(args.seed).named("init"));
-    let opt = Adam::new(theta.len(), args.lr);
+    let opt = Adam::new(theta.len(), args.lr).with_group_rate(&model.param_groups(), "log_omega", args.omega_lr_factor);
     Ok((dir, theta, opt, ModelDescription::of(name, model)))
 }
 
 /// Variational (reverse-KL) training of `model` for the Hamiltonian `h`.
-pub fn train_variational<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
+/// Uses the batched GEMM path; the batch is cut into four fixed chunks (independent of threads).
+pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
     let (dir, theta, opt, desc) = start(args, config, name, model)?;
-    let engine = BatchEngine::new(CHUNK);
+    let engine = BatchEngine::new(args.batch.div_ceil(4).max(1));
     let stream = SeedStream::new(args.seed);
     let batch = args.batch;
     let mut trainer = Trainer::new(args, dir, desc);
@@ -52,18 +54,18 @@ pub fn train_variational<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usiz
         });
         found.into_iter().find(|(_, _, l, ok)| !l.is_finite() || !ok).map(|(i, z, l, _)| format!("sample {i} of the batch (latent Q = {:?}, P = {:?}; loss {l})", z.q.as_slice(), z.p.as_slice()))
     };
-    let outcome = trainer.run(theta, opt, |th, step| engine.loss_and_grad(batch, th.len(), &stream, step, |_, rng, g| model.variational_sample(th, h, rng, g).loss), TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
+    let outcome = trainer.run(theta, opt, |th, step| model.variational_batch(th, h, batch, &engine, &stream, step), TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
     Ok(ClassicalRun { dir: trainer.dir, theta: outcome.theta.clone(), outcome })
 }
 
 /// Maximum-likelihood training on configurations `train` (momenta drawn from Maxwell-Boltzmann
 /// with `masses` every batch).
-pub fn train_mle<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, train: &[SVector<f64, N>], masses: &SVector<f64, N>) -> Result<ClassicalRun, RunError> {
+pub fn train_mle<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, train: &[SVector<f64, N>], masses: &SVector<f64, N>, jitter: f64) -> Result<ClassicalRun, RunError> {
     let (dir, theta, opt, desc) = start(args, config, name, model)?;
     let engine = BatchEngine::new(CHUNK);
     let stream = SeedStream::new(args.seed);
     let mut trainer = Trainer::new(args, dir, desc);
-    let outcome = trainer.run(theta, opt, |th, step| model.mle_batch(th, train, masses, args.batch, &engine, &stream, step), TrainerHooks::default())?;
+    let outcome = trainer.run(theta, opt, |th, step| model.mle_batch(th, train, masses, jitter, args.batch, &engine, &stream, step), TrainerHooks::default())?;
     Ok(ClassicalRun { dir: trainer.dir, theta: outcome.theta.clone(), outcome })
 }
 

@@ -1,0 +1,242 @@
+//! Run machinery: resume, atomic checkpoints, corrupted files, NaN handling, input errors, CLI.
+
+use clap::Parser;
+use nalgebra::SVector;
+use nct::models::HarmonicChain;
+use nct::run::atomic::FailPoint;
+use nct::run::classical::train_variational;
+use nct::run::{Checkpoint, ModelDescription, OnNan, RunArgs, RunDir, RunError, parse_from_with_defaults};
+use nct::*;
+use serde::Serialize;
+use serde_json::Value;
+use std::path::Path;
+
+#[derive(Parser, Serialize, Debug, Clone)]
+struct Cli {
+    /// Spring constant kappa (> 0, energy / length^2).
+    #[arg(long, default_value_t = 1.0)]
+    kappa: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    run: RunArgs,
+}
+
+fn cli(args: &[&str]) -> Cli {
+    let mut argv = vec!["test"];
+    argv.extend_from_slice(args);
+    parse_from_with_defaults(argv, &[("steps", "40"), ("batch", "16"), ("lr", "0.02"), ("checkpoint_every", "7"), ("eval_samples", "100")]).unwrap()
+}
+
+fn model() -> ClassicalNct<LinearSymplectic<4>, 4> {
+    ClassicalNct::new(LinearSymplectic::<4>::new().with_init_scale(0.05), LatentOscillators::<4>::new(1.0).unwrap())
+}
+
+fn metrics_without_time(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn interrupted_and_resumed_run_is_bitwise_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let h = HarmonicChain::<4>::new(1.0);
+    let m = model();
+    let full = cli(&["--out", a.to_str().unwrap(), "--quiet"]);
+    let ra = train_variational(&full.run, &full, "chain4", &m, &h).unwrap();
+    let first = cli(&["--out", b.to_str().unwrap(), "--quiet", "--stop-at", "17"]);
+    let rb1 = train_variational(&first.run, &first, "chain4", &m, &h).unwrap();
+    assert!(rb1.outcome.interrupted && rb1.outcome.steps_done == 17);
+    let resume = cli(&["--resume", b.to_str().unwrap(), "--quiet"]);
+    let rb2 = train_variational(&resume.run, &resume, "chain4", &m, &h).unwrap();
+    assert_eq!(rb2.outcome.resumed_from, Some(17));
+    assert_eq!(ra.theta.len(), rb2.theta.len());
+    for (x, y) in ra.theta.iter().zip(&rb2.theta) {
+        assert_eq!(x.to_bits(), y.to_bits(), "parameters differ after resume");
+    }
+    assert_eq!(metrics_without_time(&a), metrics_without_time(&b));
+    assert_eq!(metrics_without_time(&a).len(), 40);
+}
+
+#[test]
+fn resume_checks_the_model_and_the_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("run");
+    let h = HarmonicChain::<4>::new(1.0);
+    let m = model();
+    let c = cli(&["--out", d.to_str().unwrap(), "--quiet", "--steps", "5"]);
+    train_variational(&c.run, &c, "chain4", &m, &h).unwrap();
+    // Same directory again without --resume/--overwrite.
+    let e = train_variational(&c.run, &c, "chain4", &m, &h).err().unwrap().to_string();
+    assert!(e.contains(d.to_str().unwrap()) && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+    // Resume with a different model flag.
+    let c2 = cli(&["--resume", d.to_str().unwrap(), "--kappa", "2", "--quiet"]);
+    let e = train_variational(&c2.run, &c2, "chain4", &m, &h).err().unwrap().to_string();
+    assert!(e.contains("kappa") && e.contains("1.0") && e.contains("2.0"), "{e}");
+    // Resume a directory that is not a run.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let c3 = cli(&["--resume", empty.to_str().unwrap(), "--quiet"]);
+    let e = train_variational(&c3.run, &c3, "chain4", &m, &h).err().unwrap().to_string();
+    assert!(e.contains("cannot resume") && e.contains("config.json"), "{e}");
+    // A checkpoint of another model.
+    let other = ClassicalNct::new(LinearSymplectic::<4>::with_shears(2), LatentOscillators::<4>::new(1.0).unwrap());
+    let c4 = cli(&["--resume", d.to_str().unwrap(), "--quiet", "--steps", "8"]);
+    let e = train_variational(&c4.run, &c4, "chain4", &other, &h).err().unwrap().to_string();
+    assert!(e.contains("another model"), "{e}");
+    // --overwrite replaces the run.
+    let c5 = cli(&["--out", d.to_str().unwrap(), "--quiet", "--steps", "3", "--overwrite"]);
+    train_variational(&c5.run, &c5, "chain4", &m, &h).unwrap();
+    assert_eq!(metrics_without_time(&d).len(), 3);
+}
+
+fn checkpoint(n: usize, step: u64, fill: f64) -> Checkpoint {
+    let desc = ModelDescription { name: "test".into(), n_params: n, groups: vec![("all".into(), n)] };
+    let mut adam = Adam::new(n, 0.01);
+    adam.m = vec![fill * 0.1; n];
+    adam.v = vec![fill * 0.01; n];
+    adam.t = step;
+    Checkpoint { model: desc, step, seed: 3, theta: (0..n).map(|i| fill + i as f64).collect(), adam, lr_factor: 1.0, rollbacks: 0 }
+}
+
+#[test]
+fn failed_checkpoint_write_keeps_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("checkpoint.safetensors");
+    let good = checkpoint(50, 10, 1.5);
+    good.save(&path).unwrap();
+    let newer = checkpoint(50, 20, 2.5);
+    for fail in [FailPoint::AfterBytes(100), FailPoint::AfterBytes(0), FailPoint::BeforeRename] {
+        let e = newer.save_with(&path, fail).unwrap_err().to_string();
+        assert!(e.contains("injected"), "{e}");
+        let back = Checkpoint::load(&path, &good.model).unwrap();
+        assert_eq!(back.step, 10);
+        assert_eq!(back.theta, good.theta);
+        assert_eq!(back.adam.m, good.adam.m);
+    }
+    newer.save(&path).unwrap();
+    assert_eq!(Checkpoint::load(&path, &good.model).unwrap().step, 20);
+    // A state with NaN is never written.
+    let mut bad = checkpoint(50, 30, 1.0);
+    bad.theta[3] = f64::NAN;
+    assert!(bad.save(&path).unwrap_err().to_string().contains("NaN"));
+    assert_eq!(Checkpoint::load(&path, &good.model).unwrap().step, 20);
+}
+
+#[test]
+fn corrupted_truncated_and_foreign_checkpoints_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ck.safetensors");
+    let ck = checkpoint(40, 5, 0.5);
+    let bytes = ck.to_bytes().unwrap();
+    let expect_err = |b: &[u8], needle: &str| {
+        std::fs::write(&path, b).unwrap();
+        let e = Checkpoint::load(&path, &ck.model).unwrap_err().to_string();
+        assert!(e.contains("ck.safetensors") && e.contains(needle), "{needle}: {e}");
+    };
+    expect_err(&bytes[..bytes.len() - 9], "not a valid safetensors");
+    expect_err(&bytes[..5], "not a valid safetensors");
+    expect_err(b"definitely not a checkpoint at all, just text", "not a valid safetensors");
+    let mut flipped = bytes.clone();
+    flipped[8] = b'[';
+    expect_err(&flipped, "not a valid safetensors");
+    // Another model's checkpoint.
+    let other = checkpoint(41, 5, 0.5);
+    std::fs::write(&path, other.to_bytes().unwrap()).unwrap();
+    let e = Checkpoint::load(&path, &ck.model).unwrap_err().to_string();
+    assert!(e.contains("another model") && e.contains("41"), "{e}");
+    // A safetensors file without ncT metadata (e.g. model weights from elsewhere).
+    let data = vec![0u8; 16];
+    let view = safetensors_view(&data);
+    std::fs::write(&path, view).unwrap();
+    let e = Checkpoint::load(&path, &ck.model).unwrap_err().to_string();
+    assert!(e.contains("metadata"), "{e}");
+    // Missing file.
+    let e = Checkpoint::load(&tmp.path().join("nope.safetensors"), &ck.model).unwrap_err().to_string();
+    assert!(e.contains("nope.safetensors"), "{e}");
+}
+
+/// A minimal valid safetensors file with one tensor and no metadata (header written by hand).
+fn safetensors_view(data: &[u8]) -> Vec<u8> {
+    let header = format!("{{\"w\":{{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,{}]}}}}", data.len());
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// Potential that is NaN beyond q_0 = 1.5 (a hole in the surface).
+struct Holey;
+impl Separable<4> for Holey {
+    fn potential<D: Scalar>(&self, q: &SVector<D, 4>) -> D {
+        let mut v = D::zero();
+        for i in 0..4 {
+            v += q[i] * q[i] * 0.5;
+        }
+        v + (D::from(1.5) - q[0]).sqrt() * 0.0
+    }
+}
+
+#[test]
+fn nan_is_detected_reported_and_never_checkpointed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("nan");
+    let m = model();
+    let c = cli(&["--out", d.to_str().unwrap(), "--quiet", "--batch", "64"]);
+    let e = train_variational(&c.run, &c, "chain4", &m, &Holey).err().expect("NaN must stop the run");
+    let msg = e.to_string();
+    assert!(matches!(e, RunError::NonFinite { .. }), "{msg}");
+    assert!(msg.contains("step") && msg.contains("sample") && msg.contains("latent Q"), "{msg}");
+    let ck = Checkpoint::load(&d.join("checkpoint.safetensors"), &ModelDescription::of("chain4", &m)).unwrap();
+    assert!(ck.theta.iter().all(|v| v.is_finite()));
+    // Rollback: reloads the last good checkpoint, halves the learning rate, gives up after 3.
+    let d2 = tmp.path().join("nan2");
+    let mut c2 = cli(&["--out", d2.to_str().unwrap(), "--quiet", "--batch", "64"]);
+    c2.run.on_nan = OnNan::Rollback;
+    let e = train_variational(&c2.run, &c2, "chain4", &m, &Holey).err().expect("still NaN after rollbacks");
+    assert!(matches!(e, RunError::NonFinite { .. }));
+    let ck = Checkpoint::load(&d2.join("checkpoint.safetensors"), &ModelDescription::of("chain4", &m)).unwrap();
+    assert_eq!(ck.rollbacks, 0, "the stored checkpoint is the last good state");
+    assert!(ck.theta.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn invalid_flags_name_the_flag_the_value_and_the_range() {
+    for (args, needle) in [(vec!["--batch", "0"], "--batch: 0"), (vec!["--lr", "-1"], "--lr: -1"), (vec!["--steps", "0"], "--steps: 0"), (vec!["--checkpoint-every", "0"], "--checkpoint-every"), (vec!["--omega-lr-factor", "0"], "--omega-lr-factor")] {
+        let c = cli(&args);
+        let e = c.run.validate().unwrap_err().to_string();
+        assert!(e.contains(needle) && e.contains("invalid value"), "{e}");
+    }
+    let c = cli(&["--resume", "x", "--overwrite"]);
+    assert!(c.run.validate().unwrap_err().to_string().contains("--overwrite"));
+    // Unknown flags and malformed numbers are clap errors.
+    assert!(parse_from_with_defaults::<Cli, _, _>(["t", "--batch", "many"], &[]).is_err());
+    assert!(parse_from_with_defaults::<Cli, _, _>(["t", "--bogus"], &[]).is_err());
+}
+
+#[test]
+fn help_text_explains_flags_and_units() {
+    let e = parse_from_with_defaults::<Cli, _, _>(["t", "--help"], &[("steps", "123")]).unwrap_err();
+    let help = e.to_string();
+    for needle in ["--steps", "123", "--batch", "--lr", "learning rate", "--seed", "--out", "--resume", "--overwrite", "--quiet", "--on-nan", "rollback", "energy / length^2"] {
+        assert!(help.contains(needle), "help lacks {needle}:\n{help}");
+    }
+    assert!(!help.contains("--stop-at"), "test-only flag is hidden");
+}
+
+#[test]
+fn run_dir_refuses_to_wipe_foreign_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("thesis.tex"), "precious").unwrap();
+    let c = cli(&["--out", tmp.path().to_str().unwrap(), "--overwrite"]);
+    let e = RunDir::open(&c.run, &c).unwrap_err().to_string();
+    assert!(e.contains("thesis.tex"), "{e}");
+    assert!(tmp.path().join("thesis.tex").exists());
+}
