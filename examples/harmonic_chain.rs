@@ -47,7 +47,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli: Cli = parse_with_defaults(&[("steps", "6000"), ("batch", "128"), ("lr", "0.02")]);
+    let cli: Cli = parse_with_defaults(&[("steps", "6000"), ("batch", "128"), ("lr", "0.02"), ("omega_lr_factor", "10")]);
     let r = match cli.n {
         2 => chain::<2>(&cli),
         4 => chain::<4>(&cli),

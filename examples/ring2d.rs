@@ -38,7 +38,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli: Cli = parse_with_defaults(&[("steps", "4000"), ("batch", "256"), ("lr", "0.003")]);
+    let cli: Cli = parse_with_defaults(&[("steps", "6000"), ("batch", "256"), ("lr", "0.003"), ("omega_lr_factor", "10")]);
     if let Err(e) = run(&cli) {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -1,0 +1,564 @@
+//! `flow!`: a named stack of layers on phase space (`Symplectic<n>`) or configuration space
+//! (`Unitary<n>`). Parse -> IR -> validate -> expand.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, GenericArgument, Ident, Lit, PathArguments, Token, Type, Visibility, braced};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Space {
+    Symplectic,
+    Unitary,
+}
+
+struct LayerDecl {
+    field: Ident,
+    ty: Type,
+    opts: Vec<(Ident, Expr)>,
+    init: Option<Expr>,
+}
+
+pub struct FlowDef {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    name: Ident,
+    space: Space,
+    space_span: Span,
+    dim: Expr,
+    layers: Vec<LayerDecl>,
+}
+
+impl Parse for FlowDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        let kind: Ident = input.parse()?;
+        let space = match kind.to_string().as_str() {
+            "Symplectic" => Space::Symplectic,
+            "Unitary" => Space::Unitary,
+            other => return Err(syn::Error::new(kind.span(), format!("unknown flow kind `{other}`: expected `Symplectic<n>` (phase space, 2n coordinates) or `Unitary<n>` (configuration space)"))),
+        };
+        input.parse::<Token![<]>()?;
+        let dim: Expr = if input.peek(syn::LitInt) { Expr::Lit(input.parse()?) } else { Expr::Path(input.parse()?) };
+        input.parse::<Token![>]>()?;
+        let content;
+        braced!(content in input);
+        let mut layers = Vec::new();
+        while !content.is_empty() {
+            let field: Ident = content.parse()?;
+            content.parse::<Token![:]>()?;
+            let ty: Type = content.parse()?;
+            let mut opts = Vec::new();
+            let mut init = None;
+            if content.peek(syn::token::Brace) {
+                let o;
+                braced!(o in content);
+                while !o.is_empty() {
+                    let k: Ident = o.parse()?;
+                    o.parse::<Token![:]>()?;
+                    let v: Expr = o.parse()?;
+                    opts.push((k, v));
+                    if o.is_empty() {
+                        break;
+                    }
+                    o.parse::<Token![,]>()?;
+                }
+            } else if content.peek(Token![=]) {
+                content.parse::<Token![=]>()?;
+                init = Some(content.parse()?);
+            }
+            layers.push(LayerDecl { field, ty, opts, init });
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+        Ok(FlowDef { attrs, vis, name, space, space_span: kind.span(), dim, layers })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    RealNvp,
+    AffineCoupling,
+    LinearSymplectic,
+    SymplecticScaling,
+    HamiltonianFlow,
+    Kick,
+    Drift,
+    Dense,
+}
+
+impl Kind {
+    fn from(name: &str) -> Option<Kind> {
+        Some(match name {
+            "RealNvp" => Kind::RealNvp,
+            "AffineCoupling" => Kind::AffineCoupling,
+            "LinearSymplectic" => Kind::LinearSymplectic,
+            "SymplecticScaling" => Kind::SymplecticScaling,
+            "HamiltonianFlow" => Kind::HamiltonianFlow,
+            "Kick" => Kind::Kick,
+            "Drift" => Kind::Drift,
+            "Dense" | "Mlp" | "DenseNet" => Kind::Dense,
+            _ => return None,
+        })
+    }
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            Kind::RealNvp => &["couplings", "hidden", "activation", "masks"],
+            Kind::AffineCoupling => &["hidden", "activation", "condition"],
+            Kind::LinearSymplectic => &["shears", "init_scale"],
+            Kind::SymplecticScaling => &[],
+            Kind::HamiltonianFlow => &["hidden", "activation", "steps", "time"],
+            Kind::Kick | Kind::Drift => &["hidden", "activation"],
+            Kind::Dense => &[],
+        }
+    }
+    fn is_coupling(self) -> bool {
+        matches!(self, Kind::RealNvp | Kind::AffineCoupling)
+    }
+}
+
+/// What a layer declaration resolved to.
+struct Resolved {
+    ty: TokenStream,
+    ctor: TokenStream,
+    builtin: bool,
+    pretty: String,
+}
+
+struct Ctx<'a> {
+    dim: &'a TokenStream,
+    dim_value: Option<usize>,
+    errors: Vec<syn::Error>,
+}
+
+fn last_segment(ty: &Type) -> Option<(&Ident, &PathArguments)> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| (&s.ident, &s.arguments)),
+        _ => None,
+    }
+}
+
+fn generic_args(args: &PathArguments) -> Vec<&GenericArgument> {
+    match args {
+        PathArguments::AngleBracketed(a) => a.args.iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn lit_usize(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Int(i) => i.base10_parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span: Span, msg: impl Into<String>) {
+        self.errors.push(syn::Error::new(span, msg.into()));
+    }
+
+    fn int_opt(&mut self, kind: Kind, opts: &[(Ident, Expr)], key: &str, default: usize, min: usize) -> TokenStream {
+        match opts.iter().find(|(k, _)| k == key) {
+            None => quote!(#default),
+            Some((k, v)) => match lit_usize(v) {
+                Some(n) if n >= min => quote!(#n),
+                _ => {
+                    self.err(v.span(), format!("option `{k}` of {kind:?} takes an integer >= {min}, found `{}`", v.to_token_stream()));
+                    quote!(#default)
+                }
+            },
+        }
+    }
+
+    fn float_opt(&mut self, kind: Kind, opts: &[(Ident, Expr)], key: &str, default: f64, positive: bool) -> TokenStream {
+        match opts.iter().find(|(k, _)| k == key) {
+            None => quote!(#default),
+            Some((k, v)) => {
+                let val = match v {
+                    Expr::Lit(l) => match &l.lit {
+                        Lit::Float(f) => f.base10_parse::<f64>().ok(),
+                        Lit::Int(i) => i.base10_parse::<f64>().ok(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match val {
+                    Some(x) if x.is_finite() && (x > 0.0 || (!positive && x >= 0.0)) => quote!(#x),
+                    _ => {
+                        self.err(v.span(), format!("option `{k}` of {kind:?} takes a number {}, found `{}`", if positive { "> 0" } else { ">= 0" }, v.to_token_stream()));
+                        quote!(#default)
+                    }
+                }
+            }
+        }
+    }
+
+    fn list_opt(&mut self, kind: Kind, opts: &[(Ident, Expr)], key: &str, default: &[usize], max: Option<usize>) -> TokenStream {
+        match opts.iter().find(|(k, _)| k == key) {
+            None => quote!([#(#default),*]),
+            Some((k, v)) => {
+                let items: Option<Vec<usize>> = match v {
+                    Expr::Array(a) => a.elems.iter().map(lit_usize).collect(),
+                    _ => None,
+                };
+                match items {
+                    Some(xs) if !xs.is_empty() && xs.iter().all(|&x| x > 0 || max.is_some()) => {
+                        if let (Some(m), Some(bad)) = (max, xs.iter().find(|&&x| x >= max.unwrap_or(0))) {
+                            self.err(v.span(), format!("option `{k}` of {kind:?}: index {bad} is outside 0..{m}"));
+                        }
+                        quote!([#(#xs),*])
+                    }
+                    _ => {
+                        self.err(v.span(), format!("option `{k}` of {kind:?} takes a list of positive integers like `[64, 64]`, found `{}`", v.to_token_stream()));
+                        quote!([#(#default),*])
+                    }
+                }
+            }
+        }
+    }
+
+    fn ident_opt(&mut self, kind: Kind, opts: &[(Ident, Expr)], key: &str, allowed: &[(&str, TokenStream)]) -> TokenStream {
+        match opts.iter().find(|(k, _)| k == key) {
+            None => allowed[0].1.clone(),
+            Some((k, v)) => {
+                let name = match v {
+                    Expr::Path(p) => p.path.get_ident().map(|i| i.to_string()),
+                    _ => None,
+                };
+                match name.and_then(|n| allowed.iter().find(|(a, _)| *a == n)) {
+                    Some((_, t)) => t.clone(),
+                    None => {
+                        let names: Vec<&str> = allowed.iter().map(|a| a.0).collect();
+                        self.err(v.span(), format!("option `{k}` of {kind:?} takes one of {}, found `{}`", names.join(", "), v.to_token_stream()));
+                        allowed[0].1.clone()
+                    }
+                }
+            }
+        }
+    }
+
+    fn activation(&mut self, kind: Kind, opts: &[(Ident, Expr)]) -> TokenStream {
+        self.ident_opt(kind, opts, "activation", &[("tanh", quote!(::nct::Activation::Tanh)), ("softplus", quote!(::nct::Activation::Softplus))])
+    }
+
+    /// Check explicit dimension arguments such as `LinearSymplectic<4>`.
+    fn check_dim_args(&mut self, args: &PathArguments) {
+        for a in generic_args(args) {
+            let e = match a {
+                GenericArgument::Const(e) => Some(e.clone()),
+                GenericArgument::Type(Type::Path(p)) if p.path.get_ident().is_some() => None,
+                _ => None,
+            };
+            if let (Some(e), Some(d)) = (e, self.dim_value) {
+                if let Some(v) = lit_usize(&e) {
+                    if v != d {
+                        self.err(e.span(), format!("layer dimension {v} differs from the stack's dimension {d}"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Constructor of a configuration-space coupling layer (RealNvp / AffineCoupling).
+    fn coupling(&mut self, kind: Kind, span: Span, opts: &[(Ident, Expr)]) -> (TokenStream, TokenStream) {
+        let dim = self.dim;
+        if let Some(d) = self.dim_value {
+            if d < 2 {
+                self.err(span, format!("{kind:?} splits the coordinates into two non-empty parts, so it needs dimension >= 2; this stack has dimension {d}"));
+            }
+        }
+        let act = self.activation(kind, opts);
+        let hidden = self.list_opt(kind, opts, "hidden", &[64, 64], None);
+        match kind {
+            Kind::RealNvp => {
+                let couplings = self.int_opt(kind, opts, "couplings", 4, 1);
+                let masks = self.ident_opt(kind, opts, "masks", &[("halves", quote!(::nct::MaskScheme::AlternatingHalves)), ("even_odd", quote!(::nct::MaskScheme::EvenOdd)), ("random", quote!(::nct::MaskScheme::RandomPermutation))]);
+                (quote!(::nct::RealNvp<#dim>), quote!(::nct::real_nvp::<#dim>(#couplings, &#hidden, #act, #masks, &mut __rng).expect("options validated by flow!")))
+            }
+            _ => {
+                let cond = match opts.iter().any(|(k, _)| k == "condition") {
+                    true => {
+                        let l = self.list_opt(kind, opts, "condition", &[0], self.dim_value);
+                        quote!(#l.to_vec())
+                    }
+                    false => quote!((0..(#dim) / 2).collect()),
+                };
+                (quote!(::nct::AffineCoupling<#dim>), quote!(::nct::AffineCoupling::<#dim>::new(#cond, &#hidden, #act).expect("options validated by flow!")))
+            }
+        }
+    }
+
+    fn check_options(&mut self, kind: Kind, opts: &[(Ident, Expr)]) {
+        for (i, (k, _)) in opts.iter().enumerate() {
+            if !kind.options().contains(&k.to_string().as_str()) {
+                let allowed = if kind.options().is_empty() { "it takes no options".to_string() } else { format!("expected one of {}", kind.options().join(", ")) };
+                self.err(k.span(), format!("unknown option `{k}` for {kind:?}: {allowed}"));
+            }
+            if opts[..i].iter().any(|(q, _)| q == k) {
+                self.err(k.span(), format!("option `{k}` given twice"));
+            }
+        }
+    }
+
+    fn resolve(&mut self, space: Space, l: &LayerDecl) -> Resolved {
+        let dim = self.dim.clone();
+        let pretty = l.ty.to_token_stream().to_string().replace(' ', "");
+        let Some((ident, args)) = last_segment(&l.ty) else {
+            return self.custom(l, pretty);
+        };
+        let name = ident.to_string();
+        let span = l.ty.span();
+        if name == "PointTransform" {
+            let inner = generic_args(args).into_iter().find_map(|a| match a {
+                GenericArgument::Type(Type::Path(p)) => p.path.segments.last().map(|s| s.ident.clone()),
+                _ => None,
+            });
+            if space == Space::Unitary {
+                self.err(span, "`PointTransform` acts on phase space (q, p) and is only allowed in a `Symplectic<n>` stack; in a `Unitary<n>` stack use the configuration-space bijector itself");
+            }
+            let kind = inner.as_ref().and_then(|i| Kind::from(&i.to_string()));
+            match kind {
+                Some(k) if k.is_coupling() => {
+                    self.check_options(k, &l.opts);
+                    let (ty, ctor) = self.coupling(k, span, &l.opts);
+                    return Resolved { ty: quote!(::nct::PointTransform<#ty>), ctor: quote!(::nct::PointTransform::new(#ctor)), builtin: true, pretty };
+                }
+                _ => {
+                    self.err(span, "`PointTransform<B>` lifts a configuration-space bijector: write `PointTransform<RealNvp>` or `PointTransform<AffineCoupling>`");
+                    return Resolved { ty: quote!(::nct::SymplecticScaling<#dim>), ctor: quote!(::nct::SymplecticScaling::<#dim>::new()), builtin: true, pretty };
+                }
+            }
+        }
+        let Some(kind) = Kind::from(&name) else {
+            return self.custom(l, pretty);
+        };
+        self.check_options(kind, &l.opts);
+        self.check_dim_args(args);
+        let symplectic_only = matches!(kind, Kind::LinearSymplectic | Kind::SymplecticScaling | Kind::HamiltonianFlow | Kind::Kick | Kind::Drift);
+        if kind == Kind::Dense {
+            self.err(span, format!("`{name}` is not invertible, so it cannot be a layer of a flow; dense networks live inside couplings (`RealNvp {{ hidden: [64, 64] }}`)"));
+        } else if space == Space::Symplectic && kind.is_coupling() {
+            self.err(span, format!("`{name}` is a configuration-space bijector, not a symplectic map; wrap it to lift it to phase space: `PointTransform<{name}>`"));
+        } else if space == Space::Unitary && symplectic_only {
+            self.err(span, format!("`{name}` acts on phase space (q, p) and is only allowed in a `Symplectic<n>` stack"));
+        }
+        let (ty, ctor) = match kind {
+            Kind::RealNvp | Kind::AffineCoupling => self.coupling(kind, span, &l.opts),
+            Kind::LinearSymplectic => {
+                let s = self.int_opt(kind, &l.opts, "shears", 5, 1);
+                let x = self.float_opt(kind, &l.opts, "init_scale", 0.0, false);
+                (quote!(::nct::LinearSymplectic<#dim>), quote!(::nct::LinearSymplectic::<#dim>::with_shears(#s).with_init_scale(#x)))
+            }
+            Kind::HamiltonianFlow => {
+                let act = self.activation(kind, &l.opts);
+                let hidden = self.list_opt(kind, &l.opts, "hidden", &[32], None);
+                let steps = self.int_opt(kind, &l.opts, "steps", 4, 1);
+                let time = self.float_opt(kind, &l.opts, "time", 1.0, true);
+                (quote!(::nct::HamiltonianFlow<#dim>), quote!(::nct::HamiltonianFlow::<#dim>::new(&#hidden, #act, #steps, #time).expect("options validated by flow!")))
+            }
+            Kind::Kick | Kind::Drift => {
+                let act = self.activation(kind, &l.opts);
+                let hidden = self.list_opt(kind, &l.opts, "hidden", &[32], None);
+                let f = if kind == Kind::Kick { quote!(kick) } else { quote!(drift) };
+                (quote!(::nct::GradientShear<#dim>), quote!(::nct::GradientShear::<#dim>::#f(&#hidden, #act)))
+            }
+            Kind::SymplecticScaling | Kind::Dense => (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())),
+        };
+        // Fallback types keep the expansion well-typed after an error.
+        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<#dim>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense) { (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())) } else { (ty, ctor) };
+        Resolved { ty, ctor, builtin: true, pretty }
+    }
+
+    fn custom(&mut self, l: &LayerDecl, pretty: String) -> Resolved {
+        if let Some((k, _)) = l.opts.first() {
+            self.err(k.span(), format!("`{pretty}` is not a built-in layer, so it takes no options; build it with `= expression` (or implement `Default`)"));
+        }
+        let ty = l.ty.to_token_stream();
+        let ctor = match &l.init {
+            Some(e) => quote!(#e),
+            None => quote_spanned!(l.ty.span()=> <#ty as ::core::default::Default>::default()),
+        };
+        Resolved { ty, ctor, builtin: false, pretty }
+    }
+}
+
+impl FlowDef {
+    pub fn expand(self) -> TokenStream {
+        let dim = self.dim.to_token_stream();
+        let dim_value = lit_usize(&self.dim);
+        let mut ctx = Ctx { dim: &dim, dim_value, errors: Vec::new() };
+        if dim_value == Some(0) {
+            ctx.err(self.dim.span(), "a flow needs dimension >= 1");
+        }
+        if self.layers.is_empty() {
+            ctx.err(self.name.span(), "a flow needs at least one layer");
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            if self.layers[..i].iter().any(|m| m.field == l.field) {
+                ctx.err(l.field.span(), format!("duplicate layer name `{}`", l.field));
+            }
+        }
+        let resolved: Vec<Resolved> = self.layers.iter().map(|l| ctx.resolve(self.space, l)).collect();
+        let errors = std::mem::take(&mut ctx.errors);
+        let FlowDef { attrs, vis, name, space, space_span, layers, .. } = &self;
+        let fields: Vec<&Ident> = layers.iter().map(|l| &l.field).collect();
+        let tys: Vec<&TokenStream> = resolved.iter().map(|r| &r.ty).collect();
+        let ctors: Vec<&TokenStream> = resolved.iter().map(|r| &r.ctor).collect();
+        let k = layers.len();
+        let idx: Vec<syn::Index> = (0..k).map(syn::Index::from).collect();
+        let field_names: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+        let pretty: Vec<&String> = resolved.iter().map(|r| &r.pretty).collect();
+        let all_builtin = resolved.iter().all(|r| r.builtin);
+        let kind_name = match space {
+            Space::Symplectic => format!("Symplectic<{}>", dim.to_string().replace(' ', "")),
+            Space::Unitary => format!("Unitary<{}>", dim.to_string().replace(' ', "")),
+        };
+        let offsets = quote! {
+            #[allow(unused_assignments, unused_mut)]
+            fn __nct_offsets(&self) -> [usize; #k + 1] {
+                let mut o = [0usize; #k + 1];
+                let mut acc = 0usize;
+                let mut i = 0usize;
+                #( o[i] = acc; acc += ::nct::Parametrised::n_params(&self.#fields); i += 1; )*
+                o[#k] = acc;
+                o
+            }
+        };
+        let common = quote! {
+            #(#attrs)*
+            #[derive(Clone, Debug)]
+            #vis struct #name { #( pub #fields: #tys ),* }
+            impl #name {
+                /// Dimension of the stack (degrees of freedom).
+                pub const DIM: usize = #dim;
+                /// Names of the layers, in application order.
+                pub const LAYERS: [&'static str; #k] = [#(#field_names),*];
+                /// Build the stack; random masks are drawn from a stream seeded by `seed`.
+                #[allow(unused_mut, unused_variables)]
+                pub fn new(seed: u64) -> Self {
+                    let mut __rng = <::nct::NctRng as ::nct::rand::SeedableRng>::seed_from_u64(seed);
+                    Self { #( #fields: #ctors ),* }
+                }
+                #offsets
+            }
+            impl ::nct::Parametrised for #name {
+                fn n_params(&self) -> usize { self.__nct_offsets()[#k] }
+                fn init_params(&self, rng: &mut dyn ::nct::rand::Rng, theta: &mut [f64]) {
+                    let o = self.__nct_offsets();
+                    #( ::nct::Parametrised::init_params(&self.#fields, rng, &mut theta[o[#idx]..o[#idx + 1]]); )*
+                }
+                fn param_groups(&self) -> ::std::vec::Vec<::nct::ParamGroup> {
+                    let o = self.__nct_offsets();
+                    let mut g = ::std::vec::Vec::new();
+                    #( g.extend(::nct::params::nest_groups(::nct::Parametrised::param_groups(&self.#fields), #field_names, o[#idx])); )*
+                    g
+                }
+            }
+            impl ::core::fmt::Display for #name {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    let o = self.__nct_offsets();
+                    writeln!(f, "{}: {}, {} layers, {} parameters", stringify!(#name), #kind_name, #k, o[#k])?;
+                    #( writeln!(f, "  {:<12} {:<36} {:>9} parameters", #field_names, #pretty, o[#idx + 1] - o[#idx])?; )*
+                    Ok(())
+                }
+            }
+        };
+        let rev_idx: Vec<&syn::Index> = idx.iter().rev().collect();
+        let rev_fields: Vec<&&Ident> = fields.iter().rev().collect();
+        let body = match space {
+            Space::Symplectic => {
+                let trait_path = quote_spanned!(*space_span=> ::nct::SymplecticLayer<#dim>);
+                let batched = if all_builtin {
+                    quote! {
+                        impl ::nct::BatchedSymplectic<#dim> for #name {
+                            type BatchCache = ( #( <#tys as ::nct::BatchedSymplectic<#dim>>::BatchCache, )* );
+                            fn forward_batch(&self, theta: &[f64], x: &::nct::PhaseBatch) -> (::nct::PhaseBatch, Self::BatchCache) {
+                                let o = self.__nct_offsets();
+                                let y = x.clone();
+                                #( let (y, #fields) = ::nct::BatchedSymplectic::<#dim>::forward_batch(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
+                                (y, ( #( #fields, )* ))
+                            }
+                            fn vjp_batch(&self, theta: &[f64], cache: &Self::BatchCache, ybar: &::nct::PhaseBatch, g: &mut [f64]) -> ::nct::PhaseBatch {
+                                let o = self.__nct_offsets();
+                                let bar = ybar.clone();
+                                #( let bar = ::nct::BatchedSymplectic::<#dim>::vjp_batch(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                                bar
+                            }
+                        }
+                    }
+                } else {
+                    quote!()
+                };
+                quote! {
+                    impl #trait_path for #name {
+                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::SymplecticLayer<#dim>>::Cache<D>, )* );
+                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, #dim>) -> (::nct::PhasePoint<D, #dim>, Self::Cache<D>) {
+                            let o = self.__nct_offsets();
+                            let y = *x;
+                            #( let (y, #fields) = ::nct::SymplecticLayer::<#dim>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
+                            (y, ( #( #fields, )* ))
+                        }
+                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, #dim>) -> ::nct::PhasePoint<D, #dim> {
+                            let o = self.__nct_offsets();
+                            let x = *y;
+                            #( let x = ::nct::SymplecticLayer::<#dim>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); )*
+                            x
+                        }
+                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, #dim>, g: &mut [D]) -> ::nct::PhasePoint<D, #dim> {
+                            let o = self.__nct_offsets();
+                            let bar = *ybar;
+                            #( let bar = ::nct::SymplecticLayer::<#dim>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            bar
+                        }
+                    }
+                    #batched
+                }
+            }
+            Space::Unitary => {
+                let trait_path = quote_spanned!(*space_span=> ::nct::Bijector<#dim>);
+                quote! {
+                    impl #trait_path for #name {
+                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::Bijector<#dim>>::Cache<D>, )* );
+                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::nalgebra::SVector<D, #dim>) -> (::nct::nalgebra::SVector<D, #dim>, D, Self::Cache<D>) {
+                            let o = self.__nct_offsets();
+                            let y = *x;
+                            let mut ld = D::zero();
+                            #( let (y, l, #fields) = ::nct::Bijector::<#dim>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); ld += l; )*
+                            (y, ld, ( #( #fields, )* ))
+                        }
+                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::nalgebra::SVector<D, #dim>) -> (::nct::nalgebra::SVector<D, #dim>, D) {
+                            let o = self.__nct_offsets();
+                            let x = *y;
+                            let mut ld = D::zero();
+                            #( let (x, l) = ::nct::Bijector::<#dim>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); ld += l; )*
+                            (x, ld)
+                        }
+                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::nalgebra::SVector<D, #dim>, ldbar: D, g: &mut [D]) -> ::nct::nalgebra::SVector<D, #dim> {
+                            let o = self.__nct_offsets();
+                            let bar = *ybar;
+                            #( let bar = ::nct::Bijector::<#dim>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            bar
+                        }
+                    }
+                }
+            }
+        };
+        let errs = errors.into_iter().map(|e| e.to_compile_error());
+        let _ = format_ident!("unused");
+        quote! {
+            #common
+            #body
+            #(#errs)*
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! `hamiltonian!`: parse -> IR -> validate -> expand.
+
+use crate::body::{Lift, ScopeCheck, rewrite_sums, zero};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::parse::{Parse, ParseStream};
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{Attribute, Expr, Ident, LitInt, Token, Visibility, braced, bracketed, parenthesized};
+
+/// A declared parameter `name: f64 = default`.
+struct Param {
+    name: Ident,
+    ty: syn::Type,
+    default: Expr,
+}
+
+/// A body `name(args) = expr;`.
+struct Body {
+    name: Ident,
+    args: Vec<Ident>,
+    tokens: TokenStream,
+}
+
+/// Parsed invocation (the IR).
+pub struct HamiltonianDef {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    name: Ident,
+    generic_n: Option<Ident>,
+    params: Vec<Param>,
+    dof: Option<LitInt>,
+    particles: Option<LitInt>,
+    dim: Option<LitInt>,
+    masses: Option<(Span, Vec<Expr>)>,
+    bodies: Vec<Body>,
+}
+
+impl Parse for HamiltonianDef {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name: Ident = input.parse()?;
+        let mut generic_n = None;
+        if input.peek(Token![<]) {
+            input.parse::<Token![<]>()?;
+            input.parse::<Token![const]>()?;
+            generic_n = Some(input.parse::<Ident>()?);
+            input.parse::<Token![:]>()?;
+            let ty: Ident = input.parse()?;
+            if ty != "usize" {
+                return Err(syn::Error::new(ty.span(), "the degrees-of-freedom parameter must be `const N: usize`"));
+            }
+            input.parse::<Token![>]>()?;
+        }
+        let content;
+        braced!(content in input);
+        let mut params = Vec::new();
+        while !content.is_empty() {
+            let name: Ident = content.parse()?;
+            content.parse::<Token![:]>()?;
+            let ty: syn::Type = content.parse()?;
+            content.parse::<Token![=]>()?;
+            let default: Expr = content.parse()?;
+            params.push(Param { name, ty, default });
+            if content.is_empty() {
+                break;
+            }
+            content.parse::<Token![,]>()?;
+        }
+        let mut def = HamiltonianDef { attrs, vis, name, generic_n, params, dof: None, particles: None, dim: None, masses: None, bodies: Vec::new() };
+        while !input.is_empty() {
+            let key: Ident = input.parse()?;
+            if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                match key.to_string().as_str() {
+                    "dof" => def.dof = Some(input.parse()?),
+                    "particles" => def.particles = Some(input.parse()?),
+                    "dim" => def.dim = Some(input.parse()?),
+                    "masses" => {
+                        let c;
+                        let br = bracketed!(c in input);
+                        let list = c.parse_terminated(Expr::parse, Token![,])?;
+                        def.masses = Some((br.span.join(), list.into_iter().collect()));
+                    }
+                    other => return Err(syn::Error::new(key.span(), format!("unknown setting `{other}`: expected `dof`, `particles`, `dim` or `masses`"))),
+                }
+                input.parse::<Token![;]>()?;
+                continue;
+            }
+            let c;
+            parenthesized!(c in input);
+            let args = c.parse_terminated(Ident::parse, Token![,])?.into_iter().collect();
+            input.parse::<Token![=]>()?;
+            let mut tokens = TokenStream::new();
+            while !input.is_empty() && !input.peek(Token![;]) {
+                let tt: proc_macro2::TokenTree = input.parse()?;
+                tokens.extend(std::iter::once(tt));
+            }
+            input.parse::<Token![;]>()?;
+            def.bodies.push(Body { name: key, args, tokens });
+        }
+        Ok(def)
+    }
+}
+
+fn int(l: &LitInt) -> syn::Result<usize> {
+    l.base10_parse::<usize>()
+}
+
+impl HamiltonianDef {
+    /// Validate and expand; every error is collected and spanned.
+    pub fn expand(self) -> TokenStream {
+        let mut errors: Vec<syn::Error> = Vec::new();
+        // Duplicate parameter names.
+        for (i, p) in self.params.iter().enumerate() {
+            if self.params[..i].iter().any(|q| q.name == p.name) {
+                errors.push(syn::Error::new(p.name.span(), format!("duplicate parameter `{}`", p.name)));
+            }
+            if ["q", "p", "D"].contains(&p.name.to_string().as_str()) {
+                errors.push(syn::Error::new(p.name.span(), format!("parameter name `{}` is reserved (arguments are `q` and `p`, the scalar type is `D`)", p.name)));
+            }
+        }
+        // Degrees of freedom.
+        let dof_tokens: TokenStream;
+        let mut dof_value: Option<usize> = None;
+        match (&self.generic_n, &self.dof, &self.particles, &self.dim) {
+            (Some(n), None, None, None) => dof_tokens = quote!(#n),
+            (None, Some(d), p, k) => {
+                dof_value = int(d).ok();
+                if let (Some(p), Some(k)) = (p, k) {
+                    if let (Ok(pv), Ok(kv), Some(dv)) = (int(p), int(k), dof_value) {
+                        if pv * kv != dv {
+                            errors.push(syn::Error::new(d.span(), format!("particles x dim = {pv} x {kv} = {} does not equal the degrees of freedom dof = {dv}", pv * kv)));
+                        }
+                    }
+                }
+                dof_tokens = quote!(#d);
+            }
+            (None, None, Some(p), Some(k)) => {
+                let v = int(p).unwrap_or(0) * int(k).unwrap_or(0);
+                dof_value = Some(v);
+                let lit = LitInt::new(&v.to_string(), p.span());
+                dof_tokens = quote!(#lit);
+            }
+            (Some(n), _, _, _) => {
+                errors.push(syn::Error::new(n.span(), "give the degrees of freedom either as `<const N: usize>` or as `dof = ...;` / `particles = ...; dim = ...;`, not both"));
+                dof_tokens = quote!(#n);
+            }
+            _ => {
+                errors.push(syn::Error::new(self.name.span(), "missing degrees of freedom: write `struct Name<const N: usize>` or add `dof = 3;` (or `particles = 2; dim = 3;`)"));
+                dof_tokens = quote!(1);
+            }
+        }
+        if let Some((span, masses)) = &self.masses {
+            let per_particle = self.particles.as_ref().and_then(|p| int(p).ok());
+            match dof_value {
+                Some(d) if masses.len() == d => {}
+                Some(_) if per_particle == Some(masses.len()) => {}
+                Some(d) => errors.push(syn::Error::new(*span, format!("{} masses given, but the model has {d} degrees of freedom{}", masses.len(), per_particle.map(|p| format!(" ({p} particles)")).unwrap_or_default()))),
+                None => errors.push(syn::Error::new(*span, "`masses = [...]` needs a fixed number of degrees of freedom (`dof = ...;`)")),
+            }
+        }
+        // Bodies.
+        let names: Vec<String> = self.bodies.iter().map(|b| b.name.to_string()).collect();
+        for (i, b) in self.bodies.iter().enumerate() {
+            let n = b.name.to_string();
+            let expected: &[&str] = match n.as_str() {
+                "kinetic" => &["p"],
+                "potential" => &["q"],
+                "energy" => &["q", "p"],
+                other => {
+                    errors.push(syn::Error::new(b.name.span(), format!("unknown body `{other}`: expected `potential(q) = ...;`, `kinetic(p) = ...;` or `energy(q, p) = ...;`")));
+                    continue;
+                }
+            };
+            let got: Vec<String> = b.args.iter().map(|a| a.to_string()).collect();
+            if got != expected {
+                errors.push(syn::Error::new(b.name.span(), format!("`{n}` takes ({}), found ({})", expected.join(", "), got.join(", "))));
+            }
+            if names[..i].contains(&n) {
+                errors.push(syn::Error::new(b.name.span(), format!("`{n}` is defined twice")));
+            }
+        }
+        let has = |n: &str| names.iter().any(|x| x == n);
+        let separable = has("potential");
+        if has("energy") && (has("potential") || has("kinetic")) {
+            errors.push(syn::Error::new(self.name.span(), "give either `energy(q, p)` or `potential(q)` (with an optional `kinetic(p)`), not both"));
+        } else if !has("energy") && !has("potential") {
+            errors.push(syn::Error::new(self.name.span(), "missing `potential(q) = ...;` (or `energy(q, p) = ...;`)"));
+        }
+        let param_names: Vec<String> = self.params.iter().map(|p| p.name.to_string()).collect();
+        let mut compiled = Vec::new();
+        for b in &self.bodies {
+            match compile_body(b, &param_names) {
+                Ok(ts) => compiled.push((b.name.to_string(), ts)),
+                Err(es) => errors.extend(es),
+            }
+        }
+
+        // Expansion.
+        let HamiltonianDef { attrs, vis, name, generic_n, params, .. } = &self;
+        let (impl_gen, ty_gen) = match generic_n {
+            Some(n) => (quote!(<const #n: usize>), quote!(<#n>)),
+            None => (quote!(), quote!()),
+        };
+        let fields = params.iter().map(|p| {
+            let (n, t) = (&p.name, &p.ty);
+            let doc = format!("Model parameter `{n}`.");
+            quote!(#[doc = #doc] pub #n: #t)
+        });
+        let defaults = params.iter().map(|p| {
+            let (n, d) = (&p.name, &p.default);
+            quote!(#n: #d)
+        });
+        let setters = params.iter().map(|p| {
+            let (n, t) = (&p.name, &p.ty);
+            let f = format_ident!("with_{}", n);
+            let doc = format!("Builder: set `{n}`.");
+            quote!(#[doc = #doc] pub fn #f(mut self, value: #t) -> Self { self.#n = value; self })
+        });
+        let lifts: Vec<TokenStream> = params.iter().map(|p| {
+            let n = &p.name;
+            quote!(#[allow(unused_variables)] let #n: D = <D as ::core::convert::From<f64>>::from(self.#n as f64);)
+        }).collect();
+        let sv = quote!(::nct::__private::nalgebra::SVector);
+        let failed = !errors.is_empty();
+        let body_of = |n: &str| -> TokenStream {
+            if failed {
+                return quote!({ ::core::unreachable!() });
+            }
+            compiled.iter().find(|(k, _)| k == n).map(|(_, t)| t.clone()).unwrap_or_default()
+        };
+        let masses_fn = match &self.masses {
+            Some((_, ms)) if !failed => {
+                let per_particle = self.particles.as_ref().and_then(|p| int(p).ok()).filter(|p| Some(ms.len()) == Some(*p) && dof_value != Some(*p));
+                let dim = self.dim.as_ref().and_then(|d| int(d).ok()).unwrap_or(1);
+                let list: Vec<TokenStream> = match per_particle {
+                    Some(_) => ms.iter().flat_map(|m| std::iter::repeat_n(quote!((#m) as f64), dim)).collect(),
+                    None => ms.iter().map(|m| quote!((#m) as f64)).collect(),
+                };
+                quote!(fn masses(&self) -> #sv<f64, #dof_tokens> { #sv::<f64, #dof_tokens>::from_column_slice(&[#(#list),*]) })
+            }
+            _ => quote!(),
+        };
+        let model_impl = if separable || failed {
+            let pot = body_of("potential");
+            let kin = if has("kinetic") {
+                let k = body_of("kinetic");
+                quote!(fn kinetic<D: ::nct::Scalar>(&self, p: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #k })
+            } else {
+                quote!()
+            };
+            quote! {
+                impl #impl_gen ::nct::Separable<#dof_tokens> for #name #ty_gen {
+                    #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
+                    fn potential<D: ::nct::Scalar>(&self, q: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #pot }
+                    #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
+                    #kin
+                    #masses_fn
+                }
+            }
+        } else {
+            let e = body_of("energy");
+            quote! {
+                impl #impl_gen ::nct::Hamiltonian<#dof_tokens> for #name #ty_gen {
+                    #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
+                    fn energy<D: ::nct::Scalar>(&self, q: &#sv<D, #dof_tokens>, p: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #e }
+                }
+            }
+        };
+        let errs = errors.into_iter().map(|e| e.to_compile_error());
+        quote! {
+            #(#attrs)*
+            #[derive(Clone, Debug, PartialEq)]
+            #vis struct #name #impl_gen { #(#fields),* }
+            impl #impl_gen ::core::default::Default for #name #ty_gen {
+                fn default() -> Self { Self { #(#defaults),* } }
+            }
+            impl #impl_gen #name #ty_gen {
+                /// Degrees of freedom.
+                pub const DOF: usize = #dof_tokens;
+                /// The model with its default parameters.
+                pub fn new() -> Self { Self::default() }
+                #(#setters)*
+            }
+            #model_impl
+            #(#errs)*
+        }
+    }
+}
+
+/// Rewrite sums, parse, check names, lift literals.
+fn compile_body(b: &Body, params: &[String]) -> Result<TokenStream, Vec<syn::Error>> {
+    let rewritten = rewrite_sums(b.tokens.clone(), &zero()).map_err(|e| vec![e])?;
+    let mut expr: Expr = syn::parse2(rewritten).map_err(|e| vec![e])?;
+    let args: Vec<String> = b.args.iter().map(|a| a.to_string()).collect();
+    let mut check = ScopeCheck::new(params, &args);
+    check.visit_expr(&expr);
+    if !check.errors.is_empty() {
+        return Err(check.errors);
+    }
+    Lift.visit_expr_mut(&mut expr);
+    Ok(quote!(#expr))
+}
