@@ -30,7 +30,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let cli = Cli::parse();
-    let h = HarmonicChain::<N>::new(1.0);
+    let h = HarmonicChain::<N>::new().with_kappa(1.0);
     let mut rng = NctRng::seed_from_u64(1);
     let nvp = real_nvp::<N>(8, &[128, 128], Activation::Tanh, MaskScheme::AlternatingHalves, &mut rng).unwrap();
     let macs: usize = nvp.layers().iter().map(|c| c.net().macs()).sum();

@@ -67,7 +67,7 @@ fn chain<const N: usize>(cli: &Cli) -> Result<(), RunError> {
     if !(cli.kappa.is_finite() && cli.kappa > 0.0) {
         return Err(invalid("--kappa", cli.kappa, "a finite spring constant > 0"));
     }
-    let h = HarmonicChain::<N>::new(cli.kappa);
+    let h = HarmonicChain::<N>::new().with_kappa(cli.kappa);
     let base = LatentOscillators::<N>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     match cli.model {
         Model::Linear => finish(cli, &h, ClassicalNct::new(LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05), base), "harmonic_chain/linear"),

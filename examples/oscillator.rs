@@ -36,7 +36,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if !(cli.omega0.is_finite() && cli.omega0 > 0.0) {
         return Err(invalid("--omega0", cli.omega0, "a finite frequency > 0"));
     }
-    let h = HarmonicOscillator::new(cli.omega0);
+    let h = HarmonicOscillator::new().with_omega0(cli.omega0);
     let base = LatentOscillators::<1>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     let model = ClassicalNct::new(LinearSymplectic::<1>::new(), base);
     let run = train_variational(&cli.run, cli, "oscillator/linear", &model, &h)?;

@@ -31,7 +31,7 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {
-    let h = HarmonicChain::<N>::new(1.0);
+    let h = HarmonicChain::<N>::new().with_kappa(1.0);
     let flow = LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05);
     let model = ClassicalNct::new(flow, LatentOscillators::<N>::new(1.0).expect("beta = 1 is valid"));
     println!("Harmonic chain n = {N}: symplectic linear flow ({} parameters) on latent oscillators", model.n_params());

@@ -67,7 +67,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if !(cli.width.is_finite() && cli.width > 0.0) {
         return Err(invalid("--width", cli.width, "a finite width > 0"));
     }
-    let h = Ring2d::new(cli.radius, cli.width);
+    let h = Ring2d::new().with_radius(cli.radius).with_width(cli.width);
     let base = LatentOscillators::<2>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     let mut rng = NctRng::seed_from_u64(cli.run.seed);
     let nvp = real_nvp::<2>(cli.couplings, &cli.hidden, Activation::Tanh, MaskScheme::AlternatingHalves, &mut rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", cli.couplings, cli.hidden), &e.to_string()))?;

@@ -8,16 +8,3 @@ pub use nct_core::*;
 pub use nct_models as models;
 pub use nct_macros::{flow, hamiltonian, layer};
 
-/// Paths used by macro-generated code; not part of the public API.
-#[doc(hidden)]
-pub mod __private {
-    pub use nct_core;
-    pub use nct_core::nalgebra;
-    pub use nct_core::num_dual;
-
-    /// One standard-normal draw (used by generated initialisers).
-    pub fn standard_normal(rng: &mut dyn nct_core::rand::Rng) -> f64 {
-        use rand_distr::Distribution;
-        rand_distr::StandardNormal.sample(rng)
-    }
-}

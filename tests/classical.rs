@@ -17,7 +17,7 @@ fn train_variational<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(m
 
 #[test]
 fn oscillator_variational_free_energy_and_frequency() {
-    let h = HarmonicOscillator::new(2.0);
+    let h = HarmonicOscillator::new().with_omega0(2.0);
     let model = ClassicalNct::new(LinearSymplectic::<1>::new(), LatentOscillators::<1>::new(1.0).unwrap());
     let mut theta = model.new_params(&mut NctRng::seed_from_u64(1));
     train_variational(&model, &h, &mut theta, 2000, 64, 0.05, 1);
@@ -43,7 +43,7 @@ fn oscillator_variational_free_energy_and_frequency() {
 #[test]
 fn harmonic_chain_linear_model_reaches_exact_free_energy() {
     const N: usize = 8;
-    let h = HarmonicChain::<N>::new(1.0);
+    let h = HarmonicChain::<N>::new().with_kappa(1.0);
     let f_exact = -13.604404;
     assert!((h.free_energy(1.0) - f_exact).abs() < 1e-6);
     let model = ClassicalNct::new(LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05), LatentOscillators::<N>::new(1.0).unwrap());
@@ -89,7 +89,7 @@ fn chain_samples<const N: usize>(h: &HarmonicChain<N>, n: usize, seed: u64) -> V
 #[test]
 fn harmonic_chain_maximum_likelihood_reaches_exact_nll() {
     const N: usize = 8;
-    let h = HarmonicChain::<N>::new(1.0);
+    let h = HarmonicChain::<N>::new().with_kappa(1.0);
     let nll_exact = 21.604404; // n + ln Z at beta = 1
     let train = chain_samples(&h, 20000, 11);
     let valid = chain_samples(&h, 5000, 12);
@@ -153,7 +153,7 @@ fn inverse_vjp_matches_finite_differences() {
 #[test]
 fn batched_path_equals_per_sample_path() {
     const N: usize = 6;
-    let h = HarmonicChain::<N>::new(1.3);
+    let h = HarmonicChain::<N>::new().with_kappa(1.3);
     let mut rng = NctRng::seed_from_u64(21);
     let flow = Chain::new(
         Chain::new(PointTransform::new(real_nvp::<N>(3, &[16, 16], Activation::Tanh, MaskScheme::RandomPermutation, &mut rng).unwrap()), LinearSymplectic::<N>::new().with_init_scale(0.1)),

@@ -47,7 +47,7 @@ fn metrics_without_time(dir: &Path) -> Vec<Value> {
 fn interrupted_and_resumed_run_is_bitwise_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let h = HarmonicChain::<4>::new(1.0);
+    let h = HarmonicChain::<4>::new().with_kappa(1.0);
     let m = model();
     let full = cli(&["--out", a.to_str().unwrap(), "--quiet"]);
     let ra = train_variational(&full.run, &full, "chain4", &m, &h).unwrap();
@@ -69,7 +69,7 @@ fn interrupted_and_resumed_run_is_bitwise_identical() {
 fn resume_checks_the_model_and_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("run");
-    let h = HarmonicChain::<4>::new(1.0);
+    let h = HarmonicChain::<4>::new().with_kappa(1.0);
     let m = model();
     let c = cli(&["--out", d.to_str().unwrap(), "--quiet", "--steps", "5"]);
     train_variational(&c.run, &c, "chain4", &m, &h).unwrap();

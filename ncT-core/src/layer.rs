@@ -59,6 +59,10 @@ pub trait Layer<const I: usize, const O: usize>: Parametrised {
 }
 
 /// An invertible map of $\mathbb R^N$ with log-Jacobian determinant.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a bijector of configuration space with dimension {N}",
+    note = "the dimension of a `Unitary<n>` flow must equal the dimension of the model it is bound to"
+)]
 pub trait Bijector<const N: usize>: Parametrised {
     type Cache<D: Scalar>: Send;
     /// $y = f(x)$ and $\ln|\det \partial y / \partial x|$.
@@ -84,6 +88,11 @@ pub trait CotangentLift<const N: usize>: Bijector<N> {
 }
 
 /// A canonical transformation of phase space $\mathbb R^{2N}$ (log-det identically zero).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a symplectic layer on {N} degrees of freedom",
+    label = "expected a symplectic map of phase space with N = {N}",
+    note = "a flow and the Hamiltonian or latent distribution it is bound to must have the same number of degrees of freedom; compare the `Symplectic<n>` of the flow with the `N` of the other side"
+)]
 pub trait SymplecticLayer<const N: usize>: Parametrised {
     type Cache<D: Scalar>: Send;
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>);

@@ -55,6 +55,16 @@ pub use scalar::Scalar;
 pub use train::{Schedule, StepStats, TrainError, run_steps};
 pub use shear::{GradientShear, HamiltonianFlow, ShearTarget};
 
+/// Helpers for macro-generated code; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    /// One standard-normal draw (used by generated initialisers).
+    pub fn standard_normal(rng: &mut dyn rand::Rng) -> f64 {
+        use rand_distr::Distribution;
+        rand_distr::StandardNormal.sample(rng)
+    }
+}
+
 /// Re-exports for generated code and for users who need no direct dependency on these crates.
 pub use nalgebra;
 pub use num_dual;

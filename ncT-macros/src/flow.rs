@@ -408,9 +408,15 @@ impl FlowDef {
                 ctx.err(l.field.span(), format!("duplicate layer name `{}`", l.field));
             }
         }
-        let resolved: Vec<Resolved> = self.layers.iter().map(|l| ctx.resolve(self.space, l)).collect();
+        let mut layers: Vec<&LayerDecl> = Vec::new();
+        for l in &self.layers {
+            if !layers.iter().any(|m| m.field == l.field) {
+                layers.push(l);
+            }
+        }
+        let resolved: Vec<Resolved> = layers.iter().map(|l| ctx.resolve(self.space, l)).collect();
         let errors = std::mem::take(&mut ctx.errors);
-        let FlowDef { attrs, vis, name, space, space_span, layers, .. } = &self;
+        let FlowDef { attrs, vis, name, space, space_span, .. } = &self;
         let fields: Vec<&Ident> = layers.iter().map(|l| &l.field).collect();
         let tys: Vec<&TokenStream> = resolved.iter().map(|r| &r.ty).collect();
         let ctors: Vec<&TokenStream> = resolved.iter().map(|r| &r.ctor).collect();
@@ -444,7 +450,7 @@ impl FlowDef {
                 /// Names of the layers, in application order.
                 pub const LAYERS: [&'static str; #k] = [#(#field_names),*];
                 /// Build the stack; random masks are drawn from a stream seeded by `seed`.
-                #[allow(unused_mut, unused_variables)]
+                #[allow(unused_mut, unused_variables, unreachable_code)]
                 pub fn new(seed: u64) -> Self {
                     let mut __rng = <::nct::NctRng as ::nct::rand::SeedableRng>::seed_from_u64(seed);
                     Self { #( #fields: #ctors ),* }

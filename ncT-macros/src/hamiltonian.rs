@@ -187,7 +187,7 @@ impl HamiltonianDef {
         let separable = has("potential");
         if has("energy") && (has("potential") || has("kinetic")) {
             errors.push(syn::Error::new(self.name.span(), "give either `energy(q, p)` or `potential(q)` (with an optional `kinetic(p)`), not both"));
-        } else if !has("energy") && !has("potential") {
+        } else if !has("energy") && !has("potential") && names.iter().all(|n| ["kinetic", "potential", "energy"].contains(&n.as_str())) {
             errors.push(syn::Error::new(self.name.span(), "missing `potential(q) = ...;` (or `energy(q, p) = ...;`)"));
         }
         let param_names: Vec<String> = self.params.iter().map(|p| p.name.to_string()).collect();
@@ -199,8 +199,14 @@ impl HamiltonianDef {
             }
         }
 
-        // Expansion.
-        let HamiltonianDef { attrs, vis, name, generic_n, params, .. } = &self;
+        // Expansion (duplicates dropped so that one mistake gives one message).
+        let HamiltonianDef { attrs, vis, name, generic_n, .. } = &self;
+        let mut params: Vec<&Param> = Vec::new();
+        for p in &self.params {
+            if !params.iter().any(|q| q.name == p.name) {
+                params.push(p);
+            }
+        }
         let (impl_gen, ty_gen) = match generic_n {
             Some(n) => (quote!(<const #n: usize>), quote!(<#n>)),
             None => (quote!(), quote!()),
@@ -224,7 +230,7 @@ impl HamiltonianDef {
             let n = &p.name;
             quote!(#[allow(unused_variables)] let #n: D = <D as ::core::convert::From<f64>>::from(self.#n as f64);)
         }).collect();
-        let sv = quote!(::nct::__private::nalgebra::SVector);
+        let sv = quote!(::nct::nalgebra::SVector);
         let failed = !errors.is_empty();
         let body_of = |n: &str| -> TokenStream {
             if failed {
@@ -248,7 +254,7 @@ impl HamiltonianDef {
             let pot = body_of("potential");
             let kin = if has("kinetic") {
                 let k = body_of("kinetic");
-                quote!(fn kinetic<D: ::nct::Scalar>(&self, p: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #k })
+                quote!(#[allow(unused_variables, unused_mut, unused_parens, clippy::all)] fn kinetic<D: ::nct::Scalar>(&self, p: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #k })
             } else {
                 quote!()
             };
@@ -256,7 +262,6 @@ impl HamiltonianDef {
                 impl #impl_gen ::nct::Separable<#dof_tokens> for #name #ty_gen {
                     #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
                     fn potential<D: ::nct::Scalar>(&self, q: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #pot }
-                    #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
                     #kin
                     #masses_fn
                 }

@@ -1,41 +1,29 @@
-//! Classical model Hamiltonians (unit masses unless stated).
+//! Classical model Hamiltonians, declared with `hamiltonian!` (unit masses unless stated).
 
-use nct_core::{Scalar, Separable};
-use nalgebra::SVector;
+use nct_macros::hamiltonian;
 
-/// One-dimensional harmonic oscillator $H = p^2/2 + \omega_0^2 q^2 / 2$.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HarmonicOscillator {
-    pub omega0: f64,
+hamiltonian! {
+    /// One-dimensional harmonic oscillator $H = p^2/2 + \omega_0^2 q^2 / 2$.
+    pub struct HarmonicOscillator { omega0: f64 = 1.0 }
+    dof = 1;
+    potential(q) = 0.5 * omega0 * omega0 * q[0] * q[0];
 }
 
 impl HarmonicOscillator {
-    pub fn new(omega0: f64) -> Self {
-        Self { omega0 }
-    }
     /// Exact classical free energy $F = -\beta^{-1}\ln(2\pi / (\beta\omega_0))$.
     pub fn free_energy(&self, beta: f64) -> f64 {
         -(2.0 * std::f64::consts::PI / (beta * self.omega0)).ln() / beta
     }
 }
 
-impl Separable<1> for HarmonicOscillator {
-    fn potential<D: Scalar>(&self, q: &SVector<D, 1>) -> D {
-        q[0] * q[0] * (0.5 * self.omega0 * self.omega0)
-    }
-}
-
-/// Harmonic chain with fixed ends, $V = \tfrac{\kappa}{2}\sum_{i=0}^{N} (q_{i+1} - q_i)^2$ with
-/// $q_0 = q_{N+1} = 0$, unit masses. Normal modes $\omega_k = 2\sqrt\kappa \sin(k\pi / (2(N+1)))$.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HarmonicChain<const N: usize> {
-    pub kappa: f64,
+hamiltonian! {
+    /// Harmonic chain with fixed ends, $V = \tfrac{\kappa}{2}\sum_{i=0}^{N} (q_{i+1} - q_i)^2$ with
+    /// $q_0 = q_{N+1} = 0$, unit masses. Normal modes $\omega_k = 2\sqrt\kappa \sin(k\pi / (2(N+1)))$.
+    pub struct HarmonicChain<const N: usize> { kappa: f64 = 1.0 }
+    potential(q) = 0.5 * kappa * (q[0] * q[0] + q[N - 1] * q[N - 1] + sum(i in 0..N - 1) (q[i + 1] - q[i]).powi(2));
 }
 
 impl<const N: usize> HarmonicChain<N> {
-    pub fn new(kappa: f64) -> Self {
-        Self { kappa }
-    }
     /// Normal-mode frequencies, ascending.
     pub fn frequencies(&self) -> Vec<f64> {
         (1..=N).map(|k| 2.0 * self.kappa.sqrt() * (k as f64 * std::f64::consts::PI / (2.0 * (N as f64 + 1.0))).sin()).collect()
@@ -53,47 +41,23 @@ impl<const N: usize> HarmonicChain<N> {
     }
 }
 
-impl<const N: usize> Separable<N> for HarmonicChain<N> {
-    fn potential<D: Scalar>(&self, q: &SVector<D, N>) -> D {
-        let mut v = q[0] * q[0] + q[N - 1] * q[N - 1];
-        for i in 0..N - 1 {
-            let d = q[i + 1] - q[i];
-            v += d * d;
-        }
-        v * (0.5 * self.kappa)
-    }
-}
-
-/// Particle on a noisy ring, $H = (|q| - R)^2 / s + |p|^2/2$ in two dimensions
-/// (the "ring" benchmark of Li, Dong, Zhang & Wang, PRX 10, 021020 (2020), with $R = 2$, $s = 0.32$).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Ring2d {
-    pub radius: f64,
-    pub width: f64,
-}
-
-impl Ring2d {
-    pub fn new(radius: f64, width: f64) -> Self {
-        Self { radius, width }
-    }
-}
-
-impl Separable<2> for Ring2d {
-    fn potential<D: Scalar>(&self, q: &SVector<D, 2>) -> D {
-        let r = (q[0] * q[0] + q[1] * q[1]).sqrt();
-        let d = r - self.radius;
-        d * d / self.width
-    }
+hamiltonian! {
+    /// Particle on a noisy ring, $H = (|q| - R)^2 / s + |p|^2/2$ in two dimensions
+    /// (the "ring" benchmark of Li, Dong, Zhang & Wang, PRX 10, 021020 (2020), with $R = 2$, $s = 0.32$).
+    pub struct Ring2d { radius: f64 = 2.0, width: f64 = 0.32 }
+    dof = 2;
+    potential(q) = ((q[0] * q[0] + q[1] * q[1]).sqrt() - radius).powi(2) / width;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nct_core::Hamiltonian;
+    use nalgebra::SVector;
+    use nct::{Hamiltonian, Separable};
 
     #[test]
     fn chain_forces_equal_hand_derived() {
-        let h = HarmonicChain::<5>::new(1.7);
+        let h = HarmonicChain::<5>::new().with_kappa(1.7);
         let q = SVector::<f64, 5>::from([0.3, -0.8, 1.1, 0.05, -0.4]);
         let p = SVector::<f64, 5>::from([0.2, 0.1, -0.3, 0.9, -1.0]);
         let f = h.forces(&q, &p);
@@ -120,7 +84,7 @@ mod tests {
 
     #[test]
     fn chain_frequencies_are_hessian_eigenvalues() {
-        let h = HarmonicChain::<6>::new(2.0);
+        let h = HarmonicChain::<6>::new().with_kappa(2.0);
         let hess = h.hessian(&SVector::zeros(), &SVector::zeros());
         let k = hess.view((0, 0), (6, 6)).into_owned();
         let mut ev: Vec<f64> = k.symmetric_eigen().eigenvalues.iter().map(|e| e.sqrt()).collect();
@@ -134,7 +98,7 @@ mod tests {
     fn chain_free_energy_matches_closed_form() {
         // F = -(n ln 2pi - 1/2 ln(n+1) - n/2 ln kappa) at beta = 1 (product of frequencies = (n+1) kappa^n).
         let n = 8.0;
-        let h = HarmonicChain::<8>::new(1.0);
+        let h = HarmonicChain::<8>::new();
         let closed = -(n * (2.0 * std::f64::consts::PI).ln() - 0.5 * (n + 1.0f64).ln());
         assert!((h.free_energy(1.0) - closed).abs() < 1e-12);
         assert!((closed - (-13.604404)).abs() < 1e-6);
@@ -142,11 +106,18 @@ mod tests {
 
     #[test]
     fn ring_potential_gradient_is_radial() {
-        let r = Ring2d::new(2.0, 0.32);
+        let r = Ring2d::new();
         let q = SVector::<f64, 2>::from([1.2, -0.7]);
         let (_, g) = r.potential_gradient(&q);
         let rr = q.norm();
         let exact = q * (2.0 * (rr - 2.0) / 0.32 / rr);
         assert!((g - exact).abs().max() < 1e-13);
+    }
+
+    #[test]
+    fn oscillator_energy() {
+        let o = HarmonicOscillator::new().with_omega0(2.0);
+        let e: f64 = o.energy(&SVector::<f64, 1>::from([0.5]), &SVector::<f64, 1>::from([0.3]));
+        assert!((e - (0.045 + 0.5)).abs() < 1e-15);
     }
 }

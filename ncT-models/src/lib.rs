@@ -4,6 +4,9 @@
 //! Hessians and Hamilton's equations come from num-dual through the
 //! [`Hamiltonian`](nct_core::Hamiltonian) trait.
 
+// The DSL's generated code names `::nct::...`; inside the workspace that is the core crate.
+extern crate nct_core as nct;
+
 pub mod alanine;
 pub mod classical;
 pub mod data;

@@ -1,0 +1,4 @@
+nct::flow! {
+    pub struct F: Symplectic<1> { point: PointTransform<RealNvp> { couplings: 2 } }
+}
+fn main() {}

@@ -1,0 +1,4 @@
+nct::flow! {
+    pub struct F: Symplectic<4> { mix: LinearSymplectic, mix: SymplecticScaling }
+}
+fn main() {}

@@ -1,0 +1,4 @@
+nct::flow! {
+    pub struct F: Symplectic<8> { mix: LinearSymplectic<4> }
+}
+fn main() {}

@@ -1,0 +1,4 @@
+nct::flow! {
+    pub struct F: Symplectic<0> { mix: LinearSymplectic }
+}
+fn main() {}

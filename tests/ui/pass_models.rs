@@ -1,0 +1,19 @@
+use nct::*;
+
+nct::hamiltonian! {
+    /// Double well in one dimension.
+    pub struct DoubleWell { a: f64 = 1.0, b: f64 = 4.0 }
+    dof = 1;
+    potential(q) = b * (q[0] * q[0] - a).powi(2);
+}
+
+nct::flow! {
+    pub struct Flow: Symplectic<2> { point: PointTransform<RealNvp> { couplings: 2, hidden: [8] }, mix: LinearSymplectic }
+}
+
+fn main() {
+    let h = DoubleWell::new();
+    let flow = Flow::new(0);
+    let model = ClassicalNct::new(flow, LatentOscillators::<2>::new(1.0).unwrap());
+    let _ = (h, model);
+}
