@@ -7,7 +7,7 @@ use super::dir::RunDir;
 use super::plot::{Series, line_plot};
 use super::trainer::{Trainer, TrainerHooks, TrainingOutcome};
 use super::RunError;
-use crate::batch::{BatchEngine, SeedStream};
+use crate::batch::{BatchEngine, BatchSum, SeedStream};
 use crate::batched::BatchedSymplectic;
 use crate::classical::{ClassicalNct, FreeEnergy};
 use crate::hamiltonian::Hamiltonian;
@@ -37,11 +37,22 @@ fn start<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Se
     Ok((dir, theta, opt, ModelDescription::of(name, model)))
 }
 
-/// Variational (reverse-KL) training of `model` for the Hamiltonian `h`.
-/// Uses the batched GEMM path; the batch is cut into four fixed chunks (independent of threads).
+/// Variational (reverse-KL) training of `model` for the Hamiltonian `h`, on the batched GEMM path;
+/// the batch is cut into four fixed chunks (independent of the thread count).
 pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
-    let (dir, theta, opt, desc) = start(args, config, name, model)?;
     let engine = BatchEngine::new(args.batch.div_ceil(4).max(1));
+    variational_with(args, config, name, model, h, engine, |th, step, stream| model.variational_batch(th, h, args.batch, &engine, stream, step))
+}
+
+/// [`train_variational`] on the per-sample, scalar-generic path: for flows with custom layers that
+/// have no batched kernel. Same samples and (to rounding) the same gradients.
+pub fn train_variational_per_sample<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
+    let engine = BatchEngine::new(args.batch.div_ceil(4).max(1));
+    variational_with(args, config, name, model, h, engine, |th, step, stream| engine.loss_and_grad(args.batch, th.len(), stream, step, |_, rng, g| model.variational_sample(th, h, rng, g).loss))
+}
+
+fn variational_with<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H, engine: BatchEngine, batch_fn: impl Fn(&[f64], u64, &SeedStream) -> BatchSum) -> Result<ClassicalRun, RunError> {
+    let (dir, theta, opt, desc) = start(args, config, name, model)?;
     let stream = SeedStream::new(args.seed);
     let batch = args.batch;
     let mut trainer = Trainer::new(args, dir, desc);
@@ -54,7 +65,7 @@ pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, const N: us
         });
         found.into_iter().find(|(_, _, l, ok)| !l.is_finite() || !ok).map(|(i, z, l, _)| format!("sample {i} of the batch (latent Q = {:?}, P = {:?}; loss {l})", z.q.as_slice(), z.p.as_slice()))
     };
-    let outcome = trainer.run(theta, opt, |th, step| model.variational_batch(th, h, batch, &engine, &stream, step), TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
+    let outcome = trainer.run(theta, opt, |th, step| batch_fn(th, step, &stream), TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
     Ok(ClassicalRun { dir: trainer.dir, theta: outcome.theta.clone(), outcome })
 }
 
