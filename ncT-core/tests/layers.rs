@@ -289,3 +289,10 @@ fn backend_energies_and_gradients_match_hamiltonian() {
         }
     }
 }
+
+#[test]
+fn linear_bijector() {
+    check_bijector_layer("linear bijector N=1", &LinearBijector::<1>::new(), 91);
+    check_bijector_layer("linear bijector N=4", &LinearBijector::<4>::new(), 92);
+    check_bijector_layer("linear + realnvp", &Chain::new(LinearBijector::<3>::new(), nvp::<3>(2, MaskScheme::EvenOdd, 93)), 93);
+}

@@ -10,5 +10,6 @@ extern crate nct_core as nct;
 pub mod alanine;
 pub mod classical;
 pub mod data;
+pub mod vibrational;
 
 pub use classical::{HarmonicChain, HarmonicOscillator, Ring2d};

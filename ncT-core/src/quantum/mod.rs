@@ -1,0 +1,228 @@
+//! Quantum neural canonical transformations for distinguishable degrees of freedom (Zhang, Wang &
+//! Wang, "Neural canonical transformations for vibrational spectra of molecules", J. Chem. Phys.
+//! 161, 024103 (2024); finite temperature after Zhang et al., arXiv:2412.12451).
+//!
+//! States $\psi_n(x) = \phi_n(f(x))\,|\det \partial f/\partial x|^{1/2}$, with $f$ a configuration
+//! space bijector (a `Unitary<D>` flow) and $\phi_n(z) = \prod_i s_i^{1/2} h_{n_i}(s_i z_i)$ a
+//! product of Hermite functions of width $s_i = \sqrt{m_i \omega_i}$. The states are orthonormal by
+//! construction. Sampling is exact: $z_i \sim |h_{n_i}|^2$ then $x = f^{-1}(z)$ (no MCMC).
+//! The local energy $E_{loc} = -\tfrac12\sum_i m_i^{-1}\,\partial_i^2\psi/\psi + V(x)$ uses the exact
+//! Laplacian, from one directional `Dual2` pass per coordinate.
+
+pub mod basis;
+pub mod hermite;
+pub mod occupation;
+
+use crate::batch::{BatchEngine, SeedStream};
+use crate::hamiltonian::Separable;
+use crate::layer::Bijector;
+use crate::params::Parametrised;
+use crate::scalar::Scalar;
+use hermite::{HermiteSampler, hermite, hermite_with_derivative};
+use nalgebra::SVector;
+use num_dual::Dual2_64;
+use rand::RngExt;
+
+/// One evaluated walker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Walker<const D: usize> {
+    pub x: SVector<f64, D>,
+    pub z: SVector<f64, D>,
+    /// Local energy (NaN when rejected).
+    pub e_loc: f64,
+    pub rejected: bool,
+}
+
+/// Mean and standard error of per-state local energies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateEnergy {
+    pub label: Vec<usize>,
+    pub energy: f64,
+    pub error: f64,
+    pub variance: f64,
+    pub samples: usize,
+    pub rejected: usize,
+}
+
+/// The variational family of states over a bijector `B`.
+#[derive(Clone, Debug)]
+pub struct QuantumNct<B, const D: usize> {
+    pub flow: B,
+    omega: SVector<f64, D>,
+    inv_mass: SVector<f64, D>,
+    width: SVector<f64, D>,
+    sampler: HermiteSampler,
+    /// Walkers with $V(x)$ below this value are rejected (holes of unbounded surfaces).
+    pub v_floor: f64,
+}
+
+impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
+    /// `omega`: basis frequencies, `masses`: of the kinetic energy $\sum p_i^2 / 2m_i$; `n_max`:
+    /// the largest single-mode excitation the sampler tabulates.
+    pub fn new(flow: B, omega: SVector<f64, D>, masses: SVector<f64, D>, n_max: usize) -> Self {
+        let width = omega.zip_map(&masses, |w, m| (w * m).sqrt());
+        let lowest = omega.iter().zip(masses.iter()).map(|(w, _)| *w).sum::<f64>();
+        Self { flow, omega, inv_mass: masses.map(|m| 1.0 / m), width, sampler: HermiteSampler::new(n_max), v_floor: -10.0 * lowest.abs() }
+    }
+    pub fn omega(&self) -> &SVector<f64, D> {
+        &self.omega
+    }
+    pub fn n_max(&self) -> usize {
+        self.sampler.n_max()
+    }
+
+    /// $\psi_n(x)$ for any scalar.
+    pub fn psi<S: Scalar>(&self, theta: &[f64], n: &[usize], x: &SVector<S, D>) -> S {
+        let (z, ld, _) = self.flow.forward(theta, x);
+        let mut v = (ld * 0.5).exp();
+        for i in 0..D {
+            v *= hermite(n[i], z[i] * self.width[i]) * self.width[i].sqrt();
+        }
+        v
+    }
+
+    /// Exact sample of $|\psi_n|^2$.
+    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], rng: &mut R) -> (SVector<f64, D>, SVector<f64, D>) {
+        let z = SVector::<f64, D>::from_fn(|i, _| self.sampler.sample_with(n[i], rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16)) / self.width[i]);
+        let (x, _) = self.flow.inverse(theta, &z);
+        (x, z)
+    }
+
+    /// Local energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi + V(x)$ (Laplacian exact: one
+    /// `Dual2` pass per coordinate).
+    pub fn local_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+        let mut kin = 0.0;
+        for i in 0..D {
+            let xd = SVector::<Dual2_64, D>::from_fn(|j, _| Dual2_64::new(x[j], if i == j { 1.0 } else { 0.0 }, 0.0));
+            let p = self.psi(theta, n, &xd);
+            kin += -0.5 * self.inv_mass[i] * p.v2 / p.re;
+        }
+        kin + h.potential(x)
+    }
+
+    /// Draw and evaluate a walker of state `n`, applying the guard against holes.
+    pub fn walker<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], rng: &mut R) -> Walker<D> {
+        let (x, z) = self.sample(theta, n, rng);
+        let v = h.potential(&x);
+        if !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite()) {
+            return Walker { x, z, e_loc: f64::NAN, rejected: true };
+        }
+        let e = self.local_energy(theta, h, n, &x);
+        Walker { x, z, e_loc: e, rejected: !e.is_finite() }
+    }
+
+    /// Adds `coef * d ln|psi_n(x)| / d theta` to `g` (one f64 VJP of the flow).
+    pub fn add_log_psi_grad(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, coef: f64, g: &mut [f64]) {
+        let (z, _, cache) = self.flow.forward(theta, x);
+        let zbar = SVector::<f64, D>::from_fn(|i, _| {
+            let (hv, hd) = hermite_with_derivative(n[i], z[i] * self.width[i]);
+            coef * self.width[i] * hd / hv
+        });
+        self.flow.vjp(theta, &cache, &zbar, 0.5 * coef, g);
+    }
+
+    /// Energies of the states `labels` (frozen flow) from `walkers` independent samples each.
+    pub fn state_energies<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], walkers: usize, engine: &BatchEngine, stream: &SeedStream) -> Vec<StateEnergy> {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(s, n)| {
+                let ws = engine.map(walkers, stream, s as u64, |_, rng| self.walker(theta, h, n, rng));
+                let es: Vec<f64> = ws.iter().filter(|w| !w.rejected).map(|w| w.e_loc).collect();
+                let (m, err) = crate::classical::mean_and_error(&es);
+                let var = es.iter().map(|e| (e - m).powi(2)).sum::<f64>() / es.len().max(1) as f64;
+                StateEnergy { label: n.clone(), energy: m, error: err, variance: var, samples: es.len(), rejected: ws.len() - es.len() }
+            })
+            .collect()
+    }
+}
+
+/// Clip to mean ± k mean absolute deviations (used for the gradient coefficients only).
+pub fn clip_mad(v: &[f64], k: f64) -> Vec<f64> {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let mad = v.iter().map(|x| (x - m).abs()).sum::<f64>() / n;
+    v.iter().map(|x| x.clamp(m - k * mad, m + k * mad)).collect()
+}
+
+/// How the states of an excited-state ensemble are weighted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Weights {
+    /// $w_n = 1/M$: minimises the trace over the lowest M-dimensional subspace.
+    Equal,
+    /// $w_n \propto M - n$, strictly decreasing: each level is variational and ordered.
+    Decreasing,
+}
+
+impl Weights {
+    pub fn values(self, m: usize) -> Vec<f64> {
+        let raw: Vec<f64> = match self {
+            Weights::Equal => vec![1.0; m],
+            Weights::Decreasing => (0..m).map(|k| (m - k) as f64).collect(),
+        };
+        let s: f64 = raw.iter().sum();
+        raw.into_iter().map(|w| w / s).collect()
+    }
+}
+
+/// Result of one ensemble step.
+#[derive(Clone, Debug)]
+pub struct EnsembleStep {
+    /// $\sum_n w_n \bar E_n$.
+    pub loss: f64,
+    pub grad: Vec<f64>,
+    pub energies: Vec<f64>,
+    pub rejected: usize,
+}
+
+impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
+    /// One stochastic step of the T = 0 ensemble objective $\sum_n w_n E_n$ with
+    /// $\nabla_\theta E_n = 2\,\mathbb E_{|\psi_n|^2}[(E_{loc} - \bar E_n)\nabla_\theta\ln|\psi_n|]$
+    /// (per-state baseline, local energies clipped at 5 mean absolute deviations).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ensemble_step<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], weights: &[f64], walkers: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> EnsembleStep {
+        let m = labels.len();
+        let total = m * walkers;
+        let ws = engine.map(total, stream, step, |i, rng| self.walker(theta, h, &labels[i / walkers], rng));
+        let mut energies = Vec::with_capacity(m);
+        let mut coefs = vec![0.0; total];
+        let mut rejected = 0;
+        for s in 0..m {
+            let block = &ws[s * walkers..(s + 1) * walkers];
+            let idx: Vec<usize> = (0..walkers).filter(|&k| !block[k].rejected).collect();
+            rejected += walkers - idx.len();
+            let es: Vec<f64> = idx.iter().map(|&k| block[k].e_loc).collect();
+            let mean = es.iter().sum::<f64>() / es.len().max(1) as f64;
+            energies.push(mean);
+            let clipped = clip_mad(&es, 5.0);
+            let cm = clipped.iter().sum::<f64>() / clipped.len().max(1) as f64;
+            for (j, &k) in idx.iter().enumerate() {
+                coefs[s * walkers + k] = 2.0 * weights[s] * (clipped[j] - cm) / idx.len() as f64;
+            }
+        }
+        let parts = engine.map_chunks(total, stream, step ^ 0x9e37_79b9, |range, _| {
+            let mut g = vec![0.0; theta.len()];
+            for i in range {
+                if coefs[i] != 0.0 {
+                    self.add_log_psi_grad(theta, &labels[i / walkers], &ws[i].x, coefs[i], &mut g);
+                }
+            }
+            (0.0, g)
+        });
+        let grad = BatchEngine::reduce(parts, theta.len(), total).grad;
+        let loss = energies.iter().zip(weights).map(|(e, w)| e * w).sum();
+        EnsembleStep { loss, grad, energies, rejected }
+    }
+}
+
+impl<B: Parametrised, const D: usize> Parametrised for QuantumNct<B, D> {
+    fn n_params(&self) -> usize {
+        self.flow.n_params()
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        self.flow.init_params(rng, theta)
+    }
+    fn param_groups(&self) -> Vec<crate::params::ParamGroup> {
+        self.flow.param_groups()
+    }
+}

@@ -1,0 +1,169 @@
+//! Occupation models for the finite-temperature density matrix
+//! $\rho = \sum_n p_n |\psi_n\rangle\langle\psi_n|$, and the variational free energy
+//! $F = \mathbb E_{n\sim p}[k_B T \ln p_n + E_n]$.
+//!
+//! [`ProductOccupation`] (PSA): independent categorical distributions per mode with logits
+//! $\phi_{ik} - \beta\omega_i k$, $k = 0 \dots K-1$; with $\phi = 0$ it is exactly the harmonic
+//! Boltzmann distribution (truncated at $K$ levels). Sampling and $\ln p_n$ are exact.
+
+use super::{QuantumNct, clip_mad};
+use crate::batch::{BatchEngine, SeedStream};
+use crate::hamiltonian::Separable;
+use crate::layer::Bijector;
+use crate::params::{ParamGroup, Parametrised};
+use rand::RngExt;
+
+/// Independent per-mode occupations (product-state ansatz).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductOccupation {
+    pub beta: f64,
+    pub omega: Vec<f64>,
+    pub levels: usize,
+}
+
+impl ProductOccupation {
+    pub fn new(beta: f64, omega: &[f64], levels: usize) -> Self {
+        Self { beta, omega: omega.to_vec(), levels: levels.max(1) }
+    }
+    fn modes(&self) -> usize {
+        self.omega.len()
+    }
+    /// Per-mode level probabilities.
+    pub fn probs(&self, theta: &[f64]) -> Vec<Vec<f64>> {
+        (0..self.modes())
+            .map(|i| {
+                let logits: Vec<f64> = (0..self.levels).map(|k| theta[i * self.levels + k] - self.beta * self.omega[i] * k as f64).collect();
+                let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(|v| v / s).collect()
+            })
+            .collect()
+    }
+    /// Exact sample and its $\ln p_n$.
+    pub fn sample<R: rand::Rng + ?Sized>(&self, probs: &[Vec<f64>], rng: &mut R) -> (Vec<usize>, f64) {
+        let mut n = Vec::with_capacity(self.modes());
+        let mut lp = 0.0;
+        for p in probs {
+            let u: f64 = rng.random();
+            let mut acc = 0.0;
+            let mut k = p.len() - 1;
+            for (j, &pj) in p.iter().enumerate() {
+                acc += pj;
+                if u < acc {
+                    k = j;
+                    break;
+                }
+            }
+            lp += p[k].ln();
+            n.push(k);
+        }
+        (n, lp)
+    }
+    /// Adds `coef * d ln p_n / d theta`.
+    pub fn add_log_prob_grad(&self, probs: &[Vec<f64>], n: &[usize], coef: f64, g: &mut [f64]) {
+        for (i, p) in probs.iter().enumerate() {
+            for (k, pk) in p.iter().enumerate() {
+                g[i * self.levels + k] += coef * (if n[i] == k { 1.0 } else { 0.0 } - pk);
+            }
+        }
+    }
+    /// Exact entropy $-\sum_n p_n \ln p_n$ (in units of $k_B$).
+    pub fn entropy(&self, probs: &[Vec<f64>]) -> f64 {
+        probs.iter().map(|p| -p.iter().filter(|&&v| v > 0.0).map(|v| v * v.ln()).sum::<f64>()).sum()
+    }
+}
+
+impl Parametrised for ProductOccupation {
+    fn n_params(&self) -> usize {
+        self.modes() * self.levels
+    }
+    fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        theta.fill(0.0);
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        vec![ParamGroup::new("occupation", 0..self.n_params())]
+    }
+}
+
+/// Free-energy estimate of one step (all in the model's energy units).
+#[derive(Clone, Debug)]
+pub struct ThermalStep {
+    pub f: f64,
+    pub f_err: f64,
+    pub e: f64,
+    pub e_err: f64,
+    /// Entropy $-\mathbb E[\ln p_n]$ estimated from the samples.
+    pub s: f64,
+    pub grad: Vec<f64>,
+    pub rejected: usize,
+}
+
+/// Flow and occupation model together; parameters: flow's, then the occupations'.
+#[derive(Clone, Debug)]
+pub struct ThermalNct<B, const D: usize> {
+    pub states: QuantumNct<B, D>,
+    pub occupation: ProductOccupation,
+}
+
+impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
+    pub fn temperature(&self) -> f64 {
+        1.0 / self.occupation.beta
+    }
+    pub fn split<'a>(&self, theta: &'a [f64]) -> (&'a [f64], &'a [f64]) {
+        theta.split_at(self.states.flow.n_params())
+    }
+    /// One step: `batch` pairs $(n, x)$ with $n\sim p$, $x\sim|\psi_n|^2$. Gradients: flow
+    /// $2\,\mathbb E[(E_{loc} - \bar E)\nabla\ln|\psi_n|]$, occupations
+    /// $\mathbb E[(f - \bar f)\nabla\ln p_n]$ with $f = k_BT\ln p_n + E_{loc}$ (baselines = batch means,
+    /// local energies clipped at 5 mean absolute deviations for the gradient).
+    pub fn step<H: Separable<D>>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> ThermalStep {
+        let (tf, to) = self.split(theta);
+        let nf = tf.len();
+        let probs = self.occupation.probs(to);
+        let kt = self.temperature();
+        let draws = engine.map(batch, stream, step, |_, rng| {
+            let (n, lp) = self.occupation.sample(&probs, rng);
+            let w = self.states.walker(tf, h, &n, rng);
+            (n, lp, w)
+        });
+        let ok: Vec<usize> = (0..batch).filter(|&i| !draws[i].2.rejected).collect();
+        let es: Vec<f64> = ok.iter().map(|&i| draws[i].2.e_loc).collect();
+        let fs: Vec<f64> = ok.iter().map(|&i| kt * draws[i].1 + draws[i].2.e_loc).collect();
+        let (f, f_err) = crate::classical::mean_and_error(&fs);
+        let (e, e_err) = crate::classical::mean_and_error(&es);
+        let s = -ok.iter().map(|&i| draws[i].1).sum::<f64>() / ok.len().max(1) as f64;
+        let ce = clip_mad(&es, 5.0);
+        let cf = clip_mad(&fs, 5.0);
+        let (me, mf) = (ce.iter().sum::<f64>() / ce.len().max(1) as f64, cf.iter().sum::<f64>() / cf.len().max(1) as f64);
+        let nb = ok.len().max(1) as f64;
+        let parts = engine.map_chunks(ok.len(), stream, step ^ 0x51ed_270b, |range, _| {
+            let mut g = vec![0.0; theta.len()];
+            for j in range {
+                let (n, _, w) = &draws[ok[j]];
+                self.states.add_log_psi_grad(tf, n, &w.x, 2.0 * (ce[j] - me) / nb, &mut g[..nf]);
+                self.occupation.add_log_prob_grad(&probs, n, (cf[j] - mf) / nb, &mut g[nf..]);
+            }
+            (0.0, g)
+        });
+        let grad = BatchEngine::reduce(parts, theta.len(), ok.len()).grad;
+        ThermalStep { f, f_err, e, e_err, s, grad, rejected: batch - ok.len() }
+    }
+}
+
+impl<B: Parametrised, const D: usize> Parametrised for ThermalNct<B, D> {
+    fn n_params(&self) -> usize {
+        self.states.n_params() + self.occupation.n_params()
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        let (a, b) = theta.split_at_mut(self.states.n_params());
+        self.states.init_params(rng, a);
+        self.occupation.init_params(rng, b);
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        let mut g = crate::params::nest_groups(self.states.param_groups(), "flow", 0);
+        g.extend(crate::params::nest_groups(self.occupation.param_groups(), "", self.states.n_params()));
+        g
+    }
+}
+

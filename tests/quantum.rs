@@ -1,0 +1,132 @@
+//! Quantum NCT: exact checks and small trainings (seconds).
+
+use nalgebra::SVector;
+use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField};
+use nct::quantum::basis::lowest_levels;
+use nct::*;
+use rand::SeedableRng;
+use std::path::Path;
+
+fn rng(s: u64) -> NctRng {
+    NctRng::seed_from_u64(s)
+}
+
+#[test]
+fn identity_flow_on_harmonic_ch3cn_is_exact_with_zero_variance() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vibrational/ch3cn.json");
+    let ff = match QuarticForceField::<12>::load(&p) {
+        Ok(f) => f,
+        Err(e) => return eprintln!("skipping: {e}"),
+    };
+    let h = ff.harmonic();
+    let model = QuantumNct::new(LinearBijector::<12>::new(), ff.omega, h.masses(), 4);
+    let theta = vec![0.0; model.n_params()];
+    let levels = lowest_levels(ff.omega.as_slice(), 2);
+    let e = model.state_energies(&theta, &h, &levels, 200, &BatchEngine::default(), &SeedStream::new(1));
+    assert!((e[0].energy - 9905.5).abs() < 1e-10 * 9905.5, "E0 = {}", e[0].energy);
+    assert!((e[1].energy - 10266.5).abs() < 1e-10 * 10266.5, "E1 = {}", e[1].energy);
+    for s in &e {
+        assert!(s.variance.sqrt() < 1e-10 * s.energy, "variance {}", s.variance);
+        assert_eq!(s.rejected, 0);
+    }
+}
+
+fn random_flow(seed: u64) -> (Chain<LinearBijector<2>, RealNvp<2>>, Vec<f64>) {
+    let mut r = rng(seed);
+    let flow = Chain::new(LinearBijector::<2>::new(), real_nvp::<2>(2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut r).unwrap());
+    let mut theta = flow.new_params(&mut r);
+    for (k, t) in theta.iter_mut().enumerate() {
+        *t += 0.15 * ((k as f64) * 1.7).sin();
+    }
+    (flow, theta)
+}
+
+#[test]
+fn states_are_orthonormal_and_sampling_is_exact() {
+    let (flow, theta) = random_flow(3);
+    let model = QuantumNct::new(flow, SVector::from([1.0, 1.6]), SVector::from([1.0, 0.7]), 4);
+    let (n0, n1) = ([0usize, 0], [1usize, 2]);
+    let h = 0.02;
+    let (mut s00, mut s11, mut s01, mut mean_x) = (0.0, 0.0, 0.0, 0.0);
+    for i in 0..700 {
+        for j in 0..700 {
+            let x = SVector::<f64, 2>::from([-7.0 + h * i as f64, -7.0 + h * j as f64]);
+            let (a, b) = (model.psi(&theta, &n0, &x), model.psi(&theta, &n1, &x));
+            s00 += a * a;
+            s11 += b * b;
+            s01 += a * b;
+            mean_x += b * b * x[0];
+        }
+    }
+    let (s00, s11, s01, mean_x) = (s00 * h * h, s11 * h * h, s01 * h * h, mean_x * h * h);
+    assert!((s00 - 1.0).abs() < 1e-6 && (s11 - 1.0).abs() < 1e-6 && s01.abs() < 1e-6, "{s00} {s11} {s01}");
+    let mut r = rng(4);
+    let m = 40000;
+    let sx: f64 = (0..m).map(|_| model.sample(&theta, &n1, &mut r).0[0]).sum::<f64>() / m as f64;
+    assert!((sx - mean_x).abs() < 0.02, "sample mean {sx} vs quadrature {mean_x}");
+}
+
+#[test]
+fn local_energy_laplacian_matches_finite_differences() {
+    let (flow, theta) = random_flow(5);
+    let masses = SVector::from([1.3, 0.6]);
+    let model = QuantumNct::new(flow, SVector::from([0.8, 1.9]), masses, 4);
+    let h = HarmonicModes::<2> { omega: SVector::from([0.0, 0.0]) };
+    let n = [2usize, 1];
+    for x in [SVector::from([0.3, -0.4]), SVector::from([-1.1, 0.7])] {
+        let e = model.local_energy(&theta, &h, &n, &x);
+        let d = 1e-4;
+        let psi = |y: SVector<f64, 2>| model.psi(&theta, &n, &y);
+        let mut kin = 0.0;
+        for i in 0..2 {
+            let mut xp = x;
+            xp[i] += d;
+            let mut xm = x;
+            xm[i] -= d;
+            kin += -0.5 / masses[i] * (psi(xp) - 2.0 * psi(x) + psi(xm)) / (d * d) / psi(x);
+        }
+        assert!((e - kin).abs() < 1e-5 * (1.0 + kin.abs()), "{e} vs {kin}");
+    }
+}
+
+#[test]
+fn ndco_ground_state_from_training() {
+    let m = Ndco::<4>::new(0.1);
+    let exact = 2.166531218280;
+    let model = QuantumNct::new(LinearBijector::<4>::new(), m.w, m.masses(), 4);
+    let mut theta = model.new_params(&mut rng(1));
+    let labels = lowest_levels(m.w.as_slice(), 1);
+    let engine = BatchEngine::new(32);
+    let stream = SeedStream::new(7);
+    let mut opt = Adam::new(theta.len(), 0.02);
+    for step in 0..400 {
+        let s = model.ensemble_step(&theta, &m, &labels, &[1.0], 128, &engine, &stream, step);
+        opt.set_learning_rate(0.02 * Schedule::Cosine { total: 400, min_factor: 0.01 }.factor(step));
+        opt.step(&mut theta, &s.grad);
+    }
+    let e = model.state_energies(&theta, &m, &labels, 4000, &engine, &SeedStream::new(8));
+    eprintln!("NDCO D=4 ground state {} +- {} (exact {exact}), std {}", e[0].energy, e[0].error, e[0].variance.sqrt());
+    assert!((e[0].energy - exact).abs() < 1e-5 * exact, "{}", e[0].energy);
+}
+
+#[test]
+fn ndco_finite_temperature_with_product_occupations() {
+    let m = Ndco::<3>::new(0.1);
+    let t = 1.0;
+    let exact = m.free_energy(t);
+    let states = QuantumNct::new(LinearBijector::<3>::new(), m.w, m.masses(), 9);
+    let model = ThermalNct { states, occupation: ProductOccupation::new(1.0 / t, m.w.as_slice(), 10) };
+    let mut theta = model.new_params(&mut rng(2));
+    let engine = BatchEngine::new(64);
+    let stream = SeedStream::new(9);
+    let mut opt = Adam::new(theta.len(), 0.02);
+    for step in 0..600 {
+        let s = model.step(&theta, &m, 512, &engine, &stream, step);
+        opt.set_learning_rate(0.02 * Schedule::Cosine { total: 600, min_factor: 0.02 }.factor(step));
+        opt.step(&mut theta, &s.grad);
+    }
+    let fs: Vec<f64> = (0..8).map(|k| model.step(&theta, &m, 4096, &engine, &SeedStream::new(100 + k), 0).f).collect();
+    let (f, err) = mean_and_error(&fs);
+    eprintln!("NDCO D=3 T=1: F = {f} +- {err} (exact {exact})");
+    assert!((f - exact).abs() < 3.0 * err + 5e-3, "F {f} +- {err} vs {exact}");
+}
