@@ -114,8 +114,9 @@ fn ndco_finite_temperature_with_product_occupations() {
     let m = Ndco::<3>::new(0.1);
     let t = 1.0;
     let exact = m.free_energy(t);
-    let states = QuantumNct::new(LinearBijector::<3>::new(), m.w, m.masses(), 9);
-    let model = ThermalNct { states, occupation: ProductOccupation::new(1.0 / t, m.w.as_slice(), 10) };
+    let states = QuantumNct::new(LinearBijector::<3>::new(), m.w, m.masses(), 11);
+    let model = ThermalNct::new(states.clone(), ProductOccupation::new(1.0 / t, m.w.as_slice(), 12), Some(m.normal_frequencies())).unwrap();
+    assert!(ThermalNct::new(states, ProductOccupation::new(1.0, m.w.as_slice(), 13), None).is_err(), "levels beyond the sampler tables are rejected");
     let mut theta = model.new_params(&mut rng(2));
     let engine = BatchEngine::new(64);
     let stream = SeedStream::new(9);

@@ -75,3 +75,28 @@ mod tests {
         }
     }
 }
+
+/// Harmonic frequencies at the origin: $\Omega^2$ = eigenvalues of $M^{-1/2} K M^{-1/2}$ with
+/// $K$ the Hessian of the potential (num-dual) and $M$ the masses; sorted ascending.
+pub fn harmonic_frequencies<H: crate::hamiltonian::Separable<D>, const D: usize>(h: &H) -> Vec<f64> {
+    let (_, _, k) = num_dual::hessian(|q: nalgebra::SVector<num_dual::Dual2SVec64<D>, D>| h.potential(&q), &nalgebra::SVector::<f64, D>::zeros());
+    let m = h.masses();
+    let kw = nalgebra::DMatrix::from_fn(D, D, |i, j| k[(i, j)] / (m[i] * m[j]).sqrt());
+    let mut w: Vec<f64> = kw.symmetric_eigen().eigenvalues.iter().map(|e| e.max(0.0).sqrt()).collect();
+    w.sort_by(f64::total_cmp);
+    w
+}
+
+/// Frequencies for ordering the labels of basis modes: the basis mode with the k-th smallest basis
+/// frequency gets the k-th smallest harmonic frequency (weak couplings keep the order).
+pub fn rank_matched(basis: &[f64], harmonic: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..basis.len()).collect();
+    order.sort_by(|&a, &b| basis[a].total_cmp(&basis[b]));
+    let mut sorted = harmonic.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut out = vec![0.0; basis.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        out[i] = sorted[rank];
+    }
+    out
+}

@@ -104,9 +104,26 @@ pub struct ThermalStep {
 pub struct ThermalNct<B, const D: usize> {
     pub states: QuantumNct<B, D>,
     pub occupation: ProductOccupation,
+    /// Frequencies of the per-state control variate $b_n = \sum_i \omega_i (n_i + 1/2)$ of the flow
+    /// gradient (any per-state constant keeps it unbiased; a good guess of $E_n$ cuts its variance).
+    /// `None`: a single batch-mean baseline.
+    pub baseline_omega: Option<Vec<f64>>,
 }
 
 impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
+    /// Checks that the sampler tables cover every level the occupation model can draw.
+    pub fn new(states: QuantumNct<B, D>, occupation: ProductOccupation, baseline_omega: Option<Vec<f64>>) -> Result<Self, crate::error::ConfigError> {
+        if occupation.omega.len() != D {
+            return Err(crate::error::ConfigError::Value { what: "occupation modes", value: occupation.omega.len().to_string(), allowed: "one per degree of freedom" });
+        }
+        if states.n_max() + 1 < occupation.levels {
+            return Err(crate::error::ConfigError::Value { what: "occupation levels", value: occupation.levels.to_string(), allowed: "at most n_max + 1 of the state sampler" });
+        }
+        if baseline_omega.as_ref().is_some_and(|w| w.len() != D) {
+            return Err(crate::error::ConfigError::Value { what: "baseline frequencies", value: "wrong length".into(), allowed: "one per degree of freedom" });
+        }
+        Ok(Self { states, occupation, baseline_omega })
+    }
     pub fn temperature(&self) -> f64 {
         1.0 / self.occupation.beta
     }
@@ -133,7 +150,10 @@ impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
         let (f, f_err) = crate::classical::mean_and_error(&fs);
         let (e, e_err) = crate::classical::mean_and_error(&es);
         let s = -ok.iter().map(|&i| draws[i].1).sum::<f64>() / ok.len().max(1) as f64;
-        let ce = clip_mad(&es, 5.0);
+        // Flow term: local energy minus a per-state harmonic guess of E_n (a control variate).
+        let guess = |n: &[usize]| self.baseline_omega.as_ref().map_or(0.0, |w| super::basis::harmonic_energy(w, n));
+        let de: Vec<f64> = ok.iter().map(|&i| draws[i].2.e_loc - guess(&draws[i].0)).collect();
+        let ce = clip_mad(&de, 5.0);
         let cf = clip_mad(&fs, 5.0);
         let (me, mf) = (ce.iter().sum::<f64>() / ce.len().max(1) as f64, cf.iter().sum::<f64>() / cf.len().max(1) as f64);
         let nb = ok.len().max(1) as f64;

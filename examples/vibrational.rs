@@ -1,0 +1,287 @@
+//! Quantum NCT for vibrations: excited states (T = 0 ensembles) and finite temperature.
+//!
+//! States psi_n(x) = phi_n(f(x)) |det df/dx|^1/2 with f = (linear LU map, then RealNVP), Hermite
+//! product basis, exact sampling, exact Laplacian. Molecules use the quartic force fields of
+//! ../shared/data/vibrational (dimensionless normal coordinates, energies in cm^-1).
+//!
+//! `cargo run --release --example vibrational -- --system h2o --states 10 --weights decreasing --out runs/h2o`
+//! `cargo run --release --example vibrational -- --system ndco --dim 8 --states 5 --couplings 0`
+//! `cargo run --release --example vibrational -- --system ndco --dim 8 --states 1 --temperature 1 --occupation psa`
+
+use clap::{Parser, ValueEnum};
+use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, force_field_modes};
+use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
+use nct::run::plot::{Series, level_plot, line_plot};
+use nct::run::{ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
+use nct::*;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum WeightsArg {
+    Equal,
+    Decreasing,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum Occupation {
+    /// Independent categorical distribution per mode (product-state ansatz).
+    Psa,
+    /// Autoregressive network over modes (not implemented yet).
+    Van,
+}
+
+#[derive(Parser, Serialize, Debug)]
+#[command(about = "Quantum NCT for vibrational spectra (molecules: cm^-1 and kelvin; model systems: model units)")]
+struct Cli {
+    /// harmonic | ndco | h2o | h2co | ch3cn | c2h4o | path to a force-field JSON file.
+    #[arg(long, default_value = "ndco")]
+    system: String,
+    /// Degrees of freedom for harmonic / ndco (2, 3, 4, 6, 8, 12 or 16).
+    #[arg(long, default_value_t = 4)]
+    dim: usize,
+    /// NDCO coupling a (|a| < 1 keeps it bound).
+    #[arg(long, default_value_t = 0.1)]
+    coupling: f64,
+    /// Number of states M in the T = 0 ensemble (the M lowest harmonic labels).
+    #[arg(long, default_value_t = 1)]
+    states: usize,
+    /// Ensemble weights: equal (trace of the lowest subspace) or decreasing (ordered levels).
+    #[arg(long, value_enum, default_value_t = WeightsArg::Decreasing)]
+    weights: WeightsArg,
+    /// Temperature (> 0): kelvin for molecules, energy units for model systems. Omit for T = 0.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Occupation model at finite temperature.
+    #[arg(long, value_enum, default_value_t = Occupation::Psa)]
+    occupation: Occupation,
+    /// Levels per mode of the occupation model and of the sampler tables.
+    #[arg(long, default_value_t = 8)]
+    levels: usize,
+    /// RealNVP couplings after the linear map (0: linear map only).
+    #[arg(long, default_value_t = 4)]
+    couplings: usize,
+    /// Hidden widths of each coupling's MLP, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,64")]
+    hidden: Vec<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    run: RunArgs,
+}
+
+/// Boltzmann constant in cm^-1 / K.
+const K_B_CM: f64 = 0.695_034_800;
+
+fn main() {
+    let cli: Cli = parse_with_defaults(&[("steps", "500"), ("batch", "512"), ("lr", "0.003"), ("eval_samples", "8000")]);
+    if let Err(e) = run(&cli) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn molecule_path(name: &str) -> Option<PathBuf> {
+    ["h2o", "h2co", "ch3cn", "c2h4o"].contains(&name).then(|| PathBuf::from(format!("../shared/data/vibrational/{name}.json")))
+}
+
+fn run(cli: &Cli) -> Result<(), RunError> {
+    if cli.states == 0 {
+        return Err(invalid("--states", 0, "at least 1"));
+    }
+    if let Some(t) = cli.temperature {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(invalid("--temperature", t, "a temperature > 0 (omit the flag for T = 0)"));
+        }
+        if cli.occupation == Occupation::Van {
+            return Err(invalid("--occupation", "van", "psa (the autoregressive occupation model is not implemented yet)"));
+        }
+    }
+    if cli.levels < 2 {
+        return Err(invalid("--levels", cli.levels, "at least 2"));
+    }
+    let file = match cli.system.as_str() {
+        "harmonic" | "ndco" => None,
+        other => Some(molecule_path(other).unwrap_or_else(|| PathBuf::from(other))),
+    };
+    let d = match &file {
+        Some(p) => force_field_modes(p).map_err(|e| RunError::Data { file: p.clone(), why: e.to_string() })?,
+        None => cli.dim,
+    };
+    macro_rules! dispatch {
+        ($($n:literal),*) => {
+            match d {
+                $($n => system::<$n>(cli, file.as_ref()),)*
+                other => Err(invalid(if file.is_some() { "n_modes" } else { "--dim" }, other, "one of 2, 3, 4, 6, 8, 12, 15, 16")),
+            }
+        };
+    }
+    dispatch!(2, 3, 4, 6, 8, 12, 15, 16)
+}
+
+/// Reference energies: exact for harmonic and NDCO; literature / VCI values from the data README.
+fn reference(system: &str, d: usize, cli: &Cli, labels: &[Vec<usize>]) -> Option<Vec<f64>> {
+    match system {
+        "ndco" => {
+            let w: Vec<f64> = match d {
+                2 => Ndco::<2>::new(cli.coupling).normal_frequencies(),
+                3 => Ndco::<3>::new(cli.coupling).normal_frequencies(),
+                4 => Ndco::<4>::new(cli.coupling).normal_frequencies(),
+                6 => Ndco::<6>::new(cli.coupling).normal_frequencies(),
+                8 => Ndco::<8>::new(cli.coupling).normal_frequencies(),
+                12 => Ndco::<12>::new(cli.coupling).normal_frequencies(),
+                _ => return None,
+            };
+            let mut e: Vec<f64> = lowest_levels(&w, labels.len()).iter().map(|n| harmonic_energy(&w, n)).collect();
+            e.sort_by(f64::total_cmp);
+            Some(e)
+        }
+        "h2o" => {
+            let ex = [0.0, 1606.7046, 3179.5777, 3685.7230, 3781.5931, 4714.8167, 5292.5031, 5386.1746, 6206.7394, 6865.4751];
+            Some(ex.iter().take(labels.len()).map(|x| 4635.1104 + x).collect())
+        }
+        "ch3cn" => {
+            let ex = [0.0, 360.990, 360.990, 723.179, 723.179, 723.825, 900.659, 1034.124, 1034.124];
+            Some(ex.iter().take(labels.len()).map(|x| 9837.4069 + x).collect())
+        }
+        _ => None,
+    }
+}
+
+fn system<const D: usize>(cli: &Cli, file: Option<&PathBuf>) -> Result<(), RunError> {
+    match (cli.system.as_str(), file) {
+        ("harmonic", _) => {
+            let h = HarmonicModes::<D> { omega: nalgebra::SVector::from_fn(|i, _| ((i as f64 + 1.0) / 2.0).sqrt()) };
+            solve(cli, &h, h.omega, 1.0)
+        }
+        ("ndco", _) => {
+            if cli.coupling.abs() >= 1.0 || !cli.coupling.is_finite() {
+                return Err(invalid("--coupling", cli.coupling, "|a| < 1"));
+            }
+            let h = Ndco::<D>::new(cli.coupling);
+            solve(cli, &h, h.w, 1.0)
+        }
+        (_, Some(p)) => {
+            let ff = QuarticForceField::<D>::load(p).map_err(|e| RunError::Data { file: p.clone(), why: e.to_string() })?;
+            solve(cli, &ff, ff.omega, K_B_CM)
+        }
+        _ => unreachable!("file is Some for molecules"),
+    }
+}
+
+fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64) -> Result<(), RunError> {
+    cli.run.validate()?;
+    cli.run.init_threads();
+    let mut rng = <NctRng as rand::SeedableRng>::seed_from_u64(cli.run.seed);
+    // Labels ordered by the true harmonic frequencies (Hessian at the origin), matched to the basis modes.
+    let order_w = rank_matched(omega.as_slice(), &harmonic_frequencies(h));
+    let labels = lowest_levels(&order_w, cli.states);
+    let n_max = labels.iter().flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
+    let nvp = if cli.couplings > 0 { Some(real_nvp::<D>(cli.couplings, &cli.hidden, Activation::Tanh, MaskScheme::AlternatingHalves, &mut rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", cli.couplings, cli.hidden), &e.to_string()))?) } else { None };
+    match nvp {
+        Some(nvp) => solve_flow(cli, h, omega, kb, Chain::new(LinearBijector::<D>::new(), nvp), &labels, n_max, &order_w),
+        None => solve_flow(cli, h, omega, kb, LinearBijector::<D>::new(), &labels, n_max, &order_w),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
+    let states = QuantumNct::new(flow, omega, h.masses(), n_max);
+    let dir = RunDir::open(&cli.run, cli)?;
+    let engine = BatchEngine::new(32);
+    let stream = SeedStream::new(cli.run.seed);
+    let mut summary = Map::new();
+    let t0 = std::time::Instant::now();
+    let name = format!("vibrational/{}/{}", cli.system, if cli.couplings > 0 { "linear+realnvp" } else { "linear" });
+    match cli.temperature {
+        None => {
+            let weights = match cli.weights {
+                WeightsArg::Equal => Weights::Equal,
+                WeightsArg::Decreasing => Weights::Decreasing,
+            }
+            .values(labels.len());
+            let walkers = (cli.run.batch / labels.len()).max(1);
+            let theta = states.new_params(&mut stream.named("init"));
+            let opt = Adam::new(theta.len(), cli.run.lr);
+            let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(&name, &states));
+            let out = trainer.run(theta, opt, |th, step| {
+                let s = states.ensemble_step(th, h, labels, &weights, walkers, &engine, &stream, step);
+                BatchSum { loss: s.loss, grad: s.grad, samples: 1 }
+            }, TrainerHooks::default())?;
+            let mut e = states.state_energies(&out.theta, h, labels, cli.run.eval_samples, &engine, &SeedStream::new(cli.run.seed ^ 0xe7a1));
+            e.sort_by(|a, b| a.energy.total_cmp(&b.energy));
+            let energies: Vec<f64> = e.iter().map(|s| s.energy).collect();
+            let errs: Vec<f64> = e.iter().map(|s| s.error).collect();
+            summary.insert("energies".into(), json!(energies));
+            summary.insert("energies_err".into(), json!(errs));
+            summary.insert("labels".into(), json!(e.iter().map(|s| s.label.clone()).collect::<Vec<_>>()));
+            summary.insert("zpe".into(), json!(energies[0]));
+            summary.insert("excitations".into(), json!(energies.iter().map(|x| x - energies[0]).collect::<Vec<_>>()));
+            summary.insert("rejected".into(), json!(e.iter().map(|s| s.rejected).sum::<usize>()));
+            let reference = reference(&cli.system, D, cli, labels);
+            summary.insert("reference".into(), json!(reference));
+            println!("== {} ({} modes), {} states, {} steps in {:.1} s", cli.system, D, labels.len(), out.steps_done, out.seconds);
+            println!("  {:<4} {:>16} {:>10} {:>16}", "n", "energy", "+-", "reference");
+            for (k, s) in e.iter().enumerate() {
+                let r = reference.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
+                println!("  {:<4} {:>16.6} {:>10.2e} {:>16}", k, s.energy, s.error, r);
+            }
+            if let Some(d) = &trainer.dir {
+                let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
+                line_plot(d.path(), "loss", "Weighted ensemble energy", "step", "sum_n w_n E_n", &[Series { name: "loss".into(), points: pts, markers: false }], None, None)?;
+                level_plot(d.path(), "levels", &format!("{} levels", cli.system), "energy", &e.iter().map(|s| (s.energy, s.error)).collect::<Vec<_>>(), reference.as_deref().unwrap_or(&[]))?;
+            }
+            summary.insert("steps".into(), json!(out.steps_done));
+            finish(cli, trainer.dir, summary, t0)
+        }
+        Some(t) => {
+            let kt = kb * t;
+            let model = ThermalNct::new(states, ProductOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+            let theta = model.new_params(&mut stream.named("init"));
+            let opt = Adam::new(theta.len(), cli.run.lr);
+            let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(&name, &model));
+            let out = trainer.run(theta, opt, |th, step| {
+                let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
+                BatchSum { loss: s.f, grad: s.grad, samples: 1 }
+            }, TrainerHooks::default())?;
+            let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
+            let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
+            let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
+            let probs = model.occupation.probs(model.split(&out.theta).1);
+            let s = model.occupation.entropy(&probs);
+            summary.insert("F".into(), json!(f));
+            summary.insert("F_err".into(), json!(f_err));
+            summary.insert("E".into(), json!(e));
+            summary.insert("E_err".into(), json!(e_err));
+            summary.insert("S".into(), json!(s));
+            summary.insert("temperature".into(), json!(t));
+            let f_exact: Option<f64> = (cli.system == "ndco").then(|| match D {
+                2 => Ndco::<2>::new(cli.coupling).free_energy(kt),
+                3 => Ndco::<3>::new(cli.coupling).free_energy(kt),
+                4 => Ndco::<4>::new(cli.coupling).free_energy(kt),
+                8 => Ndco::<8>::new(cli.coupling).free_energy(kt),
+                _ => f64::NAN,
+            });
+            summary.insert("F_exact".into(), json!(f_exact.filter(|v| v.is_finite())));
+            println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6}, S = {s:.5} k_B{}", cli.system, D, f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
+            if let Some(d) = &trainer.dir {
+                let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
+                line_plot(d.path(), "loss", "Free-energy estimate per step", "step", "F", &[Series { name: "F".into(), points: pts, markers: false }], f_exact.map(|x| ("exact F", x)), None)?;
+            }
+            summary.insert("steps".into(), json!(out.steps_done));
+            finish(cli, trainer.dir, summary, t0)
+        }
+    }
+}
+
+fn finish(cli: &Cli, dir: Option<RunDir>, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
+    summary.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
+    summary.insert("seed".into(), json!(cli.run.seed));
+    summary.insert("system".into(), json!(cli.system));
+    summary.insert("batch".into(), json!(cli.run.batch));
+    if let Some(d) = &dir {
+        d.write_summary(&Value::Object(summary))?;
+        println!("  run dir {}", d.path().display());
+    }
+    Ok(())
+}
