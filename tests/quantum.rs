@@ -131,3 +131,29 @@ fn ndco_finite_temperature_with_product_occupations() {
     eprintln!("NDCO D=3 T=1: F = {f} +- {err} (exact {exact})");
     assert!((f - exact).abs() < 3.0 * err + 5e-3, "F {f} +- {err} vs {exact}");
 }
+
+/// The forward-Laplacian jet gives the same local energy as D directional Dual2 passes.
+#[test]
+fn laplacian_jet_equals_dual2_passes() {
+    fn check<const D: usize>(seed: u64) {
+        let mut r = rng(seed);
+        let flow = Chain::new(LinearBijector::<D>::new(), real_nvp::<D>(3, &[16, 16], Activation::Tanh, MaskScheme::RandomPermutation, &mut r).unwrap());
+        let mut theta = flow.new_params(&mut r);
+        for (k, t) in theta.iter_mut().enumerate() {
+            *t += 0.1 * ((k as f64) * 0.91).sin();
+        }
+        let omega = SVector::<f64, D>::from_fn(|i, _| 0.5 + 0.3 * i as f64);
+        let masses = SVector::<f64, D>::from_fn(|i, _| 1.0 + 0.2 * i as f64);
+        let model = QuantumNct::new(flow, omega, masses, 4);
+        let h = HarmonicModes::<D> { omega };
+        let levels = lowest_levels(omega.as_slice(), 4);
+        for n in &levels {
+            let (x, _) = model.sample(&theta, n, &mut r);
+            let a = model.local_energy(&theta, &h, n, &x);
+            let b = model.local_energy_jet(&theta, &h, n, &x);
+            assert!((a - b).abs() < 1e-12 * (1.0 + a.abs()), "D={D} n={n:?}: {a} vs {b}");
+        }
+    }
+    check::<3>(1);
+    check::<12>(2);
+}

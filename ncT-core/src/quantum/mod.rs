@@ -100,6 +100,18 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         kin + h.potential(x)
     }
 
+    /// [`QuantumNct::local_energy`] with the forward-Laplacian jet: one pass carrying value,
+    /// gradient and the mass-weighted Laplacian (seed $e_i/\sqrt{m_i}$).
+    pub fn local_energy_jet<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+        let xj = SVector::<crate::jet::LapJet<D>, D>::from_fn(|i, _| {
+            let mut v = crate::jet::LapJet::<D>::variable(x[i], i);
+            v.v1 = &v.v1 * self.inv_mass[i].sqrt();
+            v
+        });
+        let p = self.psi(theta, n, &xj);
+        -0.5 * p.v2 / p.re + h.potential(x)
+    }
+
     /// Draw and evaluate a walker of state `n`, applying the guard against holes.
     pub fn walker<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], rng: &mut R) -> Walker<D> {
         let (x, z) = self.sample(theta, n, rng);
@@ -107,7 +119,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         if !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite()) {
             return Walker { x, z, e_loc: f64::NAN, rejected: true };
         }
-        let e = self.local_energy(theta, h, n, &x);
+        let e = self.local_energy_jet(theta, h, n, &x);
         Walker { x, z, e_loc: e, rejected: !e.is_finite() }
     }
 
