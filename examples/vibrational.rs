@@ -28,7 +28,7 @@ enum WeightsArg {
 enum Occupation {
     /// Independent categorical distribution per mode (product-state ansatz).
     Psa,
-    /// Autoregressive network over modes (not implemented yet).
+    /// Autoregressive (one-layer VAN) distribution over modes.
     Van,
 }
 
@@ -92,9 +92,6 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if let Some(t) = cli.temperature {
         if !(t.is_finite() && t > 0.0) {
             return Err(invalid("--temperature", t, "a temperature > 0 (omit the flag for T = 0)"));
-        }
-        if cli.occupation == Occupation::Van {
-            return Err(invalid("--occupation", "van", "psa (the autoregressive occupation model is not implemented yet)"));
         }
     }
     if cli.levels < 2 {
@@ -236,10 +233,29 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
         }
         Some(t) => {
             let kt = kb * t;
-            let model = ThermalNct::new(states, ProductOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+            match cli.occupation {
+                Occupation::Psa => {
+                    let model = ThermalNct::new(states, ProductOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+                    thermal(cli, h, model, dir, &name, t, kt, summary, t0)
+                }
+                Occupation::Van => {
+                    let model = ThermalNct::new(states, AutoregressiveOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+                    thermal(cli, h, model, dir, &name, t, kt, summary, t0)
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, t: f64, kt: f64, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
+    let engine = BatchEngine::new(32);
+    let stream = SeedStream::new(cli.run.seed);
+    {
+        {
             let theta = model.new_params(&mut stream.named("init"));
             let opt = Adam::new(theta.len(), cli.run.lr);
-            let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(&name, &model));
+            let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(name, &model));
             let out = trainer.run(theta, opt, |th, step| {
                 let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
                 BatchSum { loss: s.f, grad: s.grad, samples: 1 }
@@ -247,8 +263,8 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
             let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
             let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
             let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
-            let probs = model.occupation.probs(model.split(&out.theta).1);
-            let s = model.occupation.entropy(&probs);
+            let s_sample = mean_and_error(&est.iter().map(|s| s.s).collect::<Vec<_>>()).0;
+            let s = model.occupation.exact_entropy(model.split(&out.theta).1).unwrap_or(s_sample);
             summary.insert("F".into(), json!(f));
             summary.insert("F_err".into(), json!(f_err));
             summary.insert("E".into(), json!(e));

@@ -57,7 +57,7 @@ pub use optim::{Adam, GroupRates, Optimizer, Sgd};
 pub use params::{ParamGroup, Parametrised};
 pub use point::PointTransform;
 pub use quantum::{QuantumNct, StateEnergy, Weights};
-pub use quantum::occupation::{ProductOccupation, ThermalNct};
+pub use quantum::occupation::{AutoregressiveOccupation, OccupationModel, ProductOccupation, ThermalNct};
 pub use scalar::Scalar;
 pub use train::{Schedule, StepStats, TrainError, run_steps};
 pub use shear::{GradientShear, HamiltonianFlow, ShearTarget};

@@ -13,6 +13,40 @@ use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use rand::RngExt;
 
+/// A normalised distribution $p_n$ over product labels with exact sampling.
+pub trait OccupationModel: Parametrised {
+    /// Number of levels per mode (labels range over $0..K$).
+    fn levels(&self) -> usize;
+    fn beta(&self) -> f64;
+    /// Exact sample and its $\ln p_n$.
+    fn sample(&self, theta: &[f64], rng: &mut dyn rand::Rng) -> (Vec<usize>, f64);
+    /// Adds `coef * d ln p_n / d theta` to `g`.
+    fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]);
+    /// Exact entropy in units of $k_B$ where it is cheap (product models), else `None`.
+    fn exact_entropy(&self, _theta: &[f64]) -> Option<f64> {
+        None
+    }
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+fn draw(p: &[f64], rng: &mut dyn rand::Rng) -> usize {
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    for (j, &pj) in p.iter().enumerate() {
+        acc += pj;
+        if u < acc {
+            return j;
+        }
+    }
+    p.len() - 1
+}
+
 /// Independent per-mode occupations (product-state ansatz).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProductOccupation {
@@ -74,6 +108,110 @@ impl ProductOccupation {
     }
 }
 
+impl OccupationModel for ProductOccupation {
+    fn levels(&self) -> usize {
+        self.levels
+    }
+    fn beta(&self) -> f64 {
+        self.beta
+    }
+    fn sample(&self, theta: &[f64], rng: &mut dyn rand::Rng) -> (Vec<usize>, f64) {
+        ProductOccupation::sample(self, &self.probs(theta), rng)
+    }
+    fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]) {
+        ProductOccupation::add_log_prob_grad(self, &self.probs(theta), n, coef, g)
+    }
+    fn exact_entropy(&self, theta: &[f64]) -> Option<f64> {
+        Some(self.entropy(&self.probs(theta)))
+    }
+}
+
+/// Autoregressive occupations (a one-layer variational autoregressive network, after Wu, Wang &
+/// Zhang, PRL 122, 080602 (2019)): mode $i$ has logits
+/// $b_{ik} - \beta\omega_i k + \sum_{j<i}\sum_l W_{ik,jl}[n_j = l]$, so
+/// $p_n = \prod_i p(n_i | n_{<i})$ is normalised and sampled exactly mode by mode. With $W = 0$ it
+/// is the product model; $W$ captures correlations between the occupations of different modes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoregressiveOccupation {
+    pub beta: f64,
+    pub omega: Vec<f64>,
+    pub levels: usize,
+}
+
+impl AutoregressiveOccupation {
+    pub fn new(beta: f64, omega: &[f64], levels: usize) -> Self {
+        Self { beta, omega: omega.to_vec(), levels: levels.max(1) }
+    }
+    fn d(&self) -> usize {
+        self.omega.len()
+    }
+    /// Offset of the weights of mode `i` (after all biases).
+    fn w_off(&self, i: usize) -> usize {
+        let k = self.levels;
+        self.d() * k + k * k * i * (i.saturating_sub(1)) / 2
+    }
+    fn logits(&self, theta: &[f64], i: usize, prev: &[usize]) -> Vec<f64> {
+        let k = self.levels;
+        let off = self.w_off(i);
+        (0..k)
+            .map(|a| {
+                let mut l = theta[i * k + a] - self.beta * self.omega[i] * a as f64;
+                for (j, &nj) in prev.iter().enumerate() {
+                    l += theta[off + a * (i * k) + j * k + nj];
+                }
+                l
+            })
+            .collect()
+    }
+}
+
+impl Parametrised for AutoregressiveOccupation {
+    fn n_params(&self) -> usize {
+        self.w_off(self.d())
+    }
+    fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        theta.fill(0.0);
+    }
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        let nb = self.d() * self.levels;
+        vec![ParamGroup::new("occupation.bias", 0..nb), ParamGroup::new("occupation.weights", nb..self.n_params())]
+    }
+}
+
+impl OccupationModel for AutoregressiveOccupation {
+    fn levels(&self) -> usize {
+        self.levels
+    }
+    fn beta(&self) -> f64 {
+        self.beta
+    }
+    fn sample(&self, theta: &[f64], rng: &mut dyn rand::Rng) -> (Vec<usize>, f64) {
+        let mut n = Vec::with_capacity(self.d());
+        let mut lp = 0.0;
+        for i in 0..self.d() {
+            let p = softmax(&self.logits(theta, i, &n));
+            let a = draw(&p, rng);
+            lp += p[a].ln();
+            n.push(a);
+        }
+        (n, lp)
+    }
+    fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]) {
+        let k = self.levels;
+        for i in 0..self.d() {
+            let p = softmax(&self.logits(theta, i, &n[..i]));
+            let off = self.w_off(i);
+            for a in 0..k {
+                let d = coef * (if n[i] == a { 1.0 } else { 0.0 } - p[a]);
+                g[i * k + a] += d;
+                for (j, &nj) in n[..i].iter().enumerate() {
+                    g[off + a * (i * k) + j * k + nj] += d;
+                }
+            }
+        }
+    }
+}
+
 impl Parametrised for ProductOccupation {
     fn n_params(&self) -> usize {
         self.modes() * self.levels
@@ -101,23 +239,20 @@ pub struct ThermalStep {
 
 /// Flow and occupation model together; parameters: flow's, then the occupations'.
 #[derive(Clone, Debug)]
-pub struct ThermalNct<B, const D: usize> {
+pub struct ThermalNct<B, O, const D: usize> {
     pub states: QuantumNct<B, D>,
-    pub occupation: ProductOccupation,
+    pub occupation: O,
     /// Frequencies of the per-state control variate $b_n = \sum_i \omega_i (n_i + 1/2)$ of the flow
     /// gradient (any per-state constant keeps it unbiased; a good guess of $E_n$ cuts its variance).
     /// `None`: a single batch-mean baseline.
     pub baseline_omega: Option<Vec<f64>>,
 }
 
-impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
+impl<B: Bijector<D>, O: OccupationModel, const D: usize> ThermalNct<B, O, D> {
     /// Checks that the sampler tables cover every level the occupation model can draw.
-    pub fn new(states: QuantumNct<B, D>, occupation: ProductOccupation, baseline_omega: Option<Vec<f64>>) -> Result<Self, crate::error::ConfigError> {
-        if occupation.omega.len() != D {
-            return Err(crate::error::ConfigError::Value { what: "occupation modes", value: occupation.omega.len().to_string(), allowed: "one per degree of freedom" });
-        }
-        if states.n_max() + 1 < occupation.levels {
-            return Err(crate::error::ConfigError::Value { what: "occupation levels", value: occupation.levels.to_string(), allowed: "at most n_max + 1 of the state sampler" });
+    pub fn new(states: QuantumNct<B, D>, occupation: O, baseline_omega: Option<Vec<f64>>) -> Result<Self, crate::error::ConfigError> {
+        if states.n_max() + 1 < occupation.levels() {
+            return Err(crate::error::ConfigError::Value { what: "occupation levels", value: occupation.levels().to_string(), allowed: "at most n_max + 1 of the state sampler" });
         }
         if baseline_omega.as_ref().is_some_and(|w| w.len() != D) {
             return Err(crate::error::ConfigError::Value { what: "baseline frequencies", value: "wrong length".into(), allowed: "one per degree of freedom" });
@@ -125,7 +260,7 @@ impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
         Ok(Self { states, occupation, baseline_omega })
     }
     pub fn temperature(&self) -> f64 {
-        1.0 / self.occupation.beta
+        1.0 / self.occupation.beta()
     }
     pub fn split<'a>(&self, theta: &'a [f64]) -> (&'a [f64], &'a [f64]) {
         theta.split_at(self.states.flow.n_params())
@@ -137,10 +272,9 @@ impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
     pub fn step<H: Separable<D>>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> ThermalStep {
         let (tf, to) = self.split(theta);
         let nf = tf.len();
-        let probs = self.occupation.probs(to);
         let kt = self.temperature();
         let draws = engine.map(batch, stream, step, |_, rng| {
-            let (n, lp) = self.occupation.sample(&probs, rng);
+            let (n, lp) = self.occupation.sample(to, rng);
             let w = self.states.walker(tf, h, &n, rng);
             (n, lp, w)
         });
@@ -162,7 +296,7 @@ impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
             for j in range {
                 let (n, _, w) = &draws[ok[j]];
                 self.states.add_log_psi_grad(tf, n, &w.x, 2.0 * (ce[j] - me) / nb, &mut g[..nf]);
-                self.occupation.add_log_prob_grad(&probs, n, (cf[j] - mf) / nb, &mut g[nf..]);
+                self.occupation.add_log_prob_grad(to, n, (cf[j] - mf) / nb, &mut g[nf..]);
             }
             (0.0, g)
         });
@@ -171,7 +305,7 @@ impl<B: Bijector<D>, const D: usize> ThermalNct<B, D> {
     }
 }
 
-impl<B: Parametrised, const D: usize> Parametrised for ThermalNct<B, D> {
+impl<B: Parametrised, O: OccupationModel, const D: usize> Parametrised for ThermalNct<B, O, D> {
     fn n_params(&self) -> usize {
         self.states.n_params() + self.occupation.n_params()
     }
