@@ -12,7 +12,7 @@ use nct::models::alanine::{AlanineData, K_B, circular_linear_correlation, coordi
 use nct::models::data::block_split;
 use nct::run::classical::{print_summary, summary, train_mle, plots};
 use nct::run::plot::scatter_plot;
-use nct::run::{RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -39,19 +39,16 @@ struct Cli {
     /// Gaussian noise (nm) added to training configurations (regularises the rigid-body directions).
     #[arg(long, default_value_t = 0.002)]
     jitter: f64,
-    /// RealNVP couplings of the point transformation.
-    #[arg(long, default_value_t = 8)]
-    couplings: usize,
-    /// Hidden widths of each coupling's MLP, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,64")]
-    hidden: Vec<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    net: NetArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
 }
 
 fn main() {
-    let cli: Cli = parse_with_defaults(&[("steps", "3000"), ("batch", "128"), ("lr", "0.001"), ("eval_samples", "5000")]);
+    let cli: Cli = parse_with_defaults(&[("couplings", "8"), ("hidden", "64,64"), ("steps", "3000"), ("batch", "128"), ("lr", "0.001"), ("eval_samples", "5000")]);
     if let Err(e) = run(&cli) {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -76,7 +73,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let beta = 1.0 / (K_B * cli.temperature);
     let masses = coordinate_masses();
     let mut rng = NctRng::seed_from_u64(cli.run.seed);
-    let nvp = real_nvp::<N>(cli.couplings, &cli.hidden, Activation::Tanh, MaskScheme::RandomPermutation, &mut rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", cli.couplings, cli.hidden), &e.to_string()))?;
+    let nvp = cli.net.real_nvp::<N>(MaskScheme::RandomPermutation, &mut rng)?;
     // Latent frequencies start near the data's own scale: sqrt(k_B T / (m var)) per coordinate.
     let mean = train.iter().fold(nalgebra::SVector::<f64, N>::zeros(), |a, x| a + x) / train.len() as f64;
     let var = train.iter().fold(nalgebra::SVector::<f64, N>::zeros(), |a, x| a + (x - mean).component_mul(&(x - mean))) / train.len() as f64;

@@ -6,7 +6,7 @@
 use clap::{Parser, ValueEnum};
 use nct::models::HarmonicChain;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational, ClassicalRun};
-use nct::run::{RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -35,19 +35,16 @@ struct Cli {
     /// Flow architecture.
     #[arg(long, value_enum, default_value_t = Model::Linear)]
     model: Model,
-    /// RealNVP couplings (realnvp model).
-    #[arg(long, default_value_t = 8)]
-    couplings: usize,
-    /// Hidden widths of each coupling's MLP, comma separated (realnvp model).
-    #[arg(long, value_delimiter = ',', default_value = "128,128")]
-    hidden: Vec<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    net: NetArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
 }
 
 fn main() {
-    let cli: Cli = parse_with_defaults(&[("steps", "6000"), ("batch", "128"), ("lr", "0.02"), ("omega_lr_factor", "10")]);
+    let cli: Cli = parse_with_defaults(&[("couplings", "8"), ("hidden", "128,128"), ("steps", "6000"), ("batch", "128"), ("lr", "0.02"), ("omega_lr_factor", "10")]);
     let r = match cli.n {
         2 => chain::<2>(&cli),
         4 => chain::<4>(&cli),
@@ -73,7 +70,7 @@ fn chain<const N: usize>(cli: &Cli) -> Result<(), RunError> {
         Model::Linear => finish(cli, &h, ClassicalNct::new(LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05), base), "harmonic_chain/linear"),
         Model::Realnvp => {
             let mut rng = NctRng::seed_from_u64(cli.run.seed);
-            let nvp = real_nvp::<N>(cli.couplings, &cli.hidden, Activation::Tanh, MaskScheme::AlternatingHalves, &mut rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", cli.couplings, cli.hidden), &e.to_string()))?;
+            let nvp = cli.net.real_nvp::<N>(MaskScheme::AlternatingHalves, &mut rng)?;
             finish(cli, &h, ClassicalNct::new(PointTransform::new(nvp), base), "harmonic_chain/realnvp")
         }
     }

@@ -8,7 +8,7 @@ use clap::Parser;
 use nct::models::Ring2d;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
 use nct::run::plot::scatter_plot;
-use nct::run::{RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -26,19 +26,16 @@ struct Cli {
     /// Inverse temperature beta (> 0).
     #[arg(long, default_value_t = 1.0)]
     beta: f64,
-    /// RealNVP couplings of the point transformation.
-    #[arg(long, default_value_t = 6)]
-    couplings: usize,
-    /// Hidden widths of each coupling's MLP, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,64")]
-    hidden: Vec<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    net: NetArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
 }
 
 fn main() {
-    let cli: Cli = parse_with_defaults(&[("steps", "6000"), ("batch", "256"), ("lr", "0.003"), ("omega_lr_factor", "10")]);
+    let cli: Cli = parse_with_defaults(&[("couplings", "6"), ("hidden", "64,64"), ("steps", "6000"), ("batch", "256"), ("lr", "0.003"), ("omega_lr_factor", "10")]);
     if let Err(e) = run(&cli) {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -70,7 +67,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let h = Ring2d::new().with_radius(cli.radius).with_width(cli.width);
     let base = LatentOscillators::<2>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     let mut rng = NctRng::seed_from_u64(cli.run.seed);
-    let nvp = real_nvp::<2>(cli.couplings, &cli.hidden, Activation::Tanh, MaskScheme::AlternatingHalves, &mut rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", cli.couplings, cli.hidden), &e.to_string()))?;
+    let nvp = cli.net.real_nvp::<2>(MaskScheme::AlternatingHalves, &mut rng)?;
     let model = ClassicalNct::new(Chain::new(PointTransform::new(nvp), LinearSymplectic::<2>::new()), base);
     let run = train_variational(&cli.run, cli, "ring2d/realnvp+linear", &model, &h)?;
     let fe = estimate(&cli.run, &model, &h, &run.theta);

@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, force_field_modes};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{Series, level_plot, line_plot};
-use nct::run::{ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
+use nct::run::{NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -59,12 +59,9 @@ struct Cli {
     /// Levels per mode of the occupation model and of the sampler tables.
     #[arg(long, default_value_t = 8)]
     levels: usize,
-    /// RealNVP couplings after the linear map (0: linear map only).
-    #[arg(long, default_value_t = 4)]
-    couplings: usize,
-    /// Hidden widths of each coupling's MLP, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,64")]
-    hidden: Vec<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    net: NetArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
@@ -74,7 +71,7 @@ struct Cli {
 const K_B_CM: f64 = 0.695_034_800;
 
 fn main() {
-    let cli: Cli = parse_with_defaults(&[("steps", "500"), ("batch", "512"), ("lr", "0.003"), ("eval_samples", "8000")]);
+    let cli: Cli = parse_with_defaults(&[("couplings", "4"), ("hidden", "64,64"), ("steps", "500"), ("batch", "512"), ("lr", "0.003"), ("eval_samples", "8000")]);
     if let Err(e) = run(&cli) {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -174,7 +171,7 @@ fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVe
     let order_w = rank_matched(omega.as_slice(), &harmonic_frequencies(h));
     let labels = lowest_levels(&order_w, cli.states);
     let n_max = labels.iter().flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
-    let nvp = if cli.couplings > 0 { Some(real_nvp::<D>(cli.couplings, &cli.hidden, Activation::Tanh, MaskScheme::AlternatingHalves, &mut rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", cli.couplings, cli.hidden), &e.to_string()))?) } else { None };
+    let nvp = if cli.net.couplings > 0 { Some(cli.net.real_nvp::<D>(MaskScheme::AlternatingHalves, &mut rng)?) } else { None };
     match nvp {
         Some(nvp) => solve_flow(cli, h, omega, kb, Chain::new(LinearBijector::<D>::new(), nvp), &labels, n_max, &order_w),
         None => solve_flow(cli, h, omega, kb, LinearBijector::<D>::new(), &labels, n_max, &order_w),
@@ -189,7 +186,7 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
     let stream = SeedStream::new(cli.run.seed);
     let mut summary = Map::new();
     let t0 = std::time::Instant::now();
-    let name = format!("vibrational/{}/{}", cli.system, if cli.couplings > 0 { "linear+realnvp" } else { "linear" });
+    let name = format!("vibrational/{}/{}", cli.system, if cli.net.couplings > 0 { "linear+realnvp" } else { "linear" });
     match cli.temperature {
         None => {
             let weights = match cli.weights {

@@ -101,14 +101,7 @@ impl BatchEngine {
                 (loss, g)
             })
             .collect();
-        let mut total = BatchSum { loss: 0.0, grad: vec![0.0; n_params], samples: n };
-        for (l, g) in parts {
-            total.loss += l;
-            for (t, v) in total.grad.iter_mut().zip(&g) {
-                *t += v;
-            }
-        }
-        total
+        Self::reduce(parts, n_params, n)
     }
 
     /// Ordered parallel map over the chunks of `0..n`: `f(chunk range, chunk stream)`. The batched

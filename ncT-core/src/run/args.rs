@@ -102,6 +102,28 @@ impl RunArgs {
     }
 }
 
+/// Flags of the RealNVP part of a flow (examples override the defaults with
+/// [`parse_with_defaults`], ids `couplings` and `hidden`).
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetArgs {
+    /// Number of RealNVP couplings (the vibrational example accepts 0: linear map only).
+    #[arg(long, default_value_t = 4)]
+    pub couplings: usize,
+    /// Hidden widths of each coupling's MLP, comma separated (e.g. 64,64).
+    #[arg(long, value_delimiter = ',', default_value = "64,64")]
+    pub hidden: Vec<usize>,
+}
+
+impl NetArgs {
+    /// A RealNVP with these flags; errors name the flags.
+    pub fn real_nvp<const N: usize>(&self, masks: crate::coupling::MaskScheme, rng: &mut dyn rand::Rng) -> Result<crate::coupling::RealNvp<N>, RunError> {
+        if self.hidden.iter().any(|&h| h == 0) {
+            return Err(invalid("--hidden", format!("{:?}", self.hidden), "positive widths"));
+        }
+        crate::coupling::real_nvp::<N>(self.couplings, &self.hidden, crate::activation::Activation::Tanh, masks, rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", self.couplings, self.hidden), &e.to_string()))
+    }
+}
+
 /// Error for a model flag out of range.
 pub fn invalid(flag: &str, value: impl ToString, allowed: &str) -> RunError {
     RunError::InvalidArg { flag: flag.into(), value: value.to_string(), allowed: allowed.into() }

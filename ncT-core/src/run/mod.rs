@@ -19,7 +19,7 @@ pub mod dir;
 pub mod plot;
 pub mod trainer;
 
-pub use args::{OnNan, RunArgs, invalid, parse_from_with_defaults, parse_with_defaults};
+pub use args::{NetArgs, OnNan, RunArgs, invalid, parse_from_with_defaults, parse_with_defaults};
 pub use checkpoint::{Checkpoint, ModelDescription};
 pub use dir::RunDir;
 pub use trainer::{Trainer, TrainerHooks, TrainingOutcome};
