@@ -61,8 +61,9 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// the largest single-mode excitation the sampler tabulates.
     pub fn new(flow: B, omega: SVector<f64, D>, masses: SVector<f64, D>, n_max: usize) -> Self {
         let width = omega.zip_map(&masses, |w, m| (w * m).sqrt());
-        let lowest = omega.iter().zip(masses.iter()).map(|(w, _)| *w).sum::<f64>();
-        Self { flow, omega, inv_mass: masses.map(|m| 1.0 / m), width, sampler: HermiteSampler::new(n_max), v_floor: -10.0 * lowest.abs() }
+        // Default guard: ten times the sum of the basis frequencies below zero.
+        let scale = omega.iter().map(|w| w.abs()).sum::<f64>();
+        Self { flow, omega, inv_mass: masses.map(|m| 1.0 / m), width, sampler: HermiteSampler::new(n_max), v_floor: -10.0 * scale }
     }
     pub fn omega(&self) -> &SVector<f64, D> {
         &self.omega

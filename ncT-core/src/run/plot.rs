@@ -74,8 +74,11 @@ where
         if s.markers {
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 5, c.filled())))?.label(s.name.clone()).legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
         } else {
-            let width = if s.name.contains("mean") { 3 } else { 1 };
-            let col = if s.name.contains("mean") || series.len() == 1 { c.to_rgba() } else { c.mix(0.35) };
+            // Raw, noisy series are drawn faint when a running mean accompanies them.
+            let has_mean = series.iter().any(|t| t.name.contains("mean"));
+            let faint = has_mean && !s.name.contains("mean");
+            let width = if faint { 1 } else { 2 };
+            let col = if faint { c.mix(0.35) } else { c.to_rgba() };
             chart.draw_series(LineSeries::new(s.points.iter().copied().filter(|p| p.1.is_finite()).map(|(x, y)| (x, y.clamp(y0, y1))), col.stroke_width(width)))?.label(s.name.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         }
     }
@@ -122,7 +125,7 @@ where
     root.fill(&WHITE)?;
     let (y0, y1) = range(levels.iter().flat_map(|l| [l.0 - l.1, l.0 + l.1]).chain(exact.iter().copied()));
     let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(90).build_cartesian_2d(-0.5f64..(levels.len() as f64 - 0.5), y0..y1)?;
-    chart.configure_mesh().x_desc("state").y_desc(ylabel).label_style(("sans-serif", 16)).draw()?;
+    chart.configure_mesh().x_desc("state").y_desc(ylabel).label_style(("sans-serif", 16)).x_labels(levels.len().max(1)).x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{:.0}", x) } else { String::new() }).draw()?;
     let blue = PALETTE[0];
     chart.draw_series(levels.iter().enumerate().map(|(i, &(e, _))| PathElement::new(vec![(i as f64 - 0.35, e), (i as f64 + 0.35, e)], blue.stroke_width(3))))?.label("learned").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(3)));
     chart.draw_series(levels.iter().enumerate().map(|(i, &(e, s))| ErrorBar::new_vertical(i as f64, e - s, e, e + s, blue.stroke_width(1), 8)))?;
