@@ -12,7 +12,7 @@ use nct::models::alanine::{AlanineData, K_B, circular_linear_correlation, coordi
 use nct::models::data::block_split;
 use nct::run::classical::{print_summary, summary, train_mle, plots};
 use nct::run::plot::scatter_plot;
-use nct::run::{NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -49,10 +49,7 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("couplings", "8"), ("hidden", "64,64"), ("steps", "3000"), ("batch", "128"), ("lr", "0.001"), ("eval_samples", "5000")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {

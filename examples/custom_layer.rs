@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use nct::run::classical::{estimate, print_summary, summary, train_variational_per_sample};
-use nct::run::{RunArgs, RunError, parse_with_defaults};
+use nct::run::{exit_on_error, RunArgs, RunError, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
@@ -54,10 +54,7 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("steps", "4000"), ("batch", "128"), ("lr", "0.02"), ("omega_lr_factor", "10")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {

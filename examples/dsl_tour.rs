@@ -8,7 +8,7 @@
 
 use clap::Parser;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
-use nct::run::{RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
@@ -48,10 +48,7 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("steps", "3000"), ("batch", "128"), ("lr", "0.003"), ("omega_lr_factor", "10")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {

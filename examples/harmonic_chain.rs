@@ -6,7 +6,7 @@
 use clap::{Parser, ValueEnum};
 use nct::models::HarmonicChain;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational, ClassicalRun};
-use nct::run::{NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -54,10 +54,7 @@ fn main() {
         64 => chain::<64>(&cli),
         n => Err(invalid("--n", n, "one of 2, 4, 8, 16, 32, 64")),
     };
-    if let Err(e) = r {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(r);
 }
 
 fn chain<const N: usize>(cli: &Cli) -> Result<(), RunError> {

@@ -6,7 +6,7 @@
 use clap::Parser;
 use nct::models::HarmonicOscillator;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
-use nct::run::{RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
 
@@ -26,10 +26,7 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("steps", "2000"), ("batch", "64"), ("lr", "0.05")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {

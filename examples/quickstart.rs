@@ -7,7 +7,7 @@
 use clap::Parser;
 use nct::models::HarmonicChain;
 use nct::run::classical::{estimate, plots, summary, train_variational};
-use nct::run::{RunArgs, RunError, parse_with_defaults};
+use nct::run::{exit_on_error, RunArgs, RunError, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
@@ -29,10 +29,7 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("steps", "10000"), ("batch", "128"), ("lr", "0.02"), ("seed", "2")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {

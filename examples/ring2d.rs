@@ -8,7 +8,7 @@ use clap::Parser;
 use nct::models::Ring2d;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
 use nct::run::plot::scatter_plot;
-use nct::run::{NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -36,10 +36,7 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("couplings", "6"), ("hidden", "64,64"), ("steps", "6000"), ("batch", "256"), ("lr", "0.003"), ("omega_lr_factor", "10")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 /// Exact F = -ln Z / beta by Simpson quadrature of the radial integral.

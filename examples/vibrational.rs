@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, force_field_modes};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{Series, level_plot, line_plot};
-use nct::run::{NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -72,10 +72,7 @@ const K_B_CM: f64 = 0.695_034_800;
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("couplings", "4"), ("hidden", "64,64"), ("steps", "500"), ("batch", "512"), ("lr", "0.003"), ("eval_samples", "8000")]);
-    if let Err(e) = run(&cli) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    exit_on_error(run(&cli));
 }
 
 fn molecule_path(name: &str) -> Option<PathBuf> {

@@ -52,6 +52,14 @@ pub enum RunError {
     Plot { path: PathBuf, why: String },
 }
 
+/// Print a run error and exit with status 2 (the `main` of every example).
+pub fn exit_on_error(result: Result<(), RunError>) {
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {
     let path = path.into();
     move |source| RunError::Io { path, source }
