@@ -43,6 +43,15 @@ pub struct TrainingOutcome {
     pub seconds: f64,
 }
 
+/// Put the state of a checkpoint into the parameters and the optimiser (its moments and step count;
+/// the learning-rate groups stay those of the current run).
+fn restore(ck: Checkpoint, theta: &mut Vec<f64>, opt: &mut Adam) {
+    *theta = ck.theta;
+    opt.m = ck.adam.m;
+    opt.v = ck.adam.v;
+    opt.t = ck.adam.t;
+}
+
 /// Drives one run.
 pub struct Trainer<'a> {
     pub args: &'a RunArgs,
@@ -79,14 +88,11 @@ impl<'a> Trainer<'a> {
         if let Some(d) = self.dir.as_mut() {
             if d.is_resumed() {
                 let ck = Checkpoint::load(&d.checkpoint_path(), &self.model)?;
-                theta = ck.theta;
-                opt.m = ck.adam.m;
-                opt.v = ck.adam.v;
-                opt.t = ck.adam.t;
                 start = ck.step;
                 lr_factor = ck.lr_factor;
                 rollbacks = ck.rollbacks;
                 resumed_from = Some(ck.step);
+                restore(ck, &mut theta, &mut opt);
                 d.truncate_metrics(start)?;
                 for r in d.read_metrics()? {
                     if let (Some(s), Some(l)) = (r.get("step").and_then(Value::as_u64), r.get("loss").and_then(Value::as_f64)) {
@@ -127,21 +133,19 @@ impl<'a> Trainer<'a> {
                 if can_roll {
                     let d = self.dir.as_mut().expect("checked");
                     let ck = Checkpoint::load(&d.checkpoint_path(), &self.model)?;
-                    theta = ck.theta;
-                    opt.m = ck.adam.m;
-                    opt.v = ck.adam.v;
-                    opt.t = ck.adam.t;
+                    let back_to = ck.step;
                     rollbacks += 1;
                     lr_factor = ck.lr_factor * 0.5;
-                    d.truncate_metrics(ck.step)?;
-                    losses.retain(|(s, _)| *s < ck.step);
-                    let msg = format!("step {step}: non-finite {what}; rolled back to step {} and halved the learning rate (rollback {rollbacks} of {MAX_ROLLBACKS})", ck.step);
+                    restore(ck, &mut theta, &mut opt);
+                    d.truncate_metrics(back_to)?;
+                    losses.retain(|(s, _)| *s < back_to);
+                    let msg = format!("step {step}: non-finite {what}; rolled back to step {back_to} and halved the learning rate (rollback {rollbacks} of {MAX_ROLLBACKS})");
                     match &bar {
                         Some(b) => b.println(msg),
                         None if !self.args.quiet => eprintln!("{msg}"),
                         None => {}
                     }
-                    step = ck.step;
+                    step = back_to;
                     continue;
                 }
                 if let Some(b) = &bar {
