@@ -9,7 +9,7 @@
 //! `cargo run --release --example vibrational -- --system ndco --dim 8 --states 1 --temperature 1 --occupation psa`
 
 use clap::{Parser, ValueEnum};
-use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, force_field_modes};
+use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, force_field_modes, harmonic_free_energy, ndco_normal_frequencies};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{Series, level_plot, line_plot};
 use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
@@ -114,15 +114,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
 fn reference(system: &str, d: usize, cli: &Cli, labels: &[Vec<usize>]) -> Option<Vec<f64>> {
     match system {
         "ndco" => {
-            let w: Vec<f64> = match d {
-                2 => Ndco::<2>::new(cli.coupling).normal_frequencies(),
-                3 => Ndco::<3>::new(cli.coupling).normal_frequencies(),
-                4 => Ndco::<4>::new(cli.coupling).normal_frequencies(),
-                6 => Ndco::<6>::new(cli.coupling).normal_frequencies(),
-                8 => Ndco::<8>::new(cli.coupling).normal_frequencies(),
-                12 => Ndco::<12>::new(cli.coupling).normal_frequencies(),
-                _ => return None,
-            };
+            let w = ndco_normal_frequencies(d, cli.coupling);
             let mut e: Vec<f64> = lowest_levels(&w, labels.len()).iter().map(|n| harmonic_energy(&w, n)).collect();
             e.sort_by(f64::total_cmp);
             Some(e)
@@ -245,43 +237,33 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
 fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, t: f64, kt: f64, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
     let engine = BatchEngine::new(32);
     let stream = SeedStream::new(cli.run.seed);
-    {
-        {
-            let theta = model.new_params(&mut stream.named("init"));
-            let opt = Adam::new(theta.len(), cli.run.lr);
-            let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(name, &model));
-            let out = trainer.run(theta, opt, |th, step| {
-                let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
-                BatchSum { loss: s.f, grad: s.grad, samples: 1 }
-            }, TrainerHooks::default())?;
-            let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
-            let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
-            let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
-            let s_sample = mean_and_error(&est.iter().map(|s| s.s).collect::<Vec<_>>()).0;
-            let s = model.occupation.exact_entropy(model.split(&out.theta).1).unwrap_or(s_sample);
-            summary.insert("F".into(), json!(f));
-            summary.insert("F_err".into(), json!(f_err));
-            summary.insert("E".into(), json!(e));
-            summary.insert("E_err".into(), json!(e_err));
-            summary.insert("S".into(), json!(s));
-            summary.insert("temperature".into(), json!(t));
-            let f_exact: Option<f64> = (cli.system == "ndco").then(|| match D {
-                2 => Ndco::<2>::new(cli.coupling).free_energy(kt),
-                3 => Ndco::<3>::new(cli.coupling).free_energy(kt),
-                4 => Ndco::<4>::new(cli.coupling).free_energy(kt),
-                8 => Ndco::<8>::new(cli.coupling).free_energy(kt),
-                _ => f64::NAN,
-            });
-            summary.insert("F_exact".into(), json!(f_exact.filter(|v| v.is_finite())));
-            println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6}, S = {s:.5} k_B{}", cli.system, D, f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
-            if let Some(d) = &trainer.dir {
-                let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
-                line_plot(d.path(), "loss", "Free-energy estimate per step", "step", "F", &[Series { name: "F".into(), points: pts, markers: false }], f_exact.map(|x| ("exact F", x)), None)?;
-            }
-            summary.insert("steps".into(), json!(out.steps_done));
-            finish(cli, trainer.dir, summary, t0)
-        }
+    let theta = model.new_params(&mut stream.named("init"));
+    let opt = Adam::new(theta.len(), cli.run.lr);
+    let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(name, &model));
+    let out = trainer.run(theta, opt, |th, step| {
+        let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
+        BatchSum { loss: s.f, grad: s.grad, samples: 1 }
+    }, TrainerHooks::default())?;
+    let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
+    let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
+    let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
+    let s_sample = mean_and_error(&est.iter().map(|s| s.s).collect::<Vec<_>>()).0;
+    let s = model.occupation.exact_entropy(model.split(&out.theta).1).unwrap_or(s_sample);
+    summary.insert("F".into(), json!(f));
+    summary.insert("F_err".into(), json!(f_err));
+    summary.insert("E".into(), json!(e));
+    summary.insert("E_err".into(), json!(e_err));
+    summary.insert("S".into(), json!(s));
+    summary.insert("temperature".into(), json!(t));
+    let f_exact: Option<f64> = (cli.system == "ndco").then(|| harmonic_free_energy(&ndco_normal_frequencies(D, cli.coupling), kt));
+    summary.insert("F_exact".into(), json!(f_exact));
+    println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6}, S = {s:.5} k_B{}", cli.system, D, f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
+    if let Some(d) = &trainer.dir {
+        let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
+        line_plot(d.path(), "loss", "Free-energy estimate per step", "step", "F", &[Series { name: "F".into(), points: pts, markers: false }], f_exact.map(|x| ("exact F", x)), None)?;
     }
+    summary.insert("steps".into(), json!(out.steps_done));
+    finish(cli, trainer.dir, summary, t0)
 }
 
 fn finish(cli: &Cli, dir: Option<RunDir>, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {

@@ -45,22 +45,37 @@ pub struct Ndco<const D: usize> {
 impl<const D: usize> Ndco<D> {
     /// Coupling `a`, frequencies $w_i = \sqrt{i/2}$, $i = 1..D$.
     pub fn new(coupling: f64) -> Self {
-        Self { coupling, w: SVector::from_fn(|i, _| ((i as f64 + 1.0) / 2.0).sqrt()) }
-    }
-    /// Matrix $K$ of $V = \tfrac12 x^T K x$.
-    pub fn stiffness(&self) -> DMatrix<f64> {
-        DMatrix::from_fn(D, D, |i, j| if i == j { self.w[i] * self.w[i] } else { self.coupling * (self.w[i] * self.w[j]).sqrt() })
+        Self { coupling, w: SVector::from_fn(|i, _| ndco_w(i)) }
     }
     /// Exact normal-mode frequencies (ascending); levels are $\sum_k \Omega_k (n_k + 1/2)$.
     pub fn normal_frequencies(&self) -> Vec<f64> {
-        let mut ev: Vec<f64> = self.stiffness().symmetric_eigen().eigenvalues.iter().map(|e| e.max(0.0).sqrt()).collect();
-        ev.sort_by(f64::total_cmp);
-        ev
+        ndco_normal_frequencies(D, self.coupling)
     }
     /// Exact free energy at temperature `t` (quantum harmonic oscillators).
     pub fn free_energy(&self, t: f64) -> f64 {
-        self.normal_frequencies().iter().map(|w| 0.5 * w + t * (1.0 - (-w / t).exp()).ln()).sum()
+        harmonic_free_energy(&self.normal_frequencies(), t)
     }
+}
+
+/// NDCO bare frequency of mode `i` (0-based): $w_{i+1} = \sqrt{(i+1)/2}$.
+fn ndco_w(i: usize) -> f64 {
+    ((i as f64 + 1.0) / 2.0).sqrt()
+}
+
+/// Normal-mode frequencies (ascending) of the NDCO model with `d` modes and coupling `a`: square
+/// roots of the eigenvalues of $K_{ij} = \delta_{ij} w_i^2 + (1 - \delta_{ij})\, a \sqrt{w_i w_j}$,
+/// $w_i^2 = i/2$.
+pub fn ndco_normal_frequencies(d: usize, a: f64) -> Vec<f64> {
+    let w: Vec<f64> = (0..d).map(ndco_w).collect();
+    let k = DMatrix::from_fn(d, d, |i, j| if i == j { w[i] * w[i] } else { a * (w[i] * w[j]).sqrt() });
+    let mut ev: Vec<f64> = k.symmetric_eigen().eigenvalues.iter().map(|e| e.max(0.0).sqrt()).collect();
+    ev.sort_by(f64::total_cmp);
+    ev
+}
+
+/// Quantum free energy of independent oscillators, $\sum_k [\Omega_k/2 + T \ln(1 - e^{-\Omega_k/T})]$.
+pub fn harmonic_free_energy(omega: &[f64], t: f64) -> f64 {
+    omega.iter().map(|w| 0.5 * w + t * (1.0 - (-w / t).exp()).ln()).sum()
 }
 
 impl<const D: usize> Separable<D> for Ndco<D> {
