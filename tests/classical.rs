@@ -65,6 +65,15 @@ fn harmonic_chain_linear_model_reaches_exact_free_energy() {
         let cos = row.iter().zip(&exact).map(|(a, b)| a * b).sum::<f64>() / row.iter().map(|a| a * a).sum::<f64>().sqrt();
         assert!(cos.abs() > 0.97, "mode {k} overlap {cos}");
     }
+    // Interpolating along the slowest latent mode moves the chain along the slowest sine mode,
+    // linearly in the amplitude (the learned map is linear).
+    let path = model.interpolate_mode(&theta, 0, &[-1.0, 0.5, 2.0]);
+    let u1 = h.mode(1);
+    for x in &path {
+        let cos = x.q.iter().zip(&u1).map(|(a, b)| a * b).sum::<f64>() / x.q.norm();
+        assert!(cos.abs() > 0.97, "interpolated configuration overlaps mode 1 by {cos}");
+    }
+    assert!((path[2].q - path[1].q * 4.0).norm() < 1e-10 * path[2].q.norm());
 }
 
 /// Exact configurations of the harmonic chain at beta = 1: q = sum_k u_k xi_k / omega_k.
