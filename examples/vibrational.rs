@@ -14,6 +14,7 @@ use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, 
 use nct::run::plot::{Series, level_plot, line_plot};
 use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
 use nct::*;
+use nct::quantum::metropolis::Metropolis;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
@@ -31,6 +32,27 @@ enum Occupation {
     /// Autoregressive (one-layer VAN) distribution over modes.
     Van,
 }
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum LaplacianArg {
+    /// Exact, forward-Laplacian jet (one pass).
+    Jet,
+    /// Exact, one directional Dual2 pass per coordinate.
+    Dual2,
+    /// Hutchinson trace estimator (--probes Rademacher vectors), exact gradient.
+    Hutchinson,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum Sampler {
+    /// Independent samples through the inverse flow.
+    Exact,
+    /// Random-walk Metropolis (256 persistent walkers, adaptive step, blocking errors).
+    Metropolis,
+}
+
+/// Flags of the final evaluation: they may change when a finished run is resumed to re-evaluate.
+const EVAL_FLAGS: &[&str] = &["ritz", "ritz_samples", "sampler"];
 
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Quantum NCT for vibrational spectra (molecules: cm^-1 and kelvin; model systems: model units)")]
@@ -59,6 +81,22 @@ struct Cli {
     /// Levels per mode of the occupation model and of the sampler tables.
     #[arg(long, default_value_t = 8)]
     levels: usize,
+    /// Laplacian of the local energy.
+    #[arg(long, value_enum, default_value_t = LaplacianArg::Jet)]
+    laplacian: LaplacianArg,
+    /// Rademacher probes per walker for --laplacian hutchinson (>= 1).
+    #[arg(long, default_value_t = 4)]
+    probes: usize,
+    /// Sampler of the final per-state energies (training always samples exactly).
+    #[arg(long, value_enum, default_value_t = Sampler::Exact)]
+    sampler: Sampler,
+    /// Ritz basis size K after training (0 = off): diagonalise H in the span of the K lowest
+    /// flow-transformed states (T = 0 only).
+    #[arg(long, default_value_t = 0)]
+    ritz: usize,
+    /// Samples of the Ritz matrix elements (>= 20 x K; jackknife over 20 blocks).
+    #[arg(long, default_value_t = 100_000)]
+    ritz_samples: usize,
     #[command(flatten)]
     #[serde(flatten)]
     net: NetArgs,
@@ -87,6 +125,15 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         if !(t.is_finite() && t > 0.0) {
             return Err(invalid("--temperature", t, "a temperature > 0 (omit the flag for T = 0)"));
         }
+    }
+    if cli.probes == 0 {
+        return Err(invalid("--probes", 0, "at least 1"));
+    }
+    if cli.ritz > 0 && cli.ritz_samples < 20 * cli.ritz {
+        return Err(invalid("--ritz-samples", cli.ritz_samples, "at least 20 x --ritz (20 jackknife blocks of one sample per state)"));
+    }
+    if cli.ritz > 0 && cli.temperature.is_some() {
+        return Err(invalid("--ritz", cli.ritz, "0 at finite temperature (the Ritz step is for T = 0 spectra)"));
     }
     if cli.levels < 2 {
         return Err(invalid("--levels", cli.levels, "at least 2"));
@@ -159,18 +206,24 @@ fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVe
     // Labels ordered by the true harmonic frequencies (Hessian at the origin), matched to the basis modes.
     let order_w = rank_matched(omega.as_slice(), &harmonic_frequencies(h));
     let labels = lowest_levels(&order_w, cli.states);
-    let n_max = labels.iter().flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
+    let ritz_basis = lowest_levels(&order_w, cli.ritz);
+    let n_max = labels.iter().chain(&ritz_basis).flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
     let nvp = if cli.net.couplings > 0 { Some(cli.net.real_nvp::<D>(MaskScheme::AlternatingHalves, &mut rng)?) } else { None };
     match nvp {
-        Some(nvp) => solve_flow(cli, h, omega, kb, Chain::new(LinearBijector::<D>::new(), nvp), &labels, n_max, &order_w),
-        None => solve_flow(cli, h, omega, kb, LinearBijector::<D>::new(), &labels, n_max, &order_w),
+        Some(nvp) => solve_flow(cli, h, omega, kb, Chain::new(LinearBijector::<D>::new(), nvp), &labels, &ritz_basis, n_max, &order_w),
+        None => solve_flow(cli, h, omega, kb, LinearBijector::<D>::new(), &labels, &ritz_basis, n_max, &order_w),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
-    let states = QuantumNct::new(flow, omega, h.masses(), n_max);
-    let dir = RunDir::open(&cli.run, cli)?;
+fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], ritz_basis: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
+    let laplacian = match cli.laplacian {
+        LaplacianArg::Jet => LaplacianMethod::Jet,
+        LaplacianArg::Dual2 => LaplacianMethod::Dual2Passes,
+        LaplacianArg::Hutchinson => LaplacianMethod::Hutchinson { probes: cli.probes },
+    };
+    let states = QuantumNct::new(flow, omega, h.masses(), n_max).with_laplacian(laplacian);
+    let dir = RunDir::open_with_control(&cli.run, cli, EVAL_FLAGS)?;
     let engine = BatchEngine::new(32);
     let stream = SeedStream::new(cli.run.seed);
     let mut summary = Map::new();
@@ -178,6 +231,7 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
     let name = format!("vibrational/{}/{}", cli.system, if cli.net.couplings > 0 { "linear+realnvp" } else { "linear" });
     match cli.temperature {
         None => {
+            let reference_ritz = reference(&cli.system, D, cli, ritz_basis);
             let weights = match cli.weights {
                 WeightsArg::Equal => Weights::Equal,
                 WeightsArg::Decreasing => Weights::Decreasing,
@@ -191,12 +245,29 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
                 let s = states.ensemble_step(th, h, labels, &weights, walkers, &engine, &stream, step);
                 BatchSum { loss: s.loss, grad: s.grad, samples: 1 }
             }, TrainerHooks::default())?;
-            let mut e = states.state_energies(&out.theta, h, labels, cli.run.eval_samples, &engine, &SeedStream::new(cli.run.seed ^ 0xe7a1));
+            let eval_stream = SeedStream::new(cli.run.seed ^ 0xe7a1);
+            let mut e = match cli.sampler {
+                Sampler::Exact => states.state_energies(&out.theta, h, labels, cli.run.eval_samples, &engine, &eval_stream),
+                Sampler::Metropolis => labels
+                    .iter()
+                    .map(|n| {
+                        let mut chain = Metropolis::new(&omega, &h.masses(), n, 256, &eval_stream);
+                        let (e, stats) = states.metropolis_energy(&out.theta, h, n, &mut chain, 200, 4 * cli.run.eval_samples.div_ceil(256), 4, &engine, &eval_stream);
+                        println!("  Metropolis {n:?}: acceptance {:.2}, tau {:.1} sweeps", stats.acceptance, stats.tau);
+                        e
+                    })
+                    .collect(),
+            };
             e.sort_by(|a, b| a.energy.total_cmp(&b.energy));
             let energies: Vec<f64> = e.iter().map(|s| s.energy).collect();
             let errs: Vec<f64> = e.iter().map(|s| s.error).collect();
             summary.insert("energies".into(), json!(energies));
             summary.insert("energies_err".into(), json!(errs));
+            summary.insert("kinetic".into(), json!(e.iter().map(|s| s.kinetic).collect::<Vec<_>>()));
+            summary.insert("kinetic_err".into(), json!(e.iter().map(|s| s.kinetic_error).collect::<Vec<_>>()));
+            summary.insert("potential".into(), json!(e.iter().map(|s| s.potential).collect::<Vec<_>>()));
+            summary.insert("potential_err".into(), json!(e.iter().map(|s| s.potential_error).collect::<Vec<_>>()));
+            summary.insert("sampler".into(), json!(cli.sampler));
             summary.insert("labels".into(), json!(e.iter().map(|s| s.label.clone()).collect::<Vec<_>>()));
             summary.insert("zpe".into(), json!(energies[0]));
             summary.insert("excitations".into(), json!(energies.iter().map(|x| x - energies[0]).collect::<Vec<_>>()));
@@ -204,10 +275,40 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
             let reference = reference(&cli.system, D, cli, labels);
             summary.insert("reference".into(), json!(reference));
             println!("== {} ({} modes), {} states, {} steps in {:.1} s", cli.system, D, labels.len(), out.steps_done, out.seconds);
-            println!("  {:<4} {:>16} {:>10} {:>16}", "n", "energy", "+-", "reference");
+            println!("  {:<4} {:>16} {:>10} {:>14} {:>14} {:>16}", "n", "energy", "+-", "kinetic", "potential", "reference");
             for (k, s) in e.iter().enumerate() {
                 let r = reference.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
-                println!("  {:<4} {:>16.6} {:>10.2e} {:>16}", k, s.energy, s.error, r);
+                println!("  {:<4} {:>16.6} {:>10.2e} {:>14.4} {:>14.4} {:>16}", k, s.energy, s.error, s.kinetic, s.potential, r);
+            }
+            if cli.ritz > 0 {
+                let t = std::time::Instant::now();
+                let ritz = states.ritz(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
+                let seconds = t.elapsed().as_secs_f64();
+                let es: Vec<f64> = ritz.levels.iter().map(|l| l.energy).collect();
+                println!("  Ritz in the span of the {} lowest flow states ({} samples, {} rejected, max|S - 1| = {:.1e}, max|Im| = {:.1e}, {seconds:.1} s):", ritz_basis.len(), ritz.samples, ritz.rejected, ritz.overlap_deviation, ritz.max_imaginary);
+                println!("  {:<4} {:>16} {:>10} {:>14} {:>16} {:>10}", "n", "energy", "+-", "E_n - E_0", "reference", "label");
+                for (k, l) in ritz.levels.iter().enumerate() {
+                    let r = reference_ritz.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
+                    println!("  {:<4} {:>16.6} {:>10.2e} {:>14.4} {:>16} {:>10}", k, l.energy, l.error, l.energy - es[0], r, format!("{:?}", l.label));
+                }
+                summary.insert(
+                    "ritz".into(),
+                    json!({
+                        "energies": es,
+                        "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(),
+                        "zpe": es[0],
+                        "excitations": es.iter().map(|x| x - es[0]).collect::<Vec<_>>(),
+                        "labels": ritz.levels.iter().map(|l| l.label.clone()).collect::<Vec<_>>(),
+                        "label_weights": ritz.levels.iter().map(|l| l.weight).collect::<Vec<_>>(),
+                        "basis": ritz.basis,
+                        "samples": ritz.samples,
+                        "rejected": ritz.rejected,
+                        "overlap_deviation": ritz.overlap_deviation,
+                        "max_imaginary": ritz.max_imaginary,
+                        "seconds": seconds,
+                        "reference": reference_ritz,
+                    }),
+                );
             }
             if let Some(d) = &trainer.dir {
                 let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();

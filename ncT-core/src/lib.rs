@@ -34,6 +34,7 @@ pub mod quantum;
 pub mod run;
 pub mod scalar;
 pub mod shear;
+pub mod stats;
 pub mod train;
 
 pub use activation::Activation;
@@ -56,7 +57,7 @@ pub use mlp::Mlp;
 pub use optim::{Adam, GroupRates, Optimizer, Sgd};
 pub use params::{ParamGroup, Parametrised};
 pub use point::PointTransform;
-pub use quantum::{QuantumNct, StateEnergy, Weights};
+pub use quantum::{LaplacianMethod, QuantumNct, StateEnergy, Weights};
 pub use quantum::occupation::{AutoregressiveOccupation, OccupationModel, ProductOccupation, ThermalNct};
 pub use scalar::Scalar;
 pub use train::{Schedule, StepStats, TrainError, run_steps};

@@ -32,8 +32,8 @@ pub fn hermite_with_derivative(n: usize, z: f64) -> (f64, f64) {
     (h, (2.0 * n as f64).sqrt() * hm1 - z * h)
 }
 
-/// All $h_0 \dots h_{n_{max}}$ at `z` (one recurrence).
-pub fn hermite_all(n_max: usize, z: f64) -> Vec<f64> {
+/// All $h_0 \dots h_{n_{max}}$ at `z` (one recurrence), for any scalar.
+pub fn hermite_all<D: Scalar>(n_max: usize, z: D) -> Vec<D> {
     let mut out = Vec::with_capacity(n_max + 1);
     out.push((-(z * z) * 0.5).exp() * std::f64::consts::PI.powf(-0.25));
     if n_max >= 1 {

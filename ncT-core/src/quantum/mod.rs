@@ -7,11 +7,16 @@
 //! product of Hermite functions of width $s_i = \sqrt{m_i \omega_i}$. The states are orthonormal by
 //! construction. Sampling is exact: $z_i \sim |h_{n_i}|^2$ then $x = f^{-1}(z)$ (no MCMC).
 //! The local energy $E_{loc} = -\tfrac12\sum_i m_i^{-1}\,\partial_i^2\psi/\psi + V(x)$ uses the exact
-//! Laplacian, from one directional `Dual2` pass per coordinate.
+//! Laplacian (forward-Laplacian jet, or one directional `Dual2` pass per coordinate), or Hutchinson's
+//! stochastic trace estimator for large `D` ([`LaplacianMethod`]).
+//! [`metropolis`] samples flows without cheap inverses; [`ritz`] diagonalises $H$ in the span of the
+//! flow-transformed states.
 
 pub mod basis;
 pub mod hermite;
+pub mod metropolis;
 pub mod occupation;
+pub mod ritz;
 
 use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
@@ -28,20 +33,56 @@ use rand::RngExt;
 pub struct Walker<const D: usize> {
     pub x: SVector<f64, D>,
     pub z: SVector<f64, D>,
-    /// Local energy (NaN when rejected).
+    /// Local energy $K_{loc} + V$ (NaN when rejected).
     pub e_loc: f64,
+    /// Local kinetic energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi$ (NaN when rejected).
+    pub kinetic: f64,
+    /// $V(x)$.
+    pub potential: f64,
     pub rejected: bool,
 }
 
-/// Mean and standard error of per-state local energies.
+/// Mean and standard error of per-state local energies, with the kinetic and potential parts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateEnergy {
     pub label: Vec<usize>,
     pub energy: f64,
     pub error: f64,
     pub variance: f64,
+    pub kinetic: f64,
+    pub kinetic_error: f64,
+    pub potential: f64,
+    pub potential_error: f64,
     pub samples: usize,
     pub rejected: usize,
+}
+
+impl StateEnergy {
+    /// Statistics of the accepted walkers of state `label`; the error is the standard error of
+    /// independent samples, or from [`crate::stats::blocking`] when `correlated`.
+    pub fn from_walkers<const D: usize>(label: &[usize], ws: &[Walker<D>], correlated: bool) -> Self {
+        let ok: Vec<&Walker<D>> = ws.iter().filter(|w| !w.rejected).collect();
+        let stat = |v: Vec<f64>| if correlated { let b = crate::stats::blocking(&v); (b.mean, b.error) } else { crate::classical::mean_and_error(&v) };
+        let es: Vec<f64> = ok.iter().map(|w| w.e_loc).collect();
+        let (m, err) = stat(es.clone());
+        let var = es.iter().map(|e| (e - m).powi(2)).sum::<f64>() / es.len().max(1) as f64;
+        let (k, k_err) = stat(ok.iter().map(|w| w.kinetic).collect());
+        let (v, v_err) = stat(ok.iter().map(|w| w.potential).collect());
+        StateEnergy { label: label.to_vec(), energy: m, error: err, variance: var, kinetic: k, kinetic_error: k_err, potential: v, potential_error: v_err, samples: es.len(), rejected: ws.len() - es.len() }
+    }
+}
+
+/// How the Laplacian in the local energy is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LaplacianMethod {
+    /// Exact, by the forward-Laplacian jet (one pass carrying value, gradient and Laplacian).
+    #[default]
+    Jet,
+    /// Exact, by one directional `Dual2` pass per coordinate.
+    Dual2Passes,
+    /// Hutchinson's estimator $\Delta\psi \approx \frac1P\sum_{p} v_p^\top (\nabla\nabla\psi) v_p$ with
+    /// Rademacher probes $v_p$ (one `Dual2` pass each): unbiased, cost independent of `D`.
+    Hutchinson { probes: usize },
 }
 
 /// The variational family of states over a bijector `B`.
@@ -54,6 +95,8 @@ pub struct QuantumNct<B, const D: usize> {
     sampler: HermiteSampler,
     /// Walkers with $V(x)$ below this value are rejected (holes of unbounded surfaces).
     pub v_floor: f64,
+    /// Laplacian of the local energy (default: exact jet).
+    pub laplacian: LaplacianMethod,
 }
 
 impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
@@ -63,13 +106,35 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         let width = omega.zip_map(&masses, |w, m| (w * m).sqrt());
         // Default guard: ten times the sum of the basis frequencies below zero.
         let scale = omega.iter().map(|w| w.abs()).sum::<f64>();
-        Self { flow, omega, inv_mass: masses.map(|m| 1.0 / m), width, sampler: HermiteSampler::new(n_max), v_floor: -10.0 * scale }
+        Self { flow, omega, inv_mass: masses.map(|m| 1.0 / m), width, sampler: HermiteSampler::new(n_max), v_floor: -10.0 * scale, laplacian: LaplacianMethod::Jet }
     }
     pub fn omega(&self) -> &SVector<f64, D> {
         &self.omega
     }
     pub fn n_max(&self) -> usize {
         self.sampler.n_max()
+    }
+    /// Basis widths $s_i = \sqrt{m_i\omega_i}$.
+    pub fn width(&self) -> &SVector<f64, D> {
+        &self.width
+    }
+    pub fn inv_mass(&self) -> &SVector<f64, D> {
+        &self.inv_mass
+    }
+    /// The same states with another Laplacian method.
+    pub fn with_laplacian(mut self, method: LaplacianMethod) -> Self {
+        self.laplacian = method;
+        self
+    }
+
+    /// $\ln|\psi_n(x)|^2$ (the Metropolis target), in f64.
+    pub fn log_prob(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
+        let (z, ld, _) = self.flow.forward(theta, x);
+        let mut lp = ld;
+        for i in 0..D {
+            lp += (hermite(n[i], z[i] * self.width[i]).powi(2) * self.width[i]).ln();
+        }
+        lp
     }
 
     /// $\psi_n(x)$ for any scalar.
@@ -89,39 +154,89 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         (x, z)
     }
 
-    /// Local energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi + V(x)$ (Laplacian exact: one
-    /// `Dual2` pass per coordinate).
-    pub fn local_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+    /// Local kinetic energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi$, exact, one `Dual2` pass
+    /// per coordinate.
+    pub fn kinetic_dual2(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
         let mut kin = 0.0;
         for i in 0..D {
             let xd = SVector::<Dual2_64, D>::from_fn(|j, _| Dual2_64::new(x[j], if i == j { 1.0 } else { 0.0 }, 0.0));
             let p = self.psi(theta, n, &xd);
             kin += -0.5 * self.inv_mass[i] * p.v2 / p.re;
         }
-        kin + h.potential(x)
+        kin
     }
 
-    /// [`QuantumNct::local_energy`] with the forward-Laplacian jet: one pass carrying value,
+    /// [`QuantumNct::kinetic_dual2`] with the forward-Laplacian jet: one pass carrying value,
     /// gradient and the mass-weighted Laplacian (seed $e_i/\sqrt{m_i}$).
-    pub fn local_energy_jet<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+    pub fn kinetic_jet(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
         let xj = SVector::<crate::jet::LapJet<D>, D>::from_fn(|i, _| {
             let mut v = crate::jet::LapJet::<D>::variable(x[i], i);
             v.v1 = &v.v1 * self.inv_mass[i].sqrt();
             v
         });
         let p = self.psi(theta, n, &xj);
-        -0.5 * p.v2 / p.re + h.potential(x)
+        -0.5 * p.v2 / p.re
     }
 
-    /// Draw and evaluate a walker of state `n`, applying the guard against holes.
-    pub fn walker<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], rng: &mut R) -> Walker<D> {
-        let (x, z) = self.sample(theta, n, rng);
+    /// Local energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi + V(x)$ with `Dual2` passes.
+    pub fn local_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+        self.kinetic_dual2(theta, n, x) + h.potential(x)
+    }
+
+    /// Local energy with the forward-Laplacian jet.
+    pub fn local_energy_jet<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+        self.kinetic_jet(theta, n, x) + h.potential(x)
+    }
+
+    /// Local kinetic energy $-\tfrac12(\Delta_M\ln\psi + |\nabla\ln\psi|_M^2)$ with the gradient exact
+    /// (one f64 VJP through the flow) and the trace $\Delta_M\ln\psi = \operatorname{tr}(M^{-1}\nabla\nabla\ln\psi)$
+    /// by Hutchinson's estimator: the mean of $v^\top\nabla\nabla\ln\psi\,v$ over `probes` vectors
+    /// $v = M^{-1/2}r$ with Rademacher $r$, each one directional `Dual2` pass. Unbiased; exact for
+    /// product states, whose $\nabla\nabla\ln\psi$ is diagonal.
+    pub fn kinetic_hutchinson<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, probes: usize, rng: &mut R) -> f64 {
+        let (z, _, cache) = self.flow.forward(theta, x);
+        let zbar = SVector::<f64, D>::from_fn(|i, _| {
+            let (hv, hd) = hermite_with_derivative(n[i], z[i] * self.width[i]);
+            self.width[i] * hd / hv
+        });
+        let mut scratch = vec![0.0; theta.len()];
+        let g = self.flow.vjp(theta, &cache, &zbar, 0.5, &mut scratch);
+        let grad2: f64 = (0..D).map(|i| g[i] * g[i] * self.inv_mass[i]).sum();
+        let probes = probes.max(1);
+        let mut trace = 0.0;
+        for _ in 0..probes {
+            let xd = SVector::<Dual2_64, D>::from_fn(|j, _| Dual2_64::new(x[j], if rng.random::<bool>() { 1.0 } else { -1.0 } * self.inv_mass[j].sqrt(), 0.0));
+            let p = self.psi(theta, n, &xd);
+            let d1 = p.v1 / p.re;
+            trace += p.v2 / p.re - d1 * d1;
+        }
+        -0.5 * (trace / probes as f64 + grad2)
+    }
+
+    /// Local kinetic energy with the configured [`LaplacianMethod`] (`rng` feeds Hutchinson probes).
+    pub fn kinetic<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, rng: &mut R) -> f64 {
+        match self.laplacian {
+            LaplacianMethod::Jet => self.kinetic_jet(theta, n, x),
+            LaplacianMethod::Dual2Passes => self.kinetic_dual2(theta, n, x),
+            LaplacianMethod::Hutchinson { probes } => self.kinetic_hutchinson(theta, n, x, probes, rng),
+        }
+    }
+
+    /// Evaluate a walker at `x` (latent point `z`), applying the guard against holes: walkers
+    /// with a non-finite or too low potential are marked rejected, never NaN in an average.
+    pub fn evaluate<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], x: SVector<f64, D>, z: SVector<f64, D>, rng: &mut R) -> Walker<D> {
         let v = h.potential(&x);
         if !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite()) {
-            return Walker { x, z, e_loc: f64::NAN, rejected: true };
+            return Walker { x, z, e_loc: f64::NAN, kinetic: f64::NAN, potential: v, rejected: true };
         }
-        let e = self.local_energy_jet(theta, h, n, &x);
-        Walker { x, z, e_loc: e, rejected: !e.is_finite() }
+        let k = self.kinetic(theta, n, &x, rng);
+        Walker { x, z, e_loc: k + v, kinetic: k, potential: v, rejected: !k.is_finite() }
+    }
+
+    /// Draw (exactly) and evaluate a walker of state `n`.
+    pub fn walker<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], rng: &mut R) -> Walker<D> {
+        let (x, z) = self.sample(theta, n, rng);
+        self.evaluate(theta, h, n, x, z, rng)
     }
 
     /// Adds `coef * d ln|psi_n(x)| / d theta` to `g` (one f64 VJP of the flow).
@@ -141,10 +256,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
             .enumerate()
             .map(|(s, n)| {
                 let ws = engine.map(walkers, stream, s as u64, |_, rng| self.walker(theta, h, n, rng));
-                let es: Vec<f64> = ws.iter().filter(|w| !w.rejected).map(|w| w.e_loc).collect();
-                let (m, err) = crate::classical::mean_and_error(&es);
-                let var = es.iter().map(|e| (e - m).powi(2)).sum::<f64>() / es.len().max(1) as f64;
-                StateEnergy { label: n.clone(), energy: m, error: err, variance: var, samples: es.len(), rejected: ws.len() - es.len() }
+                StateEnergy::from_walkers(n, &ws, false)
             })
             .collect()
     }

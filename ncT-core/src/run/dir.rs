@@ -34,12 +34,18 @@ impl RunDir {
     /// `config` is the full resolved configuration of the example (it must serialise to a JSON
     /// object whose keys include the [`RunArgs`] fields).
     pub fn open(args: &RunArgs, config: &impl Serialize) -> Result<Option<Self>, RunError> {
+        Self::open_with_control(args, config, &[])
+    }
+
+    /// [`RunDir::open`] where the example's own flags `control` (evaluation settings that do not
+    /// change the model) may differ between a run and its resume, like the shared control flags.
+    pub fn open_with_control(args: &RunArgs, config: &impl Serialize, control: &[&str]) -> Result<Option<Self>, RunError> {
         let config = serde_json::to_value(config).map_err(|e| RunError::InvalidArg { flag: "config".into(), value: e.to_string(), allowed: "serialisable".into() })?;
         if let Some(dir) = &args.resume {
             let cpath = dir.join(CONFIG);
             let text = fs::read_to_string(&cpath).map_err(|e| RunError::NoRun { path: dir.clone(), why: format!("{}: {e}", cpath.display()) })?;
             let stored: Value = serde_json::from_str(&text).map_err(|e| RunError::NoRun { path: dir.clone(), why: format!("{} is not valid JSON ({e})", cpath.display()) })?;
-            Self::compare(&cpath, &stored, &config)?;
+            Self::compare(&cpath, &stored, &config, control)?;
             if !dir.join(CHECKPOINT).exists() {
                 return Err(RunError::NoRun { path: dir.clone(), why: format!("no {CHECKPOINT} in it") });
             }
@@ -66,12 +72,12 @@ impl RunDir {
         Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false }))
     }
 
-    fn compare(path: &Path, stored: &Value, given: &Value) -> Result<(), RunError> {
+    fn compare(path: &Path, stored: &Value, given: &Value, control: &[&str]) -> Result<(), RunError> {
         let (Some(s), Some(g)) = (stored.as_object(), given.as_object()) else {
             return Err(RunError::NoRun { path: path.into(), why: "config is not a JSON object".into() });
         };
         for (k, gv) in g {
-            if CONTROL_FLAGS.contains(&k.as_str()) {
+            if CONTROL_FLAGS.contains(&k.as_str()) || control.contains(&k.as_str()) {
                 continue;
             }
             let sv = s.get(k).cloned().unwrap_or(Value::Null);

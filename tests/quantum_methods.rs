@@ -1,0 +1,176 @@
+//! Quantum NCT estimators beyond exact sampling: Hutchinson Laplacian, kinetic/potential split,
+//! Metropolis sampling with blocking errors, and Ritz diagonalisation in the flow basis.
+
+use nalgebra::{DMatrix, SVector};
+use nct::models::vibrational::{HarmonicModes, Ndco};
+use nct::quantum::metropolis::Metropolis;
+use nct::*;
+use rand::SeedableRng;
+
+fn rng(s: u64) -> NctRng {
+    NctRng::seed_from_u64(s)
+}
+
+fn random_flow<const D: usize>(seed: u64) -> (Chain<LinearBijector<D>, RealNvp<D>>, Vec<f64>) {
+    let mut r = rng(seed);
+    let flow = Chain::new(LinearBijector::<D>::new(), real_nvp::<D>(2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut r).unwrap());
+    let mut theta = flow.new_params(&mut r);
+    for (k, t) in theta.iter_mut().enumerate() {
+        *t += 0.15 * ((k as f64) * 1.7).sin();
+    }
+    (flow, theta)
+}
+
+#[test]
+fn hutchinson_laplacian_is_unbiased_and_exact_for_diagonal_hessians() {
+    // Identity flow on uncoupled modes: the Hessian of ln psi is diagonal, so every probe is exact.
+    let h = HarmonicModes::<3> { omega: SVector::from([0.7, 1.1, 1.9]) };
+    let model = QuantumNct::new(LinearBijector::<3>::new(), h.omega, h.masses(), 3);
+    let theta = vec![0.0; model.n_params()];
+    let mut r = rng(1);
+    for n in [[0usize, 0, 0], [1, 0, 2]] {
+        let x = SVector::from([0.3, -0.8, 0.45]);
+        let exact = model.kinetic_jet(&theta, &n, &x);
+        let one = model.kinetic_hutchinson(&theta, &n, &x, 1, &mut r);
+        assert!((one - exact).abs() < 1e-12 * exact.abs().max(1.0), "{one} vs {exact}");
+    }
+    // Random flow, unequal masses: the probe average converges to the exact Laplacian.
+    let (flow, theta) = random_flow::<3>(5);
+    let model = QuantumNct::new(flow, SVector::from([1.0, 1.4, 0.8]), SVector::from([1.0, 0.6, 2.0]), 3);
+    let n = [1usize, 0, 1];
+    let x = SVector::from([0.2, -0.5, 0.9]);
+    let exact = model.kinetic_jet(&theta, &n, &x);
+    let draws: Vec<f64> = (0..4000).map(|_| model.kinetic_hutchinson(&theta, &n, &x, 1, &mut r)).collect();
+    let (m, err) = mean_and_error(&draws);
+    assert!(err > 1e-6, "off-diagonal Hessian terms must make single probes noisy");
+    assert!((m - exact).abs() < 4.0 * err, "Hutchinson {m} +- {err} vs exact {exact}");
+    // Walkers use the configured method.
+    let hm = Ndco::<3>::new(0.1);
+    let model = model.with_laplacian(LaplacianMethod::Hutchinson { probes: 2 });
+    let w = model.walker(&theta, &hm, &n, &mut r);
+    assert!(!w.rejected && (w.e_loc - w.kinetic - w.potential).abs() < 1e-12);
+}
+
+#[test]
+fn kinetic_and_potential_split_obeys_the_virial_theorem() {
+    // Harmonic eigenstates: <K> = <V> = E/2 (virial theorem), with per-sample E_loc = K_loc + V.
+    let h = HarmonicModes::<2> { omega: SVector::from([0.8, 1.3]) };
+    let model = QuantumNct::new(LinearBijector::<2>::new(), h.omega, h.masses(), 3);
+    let theta = vec![0.0; model.n_params()];
+    let labels = vec![vec![0, 0], vec![2, 1]];
+    let e = model.state_energies(&theta, &h, &labels, 20000, &BatchEngine::default(), &SeedStream::new(3));
+    for (s, n) in e.iter().zip(&labels) {
+        let exact = 0.8 * (n[0] as f64 + 0.5) + 1.3 * (n[1] as f64 + 0.5);
+        assert!((s.energy - exact).abs() < 1e-10);
+        assert!((s.kinetic + s.potential - s.energy).abs() < 1e-10);
+        assert!((s.kinetic - exact / 2.0).abs() < 4.0 * s.kinetic_error, "K = {} +- {} vs {}", s.kinetic, s.kinetic_error, exact / 2.0);
+        assert!((s.potential - exact / 2.0).abs() < 4.0 * s.potential_error, "V = {} +- {}", s.potential, s.potential_error);
+        assert!(s.kinetic_error > 0.0 && s.kinetic_error < 0.02);
+    }
+}
+
+#[test]
+fn metropolis_agrees_with_exact_sampling_and_is_thread_independent() {
+    let (flow, theta) = random_flow::<2>(11);
+    let h = Ndco::<2>::new(0.2);
+    let model = QuantumNct::new(flow, h.w, h.masses(), 4);
+    let engine = BatchEngine::new(16);
+    for n in [vec![0usize, 0], vec![1, 0]] {
+        let exact = &model.state_energies(&theta, &h, std::slice::from_ref(&n), 40000, &engine, &SeedStream::new(21))[0];
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let stream = SeedStream::new(22);
+                let mut chain = Metropolis::new(model.omega(), &h.masses(), &n, 200, &stream);
+                model.metropolis_energy(&theta, &h, &n, &mut chain, 200, 2000, 5, &engine, &stream)
+            })
+        };
+        let (mc, stats) = run(1);
+        let (mc2, _) = run(2);
+        assert_eq!(mc, mc2, "the chains must not depend on the thread count");
+        let sigma = (mc.error.powi(2) + exact.error.powi(2)).sqrt();
+        assert!((mc.energy - exact.energy).abs() < 4.0 * sigma, "state {n:?}: Metropolis {} +- {} vs exact sampling {} +- {}", mc.energy, mc.error, exact.energy, exact.error);
+        assert!((mc.kinetic - exact.kinetic).abs() < 4.0 * (mc.kinetic_error.powi(2) + exact.kinetic_error.powi(2)).sqrt());
+        assert!((0.3..0.7).contains(&stats.acceptance), "acceptance {}", stats.acceptance);
+        assert!(stats.tau >= 1.0, "consecutive recorded sweeps are correlated (tau = {})", stats.tau);
+    }
+}
+
+/// Harmonic basis matrix of NDCO, exactly: diagonal sum_i w_i (n_i + 1/2) plus the coupling
+/// a sqrt(w_i w_j) x_i x_j with <n|x|n+1> = sqrt((n+1)/(2w)).
+fn ndco_matrix<const D: usize>(h: &Ndco<D>, basis: &[Vec<usize>]) -> DMatrix<f64> {
+    let x = |w: f64, m: usize, n: usize| -> f64 {
+        if m == n + 1 {
+            (m as f64 / (2.0 * w)).sqrt()
+        } else if n == m + 1 {
+            (n as f64 / (2.0 * w)).sqrt()
+        } else {
+            0.0
+        }
+    };
+    DMatrix::from_fn(basis.len(), basis.len(), |p, q| {
+        let (m, n) = (&basis[p], &basis[q]);
+        let mut v = if m == n { (0..D).map(|i| h.w[i] * (n[i] as f64 + 0.5)).sum() } else { 0.0 };
+        for i in 0..D {
+            for j in 0..i {
+                let others = (0..D).filter(|&k| k != i && k != j).all(|k| m[k] == n[k]);
+                if others {
+                    v += h.coupling * (h.w[i] * h.w[j]).sqrt() * x(h.w[i], m[i], n[i]) * x(h.w[j], m[j], n[j]);
+                }
+            }
+        }
+        v
+    })
+}
+
+#[test]
+fn ritz_in_the_harmonic_basis_matches_the_exact_basis_matrix() {
+    let h = Ndco::<3>::new(0.3);
+    let model = QuantumNct::new(LinearBijector::<3>::new(), h.w, h.masses(), 4);
+    let theta = vec![0.0; model.n_params()];
+    let basis: Vec<Vec<usize>> = (0..=2usize).flat_map(|a| (0..=2usize).flat_map(move |b| (0..=2usize).map(move |c| vec![a, b, c]))).filter(|n| n.iter().sum::<usize>() <= 2).collect();
+    assert_eq!(basis.len(), 10);
+    let mut exact: Vec<f64> = ndco_matrix(&h, &basis).symmetric_eigen().eigenvalues.iter().copied().collect();
+    exact.sort_by(f64::total_cmp);
+    let ritz = model.ritz(&theta, &h, &basis, 40000, 10, &BatchEngine::default(), &SeedStream::new(5)).unwrap();
+    assert_eq!(ritz.rejected, 0);
+    for (l, e) in ritz.levels.iter().zip(&exact) {
+        assert!((l.energy - e).abs() < 5.0 * l.error + 1e-9, "Ritz {} +- {} vs basis-exact {e}", l.energy, l.error);
+        assert!(l.error < 3e-3 * e.abs(), "error {} at {e}", l.error);
+    }
+    // The basis-exact levels are upper bounds of the true levels, and the Ritz ground state improves
+    // on the diagonal element by the coupling.
+    let mut levels: Vec<f64> = nct::quantum::basis::lowest_levels(&h.normal_frequencies(), 3).iter().map(|n| nct::quantum::basis::harmonic_energy(&h.normal_frequencies(), n)).collect();
+    levels.sort_by(f64::total_cmp);
+    assert!(exact[0] >= levels[0] - 1e-12 && exact[0] < ndco_matrix(&h, &basis)[(0, 0)] - 1e-3);
+    assert!((ritz.levels[0].energy - levels[0]).abs() < 2e-3, "{} vs {}", ritz.levels[0].energy, levels[0]);
+    assert_eq!(ritz.levels[0].label, vec![0, 0, 0]);
+}
+
+#[test]
+fn ritz_rows_equal_local_energies_and_are_exact_for_eigenstates() {
+    // Rows: (H psi_k) / |det f'|^1/2 divided by phi_k is the local energy of state k.
+    let (flow, theta) = random_flow::<3>(8);
+    let h = Ndco::<3>::new(0.1);
+    let model = QuantumNct::new(flow, h.w, h.masses(), 3);
+    let basis = vec![vec![0usize, 0, 0], vec![1, 0, 0], vec![0, 2, 1]];
+    let x = SVector::from([0.4, -0.3, 0.7]);
+    let (phi, hphi) = model.basis_rows(&theta, &h, &basis, &x).unwrap();
+    for (k, n) in basis.iter().enumerate() {
+        let e = model.local_energy(&theta, &h, n, &x);
+        assert!((hphi[k] / phi[k] - e).abs() < 1e-9 * e.abs().max(1.0), "{} vs {e}", hphi[k] / phi[k]);
+    }
+    // Zero-variance principle: a basis of exact eigenstates gives exact levels from few samples.
+    let hm = HarmonicModes::<3> { omega: SVector::from([0.7, 1.1, 1.9]) };
+    let exact_model = QuantumNct::new(LinearBijector::<3>::new(), hm.omega, hm.masses(), 3);
+    let t0 = vec![0.0; exact_model.n_params()];
+    let r = exact_model.ritz(&t0, &hm, &basis, 60, 3, &BatchEngine::default(), &SeedStream::new(2)).unwrap();
+    let mut want: Vec<f64> = basis.iter().map(|n| (0..3).map(|i| hm.omega[i] * (n[i] as f64 + 0.5)).sum()).collect();
+    want.sort_by(f64::total_cmp);
+    for (l, w) in r.levels.iter().zip(&want) {
+        assert!((l.energy - w).abs() < 1e-10 && l.error < 1e-10, "{} +- {} vs {w}", l.energy, l.error);
+    }
+    // Bad input is an error, not a panic.
+    assert!(matches!(exact_model.ritz(&t0, &hm, &[vec![0, 0]], 100, 4, &BatchEngine::default(), &SeedStream::new(2)), Err(nct::quantum::ritz::RitzError::LabelLength { .. })));
+    assert!(exact_model.ritz(&t0, &hm, &basis, 100, 1, &BatchEngine::default(), &SeedStream::new(2)).is_err());
+}
