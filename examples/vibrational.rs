@@ -348,17 +348,23 @@ fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, const D: usize>(
     let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
     let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
     let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
+    let (k, k_err) = mean_and_error(&est.iter().map(|s| s.k).collect::<Vec<_>>());
+    let (v, v_err) = mean_and_error(&est.iter().map(|s| s.v).collect::<Vec<_>>());
     let s_sample = mean_and_error(&est.iter().map(|s| s.s).collect::<Vec<_>>()).0;
     let s = model.occupation.exact_entropy(model.split(&out.theta).1).unwrap_or(s_sample);
     summary.insert("F".into(), json!(f));
     summary.insert("F_err".into(), json!(f_err));
     summary.insert("E".into(), json!(e));
     summary.insert("E_err".into(), json!(e_err));
+    summary.insert("K".into(), json!(k));
+    summary.insert("K_err".into(), json!(k_err));
+    summary.insert("V".into(), json!(v));
+    summary.insert("V_err".into(), json!(v_err));
     summary.insert("S".into(), json!(s));
     summary.insert("temperature".into(), json!(t));
     let f_exact: Option<f64> = (cli.system == "ndco").then(|| harmonic_free_energy(&ndco_normal_frequencies(D, cli.coupling), kt));
     summary.insert("F_exact".into(), json!(f_exact));
-    println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6}, S = {s:.5} k_B{}", cli.system, D, f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
+    println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6} (K = {k:.6} +- {k_err:.6}, V = {v:.6} +- {v_err:.6}), S = {s:.5} k_B{}", cli.system, D, f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
     if let Some(d) = &trainer.dir {
         let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
         line_plot(d.path(), "loss", "Free-energy estimate per step", "step", "F", &[Series { name: "F".into(), points: pts, markers: false }], f_exact.map(|x| ("exact F", x)), None)?;

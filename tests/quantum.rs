@@ -126,10 +126,17 @@ fn ndco_finite_temperature_with_product_occupations() {
         opt.set_learning_rate(0.02 * Schedule::Cosine { total: 600, min_factor: 0.02 }.factor(step));
         opt.step(&mut theta, &s.grad);
     }
-    let fs: Vec<f64> = (0..8).map(|k| model.step(&theta, &m, 4096, &engine, &SeedStream::new(100 + k), 0).f).collect();
-    let (f, err) = mean_and_error(&fs);
+    let est: Vec<_> = (0..8).map(|k| model.step(&theta, &m, 4096, &engine, &SeedStream::new(100 + k), 0)).collect();
+    let (f, err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
     eprintln!("NDCO D=3 T=1: F = {f} +- {err} (exact {exact})");
     assert!((f - exact).abs() < 3.0 * err + 5e-3, "F {f} +- {err} vs {exact}");
+    // Quadratic Hamiltonian: thermal virial theorem <K> = <V>, and E = K + V sample by sample.
+    let (k, k_err) = mean_and_error(&est.iter().map(|s| s.k).collect::<Vec<_>>());
+    let (v, v_err) = mean_and_error(&est.iter().map(|s| s.v).collect::<Vec<_>>());
+    let e = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>()).0;
+    eprintln!("K = {k} +- {k_err}, V = {v} +- {v_err}");
+    assert!((k + v - e).abs() < 1e-10 * e.abs());
+    assert!((k - v).abs() < 4.0 * (k_err * k_err + v_err * v_err).sqrt() + 5e-3, "K {k} +- {k_err} vs V {v} +- {v_err}");
 }
 
 /// The forward-Laplacian jet gives the same local energy as D directional Dual2 passes.

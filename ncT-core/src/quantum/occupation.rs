@@ -231,6 +231,11 @@ pub struct ThermalStep {
     pub f_err: f64,
     pub e: f64,
     pub e_err: f64,
+    /// Kinetic and potential parts of $E$ with their standard errors.
+    pub k: f64,
+    pub k_err: f64,
+    pub v: f64,
+    pub v_err: f64,
     /// Entropy $-\mathbb E[\ln p_n]$ estimated from the samples.
     pub s: f64,
     pub grad: Vec<f64>,
@@ -283,6 +288,8 @@ impl<B: Bijector<D>, O: OccupationModel, const D: usize> ThermalNct<B, O, D> {
         let fs: Vec<f64> = ok.iter().map(|&i| kt * draws[i].1 + draws[i].2.e_loc).collect();
         let (f, f_err) = crate::classical::mean_and_error(&fs);
         let (e, e_err) = crate::classical::mean_and_error(&es);
+        let (k, k_err) = crate::classical::mean_and_error(&ok.iter().map(|&i| draws[i].2.kinetic).collect::<Vec<_>>());
+        let (v, v_err) = crate::classical::mean_and_error(&ok.iter().map(|&i| draws[i].2.potential).collect::<Vec<_>>());
         let s = -ok.iter().map(|&i| draws[i].1).sum::<f64>() / ok.len().max(1) as f64;
         // Flow term: local energy minus a per-state harmonic guess of E_n (a control variate).
         let guess = |n: &[usize]| self.baseline_omega.as_ref().map_or(0.0, |w| super::basis::harmonic_energy(w, n));
@@ -301,7 +308,7 @@ impl<B: Bijector<D>, O: OccupationModel, const D: usize> ThermalNct<B, O, D> {
             (0.0, g)
         });
         let grad = BatchEngine::reduce(parts, theta.len(), ok.len()).grad;
-        ThermalStep { f, f_err, e, e_err, s, grad, rejected: batch - ok.len() }
+        ThermalStep { f, f_err, e, e_err, k, k_err, v, v_err, s, grad, rejected: batch - ok.len() }
     }
 }
 
