@@ -174,3 +174,49 @@ fn ritz_rows_equal_local_energies_and_are_exact_for_eigenstates() {
     assert!(matches!(exact_model.ritz(&t0, &hm, &[vec![0, 0]], 100, 4, &BatchEngine::default(), &SeedStream::new(2)), Err(nct::quantum::ritz::RitzError::LabelLength { .. })));
     assert!(exact_model.ritz(&t0, &hm, &basis, 100, 1, &BatchEngine::default(), &SeedStream::new(2)).is_err());
 }
+
+/// VCI matrix of a quartic force field in the harmonic product basis (dimensionless normal
+/// coordinates, unit width): exact matrix elements from powers of the 1D position matrix
+/// $\langle m|q|n\rangle = \sqrt{(n+1)/2}\,\delta_{m,n+1} + \sqrt{n/2}\,\delta_{m,n-1}$.
+fn vci_matrix<const D: usize>(ff: &nct::models::vibrational::QuarticForceField<D>, basis: &[Vec<usize>]) -> DMatrix<f64> {
+    let size = basis.iter().flatten().copied().max().unwrap_or(0) + 6;
+    let q = DMatrix::from_fn(size, size, |m, n| if m == n + 1 { (m as f64 / 2.0).sqrt() } else if n == m + 1 { (n as f64 / 2.0).sqrt() } else { 0.0 });
+    let mut powers = vec![DMatrix::identity(size, size)];
+    for a in 1..=4 {
+        powers.push(&powers[a - 1] * &q);
+    }
+    let monomial = |m: &[usize], n: &[usize], ix: &[usize]| -> f64 {
+        (0..D).map(|d| powers[ix.iter().filter(|&&i| i == d).count()][(m[d], n[d])]).product()
+    };
+    DMatrix::from_fn(basis.len(), basis.len(), |a, b| {
+        let (m, n) = (&basis[a], &basis[b]);
+        let mut v = if m == n { (0..D).map(|i| ff.omega[i] * (n[i] as f64 + 0.5)).sum() } else { 0.0 };
+        v += ff.cubic.iter().map(|(ix, c)| c * monomial(m, n, ix)).sum::<f64>();
+        v += ff.quartic.iter().map(|(ix, c)| c * monomial(m, n, ix)).sum::<f64>();
+        v
+    })
+}
+
+#[test]
+fn ritz_on_the_h2o_force_field_matches_vci_in_the_same_basis() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vibrational/h2o.json");
+    let ff = match nct::models::vibrational::QuarticForceField::<3>::load(&p) {
+        Ok(f) => f,
+        Err(e) => return eprintln!("skipping: {e}"),
+    };
+    let basis = nct::quantum::basis::lowest_levels(ff.omega.as_slice(), 84);
+    let mut vci: Vec<f64> = vci_matrix(&ff, &basis).symmetric_eigen().eigenvalues.iter().copied().collect();
+    vci.sort_by(f64::total_cmp);
+    // A finite basis bounds the converged ZPE (4635.1104 cm^-1, data README) from above.
+    eprintln!("VCI({}) levels {:?}", basis.len(), &vci[..6]);
+    assert!(vci[0] > 4635.1104 && vci[0] < 4700.0, "VCI ZPE {}", vci[0]);
+    // Identity flow: the flow basis is the harmonic basis, so Monte Carlo Ritz must reproduce VCI.
+    let model = QuantumNct::new(LinearBijector::<3>::new(), ff.omega, ff.masses(), 8);
+    let theta = vec![0.0; model.n_params()];
+    let ritz = model.ritz(&theta, &ff, &basis, 40_000, 20, &BatchEngine::default(), &SeedStream::new(3)).unwrap();
+    for (k, (l, e)) in ritz.levels.iter().zip(&vci).take(6).enumerate() {
+        eprintln!("level {k}: Ritz {:.4} +- {:.4}, VCI {e:.4}", l.energy, l.error);
+        assert!((l.energy - e).abs() < 5.0 * l.error + 1e-6, "level {k}: Ritz {} +- {} vs VCI {e}", l.energy, l.error);
+        assert!(l.error < 4.0, "level {k}: error {}", l.error);
+    }
+}
