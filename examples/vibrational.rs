@@ -78,6 +78,9 @@ struct Cli {
     /// Occupation model at finite temperature.
     #[arg(long, value_enum, default_value_t = Occupation::Psa)]
     occupation: Occupation,
+    /// Hidden tanh width of each VAN conditional (0: one-layer VAN).
+    #[arg(long, default_value_t = 0)]
+    van_hidden: usize,
     /// Levels per mode of the occupation model and of the sampler tables.
     #[arg(long, default_value_t = 8)]
     levels: usize,
@@ -207,7 +210,9 @@ fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVe
     let order_w = rank_matched(omega.as_slice(), &harmonic_frequencies(h));
     let labels = lowest_levels(&order_w, cli.states);
     let ritz_basis = lowest_levels(&order_w, cli.ritz);
-    let n_max = labels.iter().chain(&ritz_basis).flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
+    // Sampler tables of the trained states; the Ritz step builds its own (evaluation flags must not
+    // change training).
+    let n_max = labels.iter().flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
     let nvp = if cli.net.couplings > 0 { Some(cli.net.real_nvp::<D>(MaskScheme::AlternatingHalves, &mut rng)?) } else { None };
     match nvp {
         Some(nvp) => solve_flow(cli, h, omega, kb, Chain::new(LinearBijector::<D>::new(), nvp), &labels, &ritz_basis, n_max, &order_w),
@@ -216,7 +221,7 @@ fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVe
 }
 
 #[allow(clippy::too_many_arguments)]
-fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], ritz_basis: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
+fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], ritz_basis: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
     let laplacian = match cli.laplacian {
         LaplacianArg::Jet => LaplacianMethod::Jet,
         LaplacianArg::Dual2 => LaplacianMethod::Dual2Passes,
@@ -282,12 +287,14 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
             }
             if cli.ritz > 0 {
                 let t = std::time::Instant::now();
-                let ritz = states.ritz(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
+                let ritz_n_max = ritz_basis.iter().flatten().copied().max().unwrap_or(0);
+                let ritz_states = if ritz_n_max > states.n_max() { states.clone().with_n_max(ritz_n_max) } else { states.clone() };
+                let ritz = ritz_states.ritz(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
                 let seconds = t.elapsed().as_secs_f64();
                 let es: Vec<f64> = ritz.levels.iter().map(|l| l.energy).collect();
                 println!("  Ritz in the span of the {} lowest flow states ({} samples, {} rejected, max|S - 1| = {:.1e}, max|Im| = {:.1e}, {seconds:.1} s):", ritz_basis.len(), ritz.samples, ritz.rejected, ritz.overlap_deviation, ritz.max_imaginary);
                 println!("  {:<4} {:>16} {:>10} {:>14} {:>16} {:>10}", "n", "energy", "+-", "E_n - E_0", "reference", "label");
-                for (k, l) in ritz.levels.iter().enumerate() {
+                for (k, l) in ritz.levels.iter().enumerate().take(labels.len().max(10)) {
                     let r = reference_ritz.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
                     println!("  {:<4} {:>16.6} {:>10.2e} {:>14.4} {:>16} {:>10}", k, l.energy, l.error, l.energy - es[0], r, format!("{:?}", l.label));
                 }
@@ -326,7 +333,7 @@ fn solve_flow<B: Bijector<D>, H: Separable<D>, const D: usize>(cli: &Cli, h: &H,
                     thermal(cli, h, model, dir, &name, t, kt, summary, t0)
                 }
                 Occupation::Van => {
-                    let model = ThermalNct::new(states, AutoregressiveOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+                    let model = ThermalNct::new(states, AutoregressiveOccupation::new(1.0 / kt, omega.as_slice(), cli.levels).with_hidden(cli.van_hidden), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
                     thermal(cli, h, model, dir, &name, t, kt, summary, t0)
                 }
             }

@@ -169,49 +169,44 @@ fn laplacian_jet_equals_dual2_passes() {
 /// score gradient matches finite differences.
 #[test]
 fn autoregressive_occupation_is_exact() {
-    let occ = AutoregressiveOccupation::new(0.7, &[1.0, 1.5, 0.8], 3);
-    let mut theta = occ.new_params(&mut rng(1));
-    for (k, t) in theta.iter_mut().enumerate() {
-        *t = 0.4 * ((k as f64) * 1.3).sin();
-    }
-    // Every one of the 27 labels is drawn; their probabilities sum to one and match the frequencies.
-    let mut counts = std::collections::HashMap::new();
-    let mut r = rng(5);
-    let m = 200000;
-    let mut lps = std::collections::HashMap::new();
-    for _ in 0..m {
-        let (n, l) = occ.sample(&theta, &mut r);
-        lps.insert(n.clone(), l);
-        *counts.entry(n).or_insert(0usize) += 1;
-    }
-    let total_p: f64 = lps.values().map(|l| l.exp()).sum();
-    assert!(lps.len() == 27 && (total_p - 1.0).abs() < 1e-12, "{} labels, sum {total_p}", lps.len());
-    for (n, c) in &counts {
-        let p = lps[n].exp();
-        let f = *c as f64 / m as f64;
-        assert!((f - p).abs() < 5.0 * (p / m as f64).sqrt() + 1e-4, "{n:?}: {f} vs {p}");
-    }
-    // d ln p / d theta vs differences, for one label.
-    let n = vec![2usize, 0, 1];
-    let mut g = vec![0.0; theta.len()];
-    occ.add_log_prob_grad(&theta, &n, 1.0, &mut g);
-    let logp = |th: &[f64]| -> f64 {
-        // ln p(n) by enumerating samples is impractical; use the seeded sampler's reported ln p
-        // for the same label via a brute-force search over streams.
-        let mut r = rng(11);
-        loop {
-            let (s, l) = occ.sample(th, &mut r);
-            if s == n {
-                return l;
-            }
+    for hidden in [0usize, 4] {
+        let occ = AutoregressiveOccupation::new(0.7, &[1.0, 1.5, 0.8], 3).with_hidden(hidden);
+        let mut theta = occ.new_params(&mut rng(1));
+        for (k, t) in theta.iter_mut().enumerate() {
+            *t += 0.4 * ((k as f64) * 1.3).sin();
         }
-    };
-    for k in [0usize, 4, 9, 20, theta.len() - 1] {
-        let mut tp = theta.clone();
-        tp[k] += 1e-6;
-        let mut tm = theta.clone();
-        tm[k] -= 1e-6;
-        let fd = (logp(&tp) - logp(&tm)) / 2e-6;
-        assert!((fd - g[k]).abs() < 1e-6, "param {k}: {fd} vs {}", g[k]);
+        // Every one of the 27 labels is drawn; their probabilities sum to one and match the frequencies.
+        let mut counts = std::collections::HashMap::new();
+        let mut r = rng(5);
+        let m = 200000;
+        let mut lps = std::collections::HashMap::new();
+        for _ in 0..m {
+            let (n, l) = occ.sample(&theta, &mut r);
+            lps.insert(n.clone(), l);
+            *counts.entry(n).or_insert(0usize) += 1;
+        }
+        let total_p: f64 = lps.values().map(|l| l.exp()).sum();
+        assert!(lps.len() == 27 && (total_p - 1.0).abs() < 1e-12, "{} labels, sum {total_p}", lps.len());
+        for (n, c) in &counts {
+            let p = lps[n].exp();
+            assert!((occ.log_prob(&theta, n) - lps[n]).abs() < 1e-12);
+            let f = *c as f64 / m as f64;
+            assert!((f - p).abs() < 5.0 * (p / m as f64).sqrt() + 1e-4, "{n:?}: {f} vs {p}");
+        }
+        // d ln p / d theta vs central differences, for one label, every parameter.
+        let n = vec![2usize, 0, 1];
+        let mut g = vec![0.0; theta.len()];
+        occ.add_log_prob_grad(&theta, &n, 1.0, &mut g);
+        for k in 0..theta.len() {
+            let mut tp = theta.clone();
+            tp[k] += 1e-6;
+            let mut tm = theta.clone();
+            tm[k] -= 1e-6;
+            let fd = (occ.log_prob(&tp, &n) - occ.log_prob(&tm, &n)) / 2e-6;
+            assert!((fd - g[k]).abs() < 1e-7, "hidden {hidden}, param {k}: {fd} vs {}", g[k]);
+        }
+        if hidden > 0 {
+            assert!(g[theta.len() - 1] != 0.0, "the output weights of the hidden layer get gradient");
+        }
     }
 }

@@ -19,6 +19,9 @@ pub fn lowest_levels(omega: &[f64], m: usize) -> Vec<Vec<usize>> {
             o.0.total_cmp(&self.0).then_with(|| o.1.cmp(&self.1))
         }
     }
+    if m == 0 {
+        return Vec::new();
+    }
     let d = omega.len();
     let mut heap = BinaryHeap::new();
     let mut seen = HashSet::new();
@@ -57,6 +60,7 @@ mod tests {
         let e: Vec<f64> = levels.iter().map(|n| harmonic_energy(&w, n)).collect();
         assert!(e.windows(2).all(|p| p[0] <= p[1] + 1e-12), "{e:?}");
         assert_eq!(levels[0], vec![0, 0, 0]);
+        assert!(lowest_levels(&w, 0).is_empty());
         assert_eq!(levels[1], vec![1, 0, 0]);
         assert_eq!(levels[2], vec![0, 1, 0]);
         assert_eq!(levels[3], vec![2, 0, 0]);

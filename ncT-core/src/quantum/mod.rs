@@ -121,6 +121,12 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     pub fn inv_mass(&self) -> &SVector<f64, D> {
         &self.inv_mass
     }
+    /// The same states with sampler tables up to single-mode level `n_max` (for example a Ritz basis
+    /// beyond the trained states; the tables of the training run stay untouched).
+    pub fn with_n_max(mut self, n_max: usize) -> Self {
+        self.sampler = HermiteSampler::new(n_max);
+        self
+    }
     /// The same states with another Laplacian method.
     pub fn with_laplacian(mut self, method: LaplacianMethod) -> Self {
         self.laplacian = method;

@@ -20,6 +20,8 @@ pub trait OccupationModel: Parametrised {
     fn beta(&self) -> f64;
     /// Exact sample and its $\ln p_n$.
     fn sample(&self, theta: &[f64], rng: &mut dyn rand::Rng) -> (Vec<usize>, f64);
+    /// $\ln p_n$ of the label `n` (labels $\ge K$ have probability zero).
+    fn log_prob(&self, theta: &[f64], n: &[usize]) -> f64;
     /// Adds `coef * d ln p_n / d theta` to `g`.
     fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]);
     /// Exact entropy in units of $k_B$ where it is cheap (product models), else `None`.
@@ -118,6 +120,9 @@ impl OccupationModel for ProductOccupation {
     fn sample(&self, theta: &[f64], rng: &mut dyn rand::Rng) -> (Vec<usize>, f64) {
         ProductOccupation::sample(self, &self.probs(theta), rng)
     }
+    fn log_prob(&self, theta: &[f64], n: &[usize]) -> f64 {
+        self.probs(theta).iter().zip(n).map(|(p, &k)| p.get(k).map_or(f64::NEG_INFINITY, |v| v.ln())).sum()
+    }
     fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]) {
         ProductOccupation::add_log_prob_grad(self, &self.probs(theta), n, coef, g)
     }
@@ -126,55 +131,92 @@ impl OccupationModel for ProductOccupation {
     }
 }
 
-/// Autoregressive occupations (a one-layer variational autoregressive network, after Wu, Wang &
-/// Zhang, PRL 122, 080602 (2019)): mode $i$ has logits
-/// $b_{ik} - \beta\omega_i k + \sum_{j<i}\sum_l W_{ik,jl}[n_j = l]$, so
-/// $p_n = \prod_i p(n_i | n_{<i})$ is normalised and sampled exactly mode by mode. With $W = 0$ it
-/// is the product model; $W$ captures correlations between the occupations of different modes.
+/// Autoregressive occupations, a variational autoregressive network (VAN; Wu, Wang & Zhang, PRL
+/// 122, 080602 (2019)) over modes: mode $i$ has logits
+/// $$ \ell_{ia} = b_{ia} - \beta\omega_i a + \sum_{j<i} W_{ia,jn_j} + \sum_h V_{i,ah}\tanh\Big(c_{ih} + \sum_{j<i} U_{i,h,jn_j}\Big), $$
+/// so $p_n = \prod_i p(n_i | n_{<i})$ is normalised and sampled exactly mode by mode. With `hidden`
+/// $= 0$ it is the one-layer VAN; a hidden layer of width $H$ per conditional adds non-linear
+/// correlations. At initialisation ($b = W = V = 0$) it is the harmonic Boltzmann distribution.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AutoregressiveOccupation {
     pub beta: f64,
     pub omega: Vec<f64>,
     pub levels: usize,
+    /// Hidden width $H$ of each conditional (0: one-layer VAN).
+    pub hidden: usize,
 }
 
 impl AutoregressiveOccupation {
     pub fn new(beta: f64, omega: &[f64], levels: usize) -> Self {
-        Self { beta, omega: omega.to_vec(), levels: levels.max(1) }
+        Self { beta, omega: omega.to_vec(), levels: levels.max(1), hidden: 0 }
+    }
+    /// The same model with a tanh hidden layer of width `hidden` in every conditional.
+    pub fn with_hidden(mut self, hidden: usize) -> Self {
+        self.hidden = hidden;
+        self
     }
     fn d(&self) -> usize {
         self.omega.len()
     }
-    /// Offset of the weights of mode `i` (after all biases).
+    /// Offset of the direct weights of mode `i` (after all biases).
     fn w_off(&self, i: usize) -> usize {
         let k = self.levels;
         self.d() * k + k * k * i * (i.saturating_sub(1)) / 2
     }
-    fn logits(&self, theta: &[f64], i: usize, prev: &[usize]) -> Vec<f64> {
-        let k = self.levels;
+    /// Offset of the hidden block $(U_i, c_i, V_i)$ of mode `i` (after all direct weights).
+    fn h_off(&self, i: usize) -> usize {
+        let (k, h) = (self.levels, self.hidden);
+        self.w_off(self.d()) + (0..i).map(|j| h * (j * k + 1 + k)).sum::<usize>()
+    }
+    /// Hidden activations $t_h$ of mode `i` given the previous labels.
+    fn hidden_act(&self, theta: &[f64], i: usize, prev: &[usize]) -> Vec<f64> {
+        let (k, h) = (self.levels, self.hidden);
+        let off = self.h_off(i);
+        let c = off + h * i * k;
+        (0..h).map(|u| (theta[c + u] + prev.iter().enumerate().map(|(j, &nj)| theta[off + u * i * k + j * k + nj]).sum::<f64>()).tanh()).collect()
+    }
+    fn logits(&self, theta: &[f64], i: usize, prev: &[usize]) -> (Vec<f64>, Vec<f64>) {
+        let (k, h) = (self.levels, self.hidden);
         let off = self.w_off(i);
-        (0..k)
+        let t = self.hidden_act(theta, i, prev);
+        let v = self.h_off(i) + h * (i * k + 1);
+        let l = (0..k)
             .map(|a| {
                 let mut l = theta[i * k + a] - self.beta * self.omega[i] * a as f64;
                 for (j, &nj) in prev.iter().enumerate() {
                     l += theta[off + a * (i * k) + j * k + nj];
                 }
-                l
+                l + (0..h).map(|u| theta[v + a * h + u] * t[u]).sum::<f64>()
             })
-            .collect()
+            .collect();
+        (l, t)
     }
 }
 
 impl Parametrised for AutoregressiveOccupation {
     fn n_params(&self) -> usize {
-        self.w_off(self.d())
+        self.h_off(self.d())
     }
-    fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+    /// Biases, direct and output weights zero (harmonic Boltzmann start); input weights of the
+    /// hidden layer $N(0, 1/(iK))$ so that gradients reach the output weights.
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
         theta.fill(0.0);
+        let (k, h) = (self.levels, self.hidden);
+        for i in 1..self.d() {
+            let off = self.h_off(i);
+            for t in &mut theta[off..off + h * i * k] {
+                *t = crate::__private::standard_normal(rng) / ((i * k) as f64).sqrt();
+            }
+        }
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
         let nb = self.d() * self.levels;
-        vec![ParamGroup::new("occupation.bias", 0..nb), ParamGroup::new("occupation.weights", nb..self.n_params())]
+        let nw = self.w_off(self.d());
+        let mut g = vec![ParamGroup::new("occupation.bias", 0..nb), ParamGroup::new("occupation.weights", nb..nw)];
+        if self.hidden > 0 {
+            g.push(ParamGroup::new("occupation.hidden", nw..self.n_params()));
+        }
+        g
     }
 }
 
@@ -189,23 +231,40 @@ impl OccupationModel for AutoregressiveOccupation {
         let mut n = Vec::with_capacity(self.d());
         let mut lp = 0.0;
         for i in 0..self.d() {
-            let p = softmax(&self.logits(theta, i, &n));
+            let p = softmax(&self.logits(theta, i, &n).0);
             let a = draw(&p, rng);
             lp += p[a].ln();
             n.push(a);
         }
         (n, lp)
     }
+    fn log_prob(&self, theta: &[f64], n: &[usize]) -> f64 {
+        (0..self.d()).map(|i| softmax(&self.logits(theta, i, &n[..i]).0).get(n[i]).map_or(f64::NEG_INFINITY, |p| p.ln())).sum()
+    }
     fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]) {
-        let k = self.levels;
+        let (k, h) = (self.levels, self.hidden);
         for i in 0..self.d() {
-            let p = softmax(&self.logits(theta, i, &n[..i]));
+            let (l, t) = self.logits(theta, i, &n[..i]);
+            let p = softmax(&l);
             let off = self.w_off(i);
+            let (hoff, v) = (self.h_off(i), self.h_off(i) + h * (i * k + 1));
+            let mut dt = vec![0.0; h];
             for a in 0..k {
                 let d = coef * (if n[i] == a { 1.0 } else { 0.0 } - p[a]);
                 g[i * k + a] += d;
                 for (j, &nj) in n[..i].iter().enumerate() {
                     g[off + a * (i * k) + j * k + nj] += d;
+                }
+                for u in 0..h {
+                    g[v + a * h + u] += d * t[u];
+                    dt[u] += d * theta[v + a * h + u];
+                }
+            }
+            for u in 0..h {
+                let dpre = dt[u] * (1.0 - t[u] * t[u]);
+                g[hoff + h * i * k + u] += dpre;
+                for (j, &nj) in n[..i].iter().enumerate() {
+                    g[hoff + u * i * k + j * k + nj] += dpre;
                 }
             }
         }
