@@ -293,10 +293,10 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli
                 let seconds = t.elapsed().as_secs_f64();
                 let es: Vec<f64> = ritz.levels.iter().map(|l| l.energy).collect();
                 println!("  Ritz in the span of the {} lowest flow states ({} samples, {} rejected, max|S - 1| = {:.1e}, max|Im| = {:.1e}, {seconds:.1} s):", ritz_basis.len(), ritz.samples, ritz.rejected, ritz.overlap_deviation, ritz.max_imaginary);
-                println!("  {:<4} {:>16} {:>10} {:>14} {:>16} {:>10}", "n", "energy", "+-", "E_n - E_0", "reference", "label");
+                println!("  {:<4} {:>16} {:>10} {:>14} {:>10} {:>16} {:>10}", "n", "energy", "+-", "E_n - E_0", "+-", "reference", "label");
                 for (k, l) in ritz.levels.iter().enumerate().take(labels.len().max(10)) {
                     let r = reference_ritz.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
-                    println!("  {:<4} {:>16.6} {:>10.2e} {:>14.4} {:>16} {:>10}", k, l.energy, l.error, l.energy - es[0], r, format!("{:?}", l.label));
+                    println!("  {:<4} {:>16.6} {:>10.2e} {:>14.4} {:>10.2e} {:>16} {:>10}", k, l.energy, l.error, l.energy - es[0], l.excitation_error, r, format!("{:?}", l.label));
                 }
                 summary.insert(
                     "ritz".into(),
@@ -305,6 +305,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli
                         "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(),
                         "zpe": es[0],
                         "excitations": es.iter().map(|x| x - es[0]).collect::<Vec<_>>(),
+                        "excitations_err": ritz.levels.iter().map(|l| l.excitation_error).collect::<Vec<_>>(),
                         "labels": ritz.levels.iter().map(|l| l.label.clone()).collect::<Vec<_>>(),
                         "label_weights": ritz.levels.iter().map(|l| l.weight).collect::<Vec<_>>(),
                         "basis": ritz.basis,

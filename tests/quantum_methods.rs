@@ -137,6 +137,8 @@ fn ritz_in_the_harmonic_basis_matches_the_exact_basis_matrix() {
     for (l, e) in ritz.levels.iter().zip(&exact) {
         assert!((l.energy - e).abs() < 5.0 * l.error + 1e-9, "Ritz {} +- {} vs basis-exact {e}", l.energy, l.error);
         assert!(l.error < 3e-3 * e.abs(), "error {} at {e}", l.error);
+        let (dx, dx_exact) = (l.energy - ritz.levels[0].energy, e - exact[0]);
+        assert!((dx - dx_exact).abs() < 5.0 * l.excitation_error + 1e-9, "excitation {dx} +- {} vs {dx_exact}", l.excitation_error);
     }
     // The basis-exact levels are upper bounds of the true levels, and the Ritz ground state improves
     // on the diagonal element by the coupling.

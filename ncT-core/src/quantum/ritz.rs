@@ -43,6 +43,8 @@ pub struct RitzLevel {
     pub energy: f64,
     /// Jackknife standard error.
     pub error: f64,
+    /// Jackknife standard error of the excitation $E_n - E_0$ (correlated errors partly cancel).
+    pub excitation_error: f64,
     /// The basis label with the largest weight in the Ritz vector (the level's assignment).
     pub label: Vec<usize>,
     /// That label's share $c_k^2/\sum_j c_j^2$ of the Ritz vector.
@@ -219,6 +221,8 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
             .map(|(j, &e)| {
                 let m = loo.iter().map(|v| v[j]).sum::<f64>() / bf;
                 let error = ((bf - 1.0) / bf * loo.iter().map(|v| (v[j] - m).powi(2)).sum::<f64>()).sqrt();
+                let mx = loo.iter().map(|v| v[j] - v[0]).sum::<f64>() / bf;
+                let excitation_error = ((bf - 1.0) / bf * loo.iter().map(|v| (v[j] - v[0] - mx).powi(2)).sum::<f64>()).sqrt();
                 // Ritz vector: the null vector of A - e I (smallest singular value).
                 let shifted = &a - DMatrix::<f64>::identity(k, k) * e;
                 let svd = shifted.svd(false, true);
@@ -226,7 +230,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
                 let c: Vec<f64> = svd.v_t.as_ref().map(|vt| vt.row(jmin).iter().copied().collect()).unwrap_or_else(|| vec![1.0; k]);
                 let norm: f64 = c.iter().map(|x| x * x).sum();
                 let (best, w) = c.iter().enumerate().map(|(i, x)| (i, x * x / norm)).fold((0, 0.0), |acc, p| if p.1 > acc.1 { p } else { acc });
-                RitzLevel { energy: e, error, label: basis[best].clone(), weight: w }
+                RitzLevel { energy: e, error, excitation_error, label: basis[best].clone(), weight: w }
             })
             .collect();
         let s_mean = &all.s / drawn;
