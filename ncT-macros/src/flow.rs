@@ -86,6 +86,7 @@ impl Parse for FlowDef {
 enum Kind {
     RealNvp,
     AffineCoupling,
+    LinearBijector,
     LinearSymplectic,
     SymplecticScaling,
     HamiltonianFlow,
@@ -99,6 +100,7 @@ impl Kind {
         Some(match name {
             "RealNvp" => Kind::RealNvp,
             "AffineCoupling" => Kind::AffineCoupling,
+            "LinearBijector" => Kind::LinearBijector,
             "LinearSymplectic" => Kind::LinearSymplectic,
             "SymplecticScaling" => Kind::SymplecticScaling,
             "HamiltonianFlow" => Kind::HamiltonianFlow,
@@ -113,7 +115,7 @@ impl Kind {
             Kind::RealNvp => &["couplings", "hidden", "activation", "masks"],
             Kind::AffineCoupling => &["hidden", "activation", "condition"],
             Kind::LinearSymplectic => &["shears", "init_scale"],
-            Kind::SymplecticScaling => &[],
+            Kind::SymplecticScaling | Kind::LinearBijector => &[],
             Kind::HamiltonianFlow => &["hidden", "activation", "steps", "time"],
             Kind::Kick | Kind::Drift => &["hidden", "activation"],
             Kind::Dense => &[],
@@ -347,6 +349,8 @@ impl Ctx<'_> {
         let symplectic_only = matches!(kind, Kind::LinearSymplectic | Kind::SymplecticScaling | Kind::HamiltonianFlow | Kind::Kick | Kind::Drift);
         if kind == Kind::Dense {
             self.err(span, format!("`{name}` is not invertible, so it cannot be a layer of a flow; dense networks live inside couplings (`RealNvp {{ hidden: [64, 64] }}`)"));
+        } else if space == Space::Symplectic && kind == Kind::LinearBijector {
+            self.err(span, format!("`{name}` is a configuration-space bijector (volume-changing LU map) and is only allowed in a `Unitary<n>` stack; in a `Symplectic<n>` stack use `LinearSymplectic`"));
         } else if space == Space::Symplectic && kind.is_coupling() {
             self.err(span, format!("`{name}` is a configuration-space bijector, not a symplectic map; wrap it to lift it to phase space: `PointTransform<{name}>`"));
         } else if space == Space::Unitary && symplectic_only {
@@ -354,6 +358,7 @@ impl Ctx<'_> {
         }
         let (ty, ctor) = match kind {
             Kind::RealNvp | Kind::AffineCoupling => self.coupling(kind, span, &l.opts),
+            Kind::LinearBijector => (quote!(::nct::LinearBijector<#dim>), quote!(::nct::LinearBijector::<#dim>::new())),
             Kind::LinearSymplectic => {
                 let s = self.int_opt(kind, &l.opts, "shears", 5, 1);
                 let x = self.float_opt(kind, &l.opts, "init_scale", 0.0, false);
@@ -375,7 +380,7 @@ impl Ctx<'_> {
             Kind::SymplecticScaling | Kind::Dense => (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())),
         };
         // Fallback types keep the expansion well-typed after an error.
-        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<#dim>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense) { (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())) } else { (ty, ctor) };
+        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<#dim>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense || kind == Kind::LinearBijector) { (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())) } else { (ty, ctor) };
         Resolved { ty, ctor, builtin: true, pretty }
     }
 

@@ -85,7 +85,7 @@ pub fn hamiltonian(input: TokenStream) -> TokenStream {
 /// masks: halves|even_odd|random }`, `AffineCoupling { hidden, activation, condition: [indices] }`,
 /// `PointTransform<RealNvp | AffineCoupling> { ... }`, `LinearSymplectic { shears, init_scale }`,
 /// `SymplecticScaling`, `HamiltonianFlow { hidden, activation, steps, time }`, `Kick { hidden }`,
-/// `Drift { hidden }`. Any other type is a custom layer, built by `Default` or `field: Type = expr`.
+/// `Drift { hidden }`, and `LinearBijector` (LU map, `Unitary` stacks only). Any other type is a custom layer, built by `Default` or `field: Type = expr`.
 ///
 /// Generated: the struct (fields named as declared), `new(seed)`, `DIM`, `LAYERS`,
 /// `Parametrised` (parameter groups named `field.…`), the flow trait (`SymplecticLayer<n>` or

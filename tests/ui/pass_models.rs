@@ -11,7 +11,14 @@ nct::flow! {
     pub struct Flow: Symplectic<2> { point: PointTransform<RealNvp> { couplings: 2, hidden: [8] }, mix: LinearSymplectic }
 }
 
+nct::flow! {
+    /// Quantum point transformation: linear (LU) map, then couplings.
+    pub struct Vib: Unitary<3> { lu: LinearBijector, nvp: RealNvp { couplings: 2, hidden: [8] } }
+}
+
 fn main() {
+    let states = QuantumNct::new(Vib::new(1), nalgebra::SVector::from([1.0, 1.5, 2.0]), nalgebra::SVector::from([1.0; 3]), 4);
+    let _ = states.n_params();
     let h = DoubleWell::new();
     let flow = Flow::new(0);
     let model = ClassicalNct::new(flow, LatentOscillators::<2>::new(1.0).unwrap());

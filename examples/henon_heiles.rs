@@ -1,0 +1,170 @@
+//! Quantum NCT from the DSL: the Hénon–Heiles Hamiltonian declared with `hamiltonian!`, its point
+//! transformation with `flow!` (`Unitary<2>`), an excited-state ensemble trained by variational
+//! Monte Carlo, then a Ritz step in the span of the flow states. The reference levels come from
+//! an independent Colbert–Miller sinc-DVR diagonalisation on a grid (D. T. Colbert and W. H.
+//! Miller, J. Chem. Phys. 96, 1982 (1992)).
+//!
+//! $H = \tfrac12(p_x^2 + p_y^2) + \tfrac12(x^2 + y^2) + \lambda(x^2 y - y^3/3)$, $\lambda = 0.1118$
+//! (the benchmark of M. D. Feit, J. A. Fleck and A. Steiger, J. Comput. Phys. 47, 412 (1982)).
+//! The surface is unbounded beyond the saddles at $E = 1/(6\lambda^2) \approx 13.3$; the guard of
+//! `QuantumNct` rejects walkers that fall through.
+//!
+//! `cargo run --release --example henon_heiles [-- --states 6 --ritz 21 --out runs/hh]`
+
+use clap::Parser;
+use nalgebra::{DMatrix, SVector};
+use nct::quantum::basis::lowest_levels;
+use nct::run::{exit_on_error, invalid, parse_with_defaults, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks};
+use nct::*;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+nct::hamiltonian! {
+    /// Hénon–Heiles potential, unit masses and frequencies.
+    pub struct HenonHeiles { lambda: f64 = 0.1118 }
+    dof = 2;
+    potential(q) = 0.5 * (q[0] * q[0] + q[1] * q[1]) + lambda * (q[0] * q[0] * q[1] - q[1].powi(3) / 3.0);
+}
+
+nct::flow! {
+    /// Linear map, then six affine couplings.
+    pub struct HenonHeilesFlow: Unitary<2> {
+        lu: LinearBijector,
+        nvp: RealNvp { couplings: 6, hidden: [32, 32] },
+    }
+}
+
+#[derive(Parser, Serialize, Debug)]
+#[command(about = "Quantum Hénon–Heiles: NCT excited states + Ritz step vs a sinc-DVR reference (units: hbar = m = omega = 1)")]
+struct Cli {
+    /// Cubic coupling lambda (0 <= lambda <= 0.2).
+    #[arg(long, default_value_t = 0.1118)]
+    lambda: f64,
+    /// States of the equal-weight training ensemble (the lowest harmonic labels).
+    #[arg(long, default_value_t = 6)]
+    states: usize,
+    /// Ritz basis size after training (0 = off).
+    #[arg(long, default_value_t = 21)]
+    ritz: usize,
+    /// Samples of the Ritz matrix elements.
+    #[arg(long, default_value_t = 200_000)]
+    ritz_samples: usize,
+    /// Sinc-DVR grid points per coordinate for the reference (on [-7, 7]).
+    #[arg(long, default_value_t = 40)]
+    dvr_points: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    run: RunArgs,
+}
+
+fn main() {
+    let cli: Cli = parse_with_defaults(&[("steps", "3000"), ("batch", "1200"), ("lr", "0.005"), ("eval_samples", "20000")]);
+    exit_on_error(run(&cli));
+}
+
+/// Colbert–Miller sinc-DVR on $[-L, L]^2$: kinetic matrix
+/// $T_{ij} = \frac{(-1)^{i-j}}{2\Delta x^2}\,\{\pi^2/3 \text{ if } i = j;\ 2/(i-j)^2 \text{ else}\}$ per coordinate,
+/// potential diagonal on the grid. Returns the ascending eigenvalues.
+fn dvr_levels(h: &HenonHeiles, points: usize, half_width: f64) -> Vec<f64> {
+    let dx = 2.0 * half_width / (points - 1) as f64;
+    let grid: Vec<f64> = (0..points).map(|i| -half_width + dx * i as f64).collect();
+    let t1 = DMatrix::from_fn(points, points, |i, j| {
+        let sign = if (i + j) % 2 == 0 { 1.0 } else { -1.0 };
+        let d = i as f64 - j as f64;
+        sign / (2.0 * dx * dx) * if i == j { std::f64::consts::PI.powi(2) / 3.0 } else { 2.0 / (d * d) }
+    });
+    let n = points * points;
+    let hm = DMatrix::from_fn(n, n, |a, b| {
+        let (ia, ja, ib, jb) = (a / points, a % points, b / points, b % points);
+        let mut v = 0.0;
+        if ja == jb {
+            v += t1[(ia, ib)];
+        }
+        if ia == ib {
+            v += t1[(ja, jb)];
+        }
+        if a == b {
+            v += h.potential(&SVector::from([grid[ia], grid[ja]]));
+        }
+        v
+    });
+    let mut e: Vec<f64> = hm.symmetric_eigen().eigenvalues.iter().copied().collect();
+    e.sort_by(f64::total_cmp);
+    e
+}
+
+fn run(cli: &Cli) -> Result<(), RunError> {
+    cli.run.validate()?;
+    if !(0.0..=0.2).contains(&cli.lambda) {
+        return Err(invalid("--lambda", cli.lambda, "0 <= lambda <= 0.2 (the surface is unbounded; larger couplings leave few bound levels)"));
+    }
+    if cli.states == 0 {
+        return Err(invalid("--states", 0, "at least 1"));
+    }
+    if cli.ritz > 0 && cli.ritz_samples < 20 * cli.ritz {
+        return Err(invalid("--ritz-samples", cli.ritz_samples, "at least 20 x --ritz"));
+    }
+    if !(10..=60).contains(&cli.dvr_points) {
+        return Err(invalid("--dvr-points", cli.dvr_points, "10..=60 (the DVR matrix has points^2 rows)"));
+    }
+    cli.run.init_threads();
+    let h = HenonHeiles::new().with_lambda(cli.lambda);
+    let omega = SVector::from([1.0, 1.0]);
+    let labels = lowest_levels(omega.as_slice(), cli.states);
+    let basis = lowest_levels(omega.as_slice(), cli.ritz);
+    let n_max = labels.iter().chain(&basis).flatten().copied().max().unwrap_or(0).max(1);
+    let flow = HenonHeilesFlow::new(cli.run.seed);
+    print!("{flow}");
+    let states = QuantumNct::new(flow, omega, h.masses(), n_max);
+    let dir = RunDir::open(&cli.run, cli)?;
+    let engine = BatchEngine::new(32);
+    let stream = SeedStream::new(cli.run.seed);
+    let t0 = std::time::Instant::now();
+    let weights = Weights::Equal.values(labels.len());
+    let walkers = (cli.run.batch / labels.len()).max(1);
+    let theta = states.new_params(&mut stream.named("init"));
+    let opt = Adam::new(theta.len(), cli.run.lr);
+    let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of("henon_heiles/lu+realnvp", &states));
+    let out = trainer.run(
+        theta,
+        opt,
+        |th, step| {
+            let s = states.ensemble_step(th, &h, &labels, &weights, walkers, &engine, &stream, step);
+            BatchSum { loss: s.loss, grad: s.grad, samples: 1 }
+        },
+        TrainerHooks::default(),
+    )?;
+    let t_dvr = std::time::Instant::now();
+    let reference = dvr_levels(&h, cli.dvr_points, 7.0);
+    let dvr_seconds = t_dvr.elapsed().as_secs_f64();
+    let mut e = states.state_energies(&out.theta, &h, &labels, cli.run.eval_samples, &engine, &SeedStream::new(cli.run.seed ^ 0xe7a1));
+    e.sort_by(|a, b| a.energy.total_cmp(&b.energy));
+    println!("== Hénon–Heiles, lambda = {}: {} states, {} steps in {:.1} s; DVR {}^2 points in {dvr_seconds:.1} s", cli.lambda, labels.len(), out.steps_done, out.seconds, cli.dvr_points);
+    println!("  {:<4} {:>12} {:>10} {:>10} {:>10} {:>12}", "n", "energy", "+-", "K", "V", "DVR");
+    for (k, s) in e.iter().enumerate() {
+        println!("  {:<4} {:>12.6} {:>10.2e} {:>10.5} {:>10.5} {:>12.6}", k, s.energy, s.error, s.kinetic, s.potential, reference[k]);
+    }
+    let mut summary = Map::new();
+    summary.insert("energies".into(), json!(e.iter().map(|s| s.energy).collect::<Vec<_>>()));
+    summary.insert("energies_err".into(), json!(e.iter().map(|s| s.error).collect::<Vec<_>>()));
+    summary.insert("kinetic".into(), json!(e.iter().map(|s| s.kinetic).collect::<Vec<_>>()));
+    summary.insert("potential".into(), json!(e.iter().map(|s| s.potential).collect::<Vec<_>>()));
+    summary.insert("dvr".into(), json!(reference.iter().take(cli.states.max(cli.ritz)).collect::<Vec<_>>()));
+    if cli.ritz > 0 {
+        let ritz = states.ritz(&out.theta, &h, &basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
+        println!("  Ritz in the span of {} flow states ({} samples, {} rejected):", basis.len(), ritz.samples, ritz.rejected);
+        println!("  {:<4} {:>12} {:>10} {:>12} {:>10}", "n", "energy", "+-", "DVR", "diff");
+        for (k, l) in ritz.levels.iter().enumerate().take(10) {
+            println!("  {:<4} {:>12.6} {:>10.2e} {:>12.6} {:>10.2e}", k, l.energy, l.error, reference[k], l.energy - reference[k]);
+        }
+        summary.insert("ritz".into(), json!({"energies": ritz.levels.iter().map(|l| l.energy).collect::<Vec<_>>(), "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(), "samples": ritz.samples, "rejected": ritz.rejected}));
+    }
+    summary.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
+    summary.insert("seed".into(), json!(cli.run.seed));
+    if let Some(d) = &trainer.dir {
+        d.write_summary(&Value::Object(summary))?;
+        println!("  run dir {}", d.path().display());
+    }
+    Ok(())
+}
+

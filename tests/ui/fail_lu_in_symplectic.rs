@@ -1,0 +1,4 @@
+nct::flow! {
+    pub struct F: Symplectic<4> { lu: LinearBijector, mix: LinearSymplectic }
+}
+fn main() {}
