@@ -80,6 +80,18 @@ fn resume_checks_the_model_and_the_directory() {
     let c2 = cli(&["--resume", d.to_str().unwrap(), "--kappa", "2", "--quiet"]);
     let e = train_variational(&c2.run, &c2, "chain4", &m, &h).err().unwrap().to_string();
     assert!(e.contains("kappa") && e.contains("1.0") && e.contains("2.0"), "{e}");
+    // A config written by an older version lacks a newer flag: that flag is accepted, but the
+    // flags it stores must still match.
+    let cfg = d.join("config.json");
+    let mut stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    stored.as_object_mut().unwrap().remove("kappa");
+    std::fs::write(&cfg, stored.to_string()).unwrap();
+    let c6 = cli(&["--resume", d.to_str().unwrap(), "--quiet", "--steps", "6"]);
+    train_variational(&c6.run, &c6, "chain4", &m, &h).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert!(stored.get("kappa").is_some(), "the resumed run stores the full config again");
+    let e = train_variational(&c2.run, &c2, "chain4", &m, &h).err().unwrap().to_string();
+    assert!(e.contains("kappa"), "{e}");
     // Resume a directory that is not a run.
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

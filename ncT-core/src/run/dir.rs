@@ -80,8 +80,13 @@ impl RunDir {
             if CONTROL_FLAGS.contains(&k.as_str()) || control.contains(&k.as_str()) {
                 continue;
             }
-            let sv = s.get(k).cloned().unwrap_or(Value::Null);
-            if &sv != gv {
+            // A flag the stored run does not know (written by an older version) takes its given
+            // value; every flag the run stored must match.
+            let Some(sv) = s.get(k) else {
+                eprintln!("note: {}: `{k}` is not in the stored config (older run); using {gv}", path.display());
+                continue;
+            };
+            if sv != gv {
                 return Err(RunError::ConfigMismatch { path: path.into(), field: k.clone(), stored: sv.to_string(), given: gv.to_string() });
             }
         }
