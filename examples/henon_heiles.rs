@@ -116,7 +116,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let flow = HenonHeilesFlow::new(cli.run.seed);
     print!("{flow}");
     let states = QuantumNct::new(flow, omega, h.masses(), n_max);
-    let dir = RunDir::open(&cli.run, cli)?;
+    let dir = RunDir::open_with_control(&cli.run, cli, &["ritz", "ritz_samples", "dvr_points"])?;
     let engine = BatchEngine::new(32);
     let stream = SeedStream::new(cli.run.seed);
     let t0 = std::time::Instant::now();
@@ -152,7 +152,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     summary.insert("dvr".into(), json!(reference.iter().take(cli.states.max(cli.ritz)).collect::<Vec<_>>()));
     if cli.ritz > 0 {
         let ritz = states.ritz(&out.theta, &h, &basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
-        println!("  Ritz in the span of {} flow states ({} samples, {} rejected):", basis.len(), ritz.samples, ritz.rejected);
+        // Symmetry-degenerate pairs (E levels) may come out as a complex pair of S^-1 H with equal
+        // real parts; max|Im| says how large the noise-induced splitting is.
+        println!("  Ritz in the span of {} flow states ({} samples, {} rejected, max|Im| = {:.1e}):", basis.len(), ritz.samples, ritz.rejected, ritz.max_imaginary);
         println!("  {:<4} {:>12} {:>10} {:>12} {:>10}", "n", "energy", "+-", "DVR", "diff");
         for (k, l) in ritz.levels.iter().enumerate().take(10) {
             println!("  {:<4} {:>12.6} {:>10.2e} {:>12.6} {:>10.2e}", k, l.energy, l.error, reference[k], l.energy - reference[k]);
