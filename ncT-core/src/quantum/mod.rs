@@ -58,11 +58,11 @@ pub struct StateEnergy {
 }
 
 impl StateEnergy {
-    /// Statistics of the accepted walkers of state `label`; the error is the standard error of
-    /// independent samples, or from [`crate::stats::blocking`] when `correlated`.
-    pub fn from_walkers<const D: usize>(label: &[usize], ws: &[Walker<D>], correlated: bool) -> Self {
+    /// Statistics of the accepted walkers of state `label`, drawn independently (standard errors of
+    /// the mean; Metropolis chains use the blocking analysis instead).
+    pub fn from_walkers<const D: usize>(label: &[usize], ws: &[Walker<D>]) -> Self {
         let ok: Vec<&Walker<D>> = ws.iter().filter(|w| !w.rejected).collect();
-        let stat = |v: Vec<f64>| if correlated { let b = crate::stats::blocking(&v); (b.mean, b.error) } else { crate::classical::mean_and_error(&v) };
+        let stat = |v: Vec<f64>| crate::classical::mean_and_error(&v);
         let es: Vec<f64> = ok.iter().map(|w| w.e_loc).collect();
         let (m, err) = stat(es.clone());
         let var = es.iter().map(|e| (e - m).powi(2)).sum::<f64>() / es.len().max(1) as f64;
@@ -262,7 +262,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
             .enumerate()
             .map(|(s, n)| {
                 let ws = engine.map(walkers, stream, s as u64, |_, rng| self.walker(theta, h, n, rng));
-                StateEnergy::from_walkers(n, &ws, false)
+                StateEnergy::from_walkers(n, &ws)
             })
             .collect()
     }
