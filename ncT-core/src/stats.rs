@@ -68,14 +68,16 @@ where
 {
     let full = estimate(None);
     let loo: Vec<Vec<f64>> = (0..blocks).map(|b| estimate(Some(b))).collect();
-    let bf = blocks as f64;
-    let err = (0..full.len())
-        .map(|k| {
-            let m = loo.iter().map(|v| v[k]).sum::<f64>() / bf;
-            ((bf - 1.0) / bf * loo.iter().map(|v| (v[k] - m).powi(2)).sum::<f64>()).sqrt()
-        })
-        .collect();
+    let err = (0..full.len()).map(|k| jackknife_error(&loo.iter().map(|v| v[k]).collect::<Vec<_>>())).collect();
     (full, err)
+}
+
+/// Jackknife standard error from the $B$ leave-one-block-out values $\theta_{(b)}$ of a statistic:
+/// $\sqrt{\tfrac{B-1}{B}\sum_b (\theta_{(b)} - \bar\theta_{(\cdot)})^2}$.
+pub fn jackknife_error(leave_one_out: &[f64]) -> f64 {
+    let bf = leave_one_out.len() as f64;
+    let m = leave_one_out.iter().sum::<f64>() / bf;
+    ((bf - 1.0) / bf * leave_one_out.iter().map(|v| (v - m).powi(2)).sum::<f64>()).sqrt()
 }
 
 #[cfg(test)]

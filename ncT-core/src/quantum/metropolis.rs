@@ -107,7 +107,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         let target = |x: &SVector<f64, D>| {
             let lp = self.log_prob(theta, n, x);
             let v = h.potential(x);
-            if v.is_finite() && v >= self.v_floor { lp } else { f64::NEG_INFINITY }
+            if self.escaped(v, x) { f64::NEG_INFINITY } else { lp }
         };
         chain.reset_cache();
         for _ in 0..burn_in {

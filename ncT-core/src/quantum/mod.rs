@@ -160,6 +160,30 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         (x, z)
     }
 
+    /// The guard against holes of unbounded surfaces: `true` when $V(x)$ is not finite or below
+    /// [`QuantumNct::v_floor`], or `x` itself is not finite.
+    pub fn escaped(&self, v: f64, x: &SVector<f64, D>) -> bool {
+        !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite())
+    }
+
+    /// Laplacian-jet seeds of `x`: variable $i$ with gradient $e_i/\sqrt{m_i}$, so that the jet's
+    /// Laplacian is the mass-weighted $\sum_i m_i^{-1}\partial_i^2$.
+    pub fn laplacian_seeds(&self, x: &SVector<f64, D>) -> SVector<crate::jet::LapJet<D>, D> {
+        SVector::from_fn(|i, _| {
+            let mut v = crate::jet::LapJet::<D>::variable(x[i], i);
+            v.v1 = &v.v1 * self.inv_mass[i].sqrt();
+            v
+        })
+    }
+
+    /// `coef` times the latent score $\partial\ln|\phi_n(z)|/\partial z_i = s_i h'_{n_i}(s_i z_i)/h_{n_i}(s_i z_i)$.
+    fn latent_score(&self, n: &[usize], z: &SVector<f64, D>, coef: f64) -> SVector<f64, D> {
+        SVector::from_fn(|i, _| {
+            let (hv, hd) = hermite_with_derivative(n[i], z[i] * self.width[i]);
+            coef * self.width[i] * hd / hv
+        })
+    }
+
     /// Local kinetic energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi$, exact, one `Dual2` pass
     /// per coordinate.
     pub fn kinetic_dual2(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
@@ -175,12 +199,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// [`QuantumNct::kinetic_dual2`] with the forward-Laplacian jet: one pass carrying value,
     /// gradient and the mass-weighted Laplacian (seed $e_i/\sqrt{m_i}$).
     pub fn kinetic_jet(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
-        let xj = SVector::<crate::jet::LapJet<D>, D>::from_fn(|i, _| {
-            let mut v = crate::jet::LapJet::<D>::variable(x[i], i);
-            v.v1 = &v.v1 * self.inv_mass[i].sqrt();
-            v
-        });
-        let p = self.psi(theta, n, &xj);
+        let p = self.psi(theta, n, &self.laplacian_seeds(x));
         -0.5 * p.v2 / p.re
     }
 
@@ -201,10 +220,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// product states, whose $\nabla\nabla\ln\psi$ is diagonal.
     pub fn kinetic_hutchinson<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, probes: usize, rng: &mut R) -> f64 {
         let (z, _, cache) = self.flow.forward(theta, x);
-        let zbar = SVector::<f64, D>::from_fn(|i, _| {
-            let (hv, hd) = hermite_with_derivative(n[i], z[i] * self.width[i]);
-            self.width[i] * hd / hv
-        });
+        let zbar = self.latent_score(n, &z, 1.0);
         let mut scratch = vec![0.0; theta.len()];
         let g = self.flow.vjp(theta, &cache, &zbar, 0.5, &mut scratch);
         let grad2: f64 = (0..D).map(|i| g[i] * g[i] * self.inv_mass[i]).sum();
@@ -232,7 +248,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// with a non-finite or too low potential are marked rejected, never NaN in an average.
     pub fn evaluate<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], x: SVector<f64, D>, z: SVector<f64, D>, rng: &mut R) -> Walker<D> {
         let v = h.potential(&x);
-        if !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite()) {
+        if self.escaped(v, &x) {
             return Walker { x, z, e_loc: f64::NAN, kinetic: f64::NAN, potential: v, rejected: true };
         }
         let k = self.kinetic(theta, n, &x, rng);
@@ -248,10 +264,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// Adds `coef * d ln|psi_n(x)| / d theta` to `g` (one f64 VJP of the flow).
     pub fn add_log_psi_grad(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, coef: f64, g: &mut [f64]) {
         let (z, _, cache) = self.flow.forward(theta, x);
-        let zbar = SVector::<f64, D>::from_fn(|i, _| {
-            let (hv, hd) = hermite_with_derivative(n[i], z[i] * self.width[i]);
-            coef * self.width[i] * hd / hv
-        });
+        let zbar = self.latent_score(n, &z, coef);
         self.flow.vjp(theta, &cache, &zbar, 0.5 * coef, g);
     }
 

@@ -37,7 +37,8 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
     e.into_iter().map(|v| v / s).collect()
 }
 
-fn draw(p: &[f64], rng: &mut dyn rand::Rng) -> usize {
+/// Index `j` with probability `p[j]` (inverse CDF of one uniform number).
+fn draw<R: rand::Rng + ?Sized>(p: &[f64], rng: &mut R) -> usize {
     let u: f64 = rng.random();
     let mut acc = 0.0;
     for (j, &pj) in p.iter().enumerate() {
@@ -69,10 +70,7 @@ impl ProductOccupation {
         (0..self.modes())
             .map(|i| {
                 let logits: Vec<f64> = (0..self.levels).map(|k| theta[i * self.levels + k] - self.beta * self.omega[i] * k as f64).collect();
-                let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
-                let s: f64 = e.iter().sum();
-                e.into_iter().map(|v| v / s).collect()
+                softmax(&logits)
             })
             .collect()
     }
@@ -81,16 +79,7 @@ impl ProductOccupation {
         let mut n = Vec::with_capacity(self.modes());
         let mut lp = 0.0;
         for p in probs {
-            let u: f64 = rng.random();
-            let mut acc = 0.0;
-            let mut k = p.len() - 1;
-            for (j, &pj) in p.iter().enumerate() {
-                acc += pj;
-                if u < acc {
-                    k = j;
-                    break;
-                }
-            }
+            let k = draw(p, rng);
             lp += p[k].ln();
             n.push(k);
         }

@@ -20,6 +20,7 @@ use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
 use crate::jet::LapJet;
 use crate::layer::Bijector;
+use crate::stats::jackknife_error;
 use nalgebra::{DMatrix, SVector};
 use num_dual::DualNum;
 use thiserror::Error;
@@ -92,17 +93,11 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// through the flow; `None` when the guard rejects `x`.
     pub fn basis_rows<H: Separable<D>>(&self, theta: &[f64], h: &H, basis: &[Vec<usize>], x: &SVector<f64, D>) -> Option<(Vec<f64>, Vec<f64>)> {
         let v = h.potential(x);
-        if !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite()) {
+        if self.escaped(v, x) {
             return None;
         }
-        let inv_mass = *self.inv_mass();
         let width = *self.width();
-        let xj = SVector::<LapJet<D>, D>::from_fn(|i, _| {
-            let mut j = LapJet::<D>::variable(x[i], i);
-            j.v1 = &j.v1 * inv_mass[i].sqrt();
-            j
-        });
-        let (z, ld, _) = self.flow.forward(theta, &xj);
+        let (z, ld, _) = self.flow.forward(theta, &self.laplacian_seeds(x));
         let half = (ld * 0.5).exp();
         let tables: Vec<Vec<LapJet<D>>> = (0..D)
             .map(|i| {
@@ -214,15 +209,12 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         for b in 0..blocks {
             loo.push(solve(Some(b)).ok_or(singular.clone())?.0);
         }
-        let bf = blocks as f64;
         let levels = energies
             .iter()
             .enumerate()
             .map(|(j, &e)| {
-                let m = loo.iter().map(|v| v[j]).sum::<f64>() / bf;
-                let error = ((bf - 1.0) / bf * loo.iter().map(|v| (v[j] - m).powi(2)).sum::<f64>()).sqrt();
-                let mx = loo.iter().map(|v| v[j] - v[0]).sum::<f64>() / bf;
-                let excitation_error = ((bf - 1.0) / bf * loo.iter().map(|v| (v[j] - v[0] - mx).powi(2)).sum::<f64>()).sqrt();
+                let error = jackknife_error(&loo.iter().map(|v| v[j]).collect::<Vec<_>>());
+                let excitation_error = jackknife_error(&loo.iter().map(|v| v[j] - v[0]).collect::<Vec<_>>());
                 // Ritz vector: the null vector of A - e I (smallest singular value).
                 let shifted = &a - DMatrix::<f64>::identity(k, k) * e;
                 let svd = shifted.svd(false, true);
