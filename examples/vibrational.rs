@@ -288,7 +288,13 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli
             if cli.ritz > 0 {
                 let t = std::time::Instant::now();
                 let ritz_n_max = ritz_basis.iter().flatten().copied().max().unwrap_or(0);
-                let ritz_states = if ritz_n_max > states.n_max() { states.clone().with_n_max(ritz_n_max) } else { states.clone() };
+                let extended;
+                let ritz_states = if ritz_n_max > states.n_max() {
+                    extended = states.clone().with_n_max(ritz_n_max);
+                    &extended
+                } else {
+                    &states
+                };
                 let ritz = ritz_states.ritz(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
                 let seconds = t.elapsed().as_secs_f64();
                 let es: Vec<f64> = ritz.levels.iter().map(|l| l.energy).collect();
