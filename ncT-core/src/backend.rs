@@ -5,6 +5,7 @@
 use crate::batch::BatchEngine;
 use crate::dense::DenseNet;
 use crate::hamiltonian::Hamiltonian;
+use crate::dim::Size;
 use crate::layer::PhasePoint;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -13,7 +14,7 @@ use rayon::prelude::*;
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Energies and $(\partial H/\partial q, \partial H/\partial p)$ at every phase-space point.
-    fn energies_and_gradients<H: Hamiltonian<N>, const N: usize>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)>;
+    fn energies_and_gradients<H: Hamiltonian<N>, N: Size>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)>;
     /// Dense net applied to the columns of `x`; returns every layer's activations.
     fn dense_forward(&self, net: &DenseNet, theta: &[f64], x: &DMatrix<f64>) -> Vec<DMatrix<f64>>;
     /// Reverse pass of [`Backend::dense_forward`]: adds the batch-summed parameter gradient to `g`,
@@ -53,7 +54,7 @@ impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
     }
-    fn energies_and_gradients<H: Hamiltonian<N>, const N: usize>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)> {
+    fn energies_and_gradients<H: Hamiltonian<N>, N: Size>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)> {
         points
             .par_iter()
             .with_min_len(self.engine.chunk_size)

@@ -13,7 +13,8 @@ use crate::linear::{LinearSymplectic, SymplecticScaling};
 use crate::params::Parametrised;
 use crate::point::PointTransform;
 use crate::shear::{GradientShear, HamiltonianFlow};
-use nalgebra::{DMatrix, SVector};
+use crate::dim::{Size, Vector};
+use nalgebra::DMatrix;
 
 /// $B$ phase-space points as columns of two $N \times B$ matrices.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,13 +24,19 @@ pub struct PhaseBatch {
 }
 
 impl PhaseBatch {
-    pub fn from_points<const N: usize>(pts: &[PhasePoint<f64, N>]) -> Self {
-        Self { q: DMatrix::from_fn(N, pts.len(), |i, j| pts[j].q[i]), p: DMatrix::from_fn(N, pts.len(), |i, j| pts[j].p[i]) }
+    pub fn from_points<N: Size>(pts: &[PhasePoint<f64, N>]) -> Self {
+        let n = pts.first().map_or(0, |x| x.q.len());
+        Self { q: DMatrix::from_fn(n, pts.len(), |i, j| pts[j].q[i]), p: DMatrix::from_fn(n, pts.len(), |i, j| pts[j].p[i]) }
     }
-    pub fn point<const N: usize>(&self, j: usize) -> PhasePoint<f64, N> {
-        PhasePoint::new(SVector::from_fn(|i, _| self.q[(i, j)]), SVector::from_fn(|i, _| self.p[(i, j)]))
+    /// Column `j` as a phase-space point.
+    ///
+    /// # Panics
+    /// If `N` cannot have this batch's number of rows.
+    pub fn point<N: Size>(&self, j: usize) -> PhasePoint<f64, N> {
+        let n = N::try_new(self.q.nrows()).expect("phase batch rows must match the dimension");
+        PhasePoint::new(Vector::from_fn(n, |i| self.q[(i, j)]), Vector::from_fn(n, |i| self.p[(i, j)]))
     }
-    pub fn to_points<const N: usize>(&self) -> Vec<PhasePoint<f64, N>> {
+    pub fn to_points<N: Size>(&self) -> Vec<PhasePoint<f64, N>> {
         (0..self.len()).map(|j| self.point(j)).collect()
     }
     pub fn len(&self) -> usize {
@@ -41,14 +48,14 @@ impl PhaseBatch {
 }
 
 /// Batched cotangent lift of a configuration-space bijector.
-pub trait BatchedLift<const N: usize>: CotangentLift<N> {
+pub trait BatchedLift<N: Size>: CotangentLift<N> {
     type BatchLiftCache: Send;
     fn lift_forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchLiftCache);
     fn lift_vjp_batch(&self, theta: &[f64], cache: &Self::BatchLiftCache, ybar: &PhaseBatch, g: &mut [f64]) -> PhaseBatch;
 }
 
 /// Batched symplectic layer: `g` receives the parameter gradient summed over the batch.
-pub trait BatchedSymplectic<const N: usize>: SymplecticLayer<N> {
+pub trait BatchedSymplectic<N: Size>: SymplecticLayer<N> {
     type BatchCache: Send;
     fn forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchCache);
     fn vjp_batch(&self, theta: &[f64], cache: &Self::BatchCache, ybar: &PhaseBatch, g: &mut [f64]) -> PhaseBatch;
@@ -64,7 +71,7 @@ pub struct CouplingBatchCache {
     cot: crate::dense::DenseCotangents,
 }
 
-impl<const N: usize> BatchedLift<N> for AffineCoupling<N> {
+impl<N: Size> BatchedLift<N> for AffineCoupling<N> {
     type BatchLiftCache = CouplingBatchCache;
 
     fn lift_forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, CouplingBatchCache) {
@@ -167,7 +174,7 @@ fn ranges<L: Parametrised>(layers: &[L]) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
-impl<const N: usize, L: BatchedLift<N>> BatchedLift<N> for Stack<L> {
+impl<N: Size, L: BatchedLift<N>> BatchedLift<N> for Stack<L> {
     type BatchLiftCache = Vec<L::BatchLiftCache>;
     fn lift_forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchLiftCache) {
         let mut y = x.clone();
@@ -188,7 +195,7 @@ impl<const N: usize, L: BatchedLift<N>> BatchedLift<N> for Stack<L> {
     }
 }
 
-impl<const N: usize, B: BatchedLift<N>> BatchedSymplectic<N> for PointTransform<B> {
+impl<N: Size, B: BatchedLift<N>> BatchedSymplectic<N> for PointTransform<B> {
     type BatchCache = B::BatchLiftCache;
     fn forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchCache) {
         self.inner.lift_forward_batch(theta, x)
@@ -198,7 +205,7 @@ impl<const N: usize, B: BatchedLift<N>> BatchedSymplectic<N> for PointTransform<
     }
 }
 
-impl<const N: usize, L: BatchedSymplectic<N>> BatchedSymplectic<N> for Stack<L> {
+impl<N: Size, L: BatchedSymplectic<N>> BatchedSymplectic<N> for Stack<L> {
     type BatchCache = Vec<L::BatchCache>;
     fn forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchCache) {
         let mut y = x.clone();
@@ -219,7 +226,7 @@ impl<const N: usize, L: BatchedSymplectic<N>> BatchedSymplectic<N> for Stack<L> 
     }
 }
 
-impl<const N: usize, A: BatchedSymplectic<N>, B: BatchedSymplectic<N>> BatchedSymplectic<N> for Chain<A, B> {
+impl<N: Size, A: BatchedSymplectic<N>, B: BatchedSymplectic<N>> BatchedSymplectic<N> for Chain<A, B> {
     type BatchCache = (A::BatchCache, B::BatchCache);
     fn forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchCache) {
         let (ta, tb) = theta.split_at(self.first.n_params());
@@ -235,14 +242,15 @@ impl<const N: usize, A: BatchedSymplectic<N>, B: BatchedSymplectic<N>> BatchedSy
     }
 }
 
-impl<const N: usize> LinearSymplectic<N> {
+impl<N: Size> LinearSymplectic<N> {
     fn dense_shear(&self, theta: &[f64], k: usize) -> DMatrix<f64> {
-        let m = N * (N + 1) / 2;
+        let n = SymplecticLayer::dim(self).value();
+        let m = n * (n + 1) / 2;
         let s = &theta[k * m..(k + 1) * m];
-        let mut out = DMatrix::zeros(N, N);
+        let mut out = DMatrix::zeros(n, n);
         let mut idx = 0;
-        for i in 0..N {
-            for j in i..N {
+        for i in 0..n {
+            for j in i..n {
                 out[(i, j)] = s[idx];
                 out[(j, i)] = s[idx];
                 idx += 1;
@@ -264,7 +272,7 @@ fn sym_grad_batch(a: &DMatrix<f64>, b: &DMatrix<f64>, g: &mut [f64]) {
     }
 }
 
-impl<const N: usize> BatchedSymplectic<N> for LinearSymplectic<N> {
+impl<N: Size> BatchedSymplectic<N> for LinearSymplectic<N> {
     type BatchCache = Vec<PhaseBatch>;
     fn forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchCache) {
         let mut y = x.clone();
@@ -282,7 +290,8 @@ impl<const N: usize> BatchedSymplectic<N> for LinearSymplectic<N> {
     }
     fn vjp_batch(&self, theta: &[f64], cache: &Self::BatchCache, ybar: &PhaseBatch, g: &mut [f64]) -> PhaseBatch {
         let mut bar = ybar.clone();
-        let m = N * (N + 1) / 2;
+        let n = SymplecticLayer::dim(self).value();
+        let m = n * (n + 1) / 2;
         for k in (0..self.shears()).rev() {
             let s = self.dense_shear(theta, k);
             let x = &cache[k];
@@ -302,7 +311,7 @@ impl<const N: usize> BatchedSymplectic<N> for LinearSymplectic<N> {
 /// Column-by-column fallback through the per-sample path.
 macro_rules! per_column {
     ($t:ty) => {
-        impl<const N: usize> BatchedSymplectic<N> for $t {
+        impl<N: Size> BatchedSymplectic<N> for $t {
             type BatchCache = Vec<<$t as SymplecticLayer<N>>::Cache<f64>>;
             fn forward_batch(&self, theta: &[f64], x: &PhaseBatch) -> (PhaseBatch, Self::BatchCache) {
                 let (ys, cs): (Vec<_>, Vec<_>) = (0..x.len()).map(|j| SymplecticLayer::forward(self, theta, &x.point::<N>(j))).unzip();

@@ -5,7 +5,12 @@
 use crate::layer::{Bijector, CotangentLift, PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised, nest_groups};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
+
+/// The dimension of a sequence of layers: that of its first layer, or the static one.
+fn first_dim<N: Size>(first: Option<N>) -> N {
+    first.or_else(|| N::STATIC.and_then(N::try_new)).expect("an empty stack of runtime dimension has no dimension")
+}
 
 /// A sequence of layers of one type, applied first to last.
 #[derive(Clone, Debug)]
@@ -53,10 +58,13 @@ impl<L: Parametrised> Parametrised for Stack<L> {
     }
 }
 
-impl<const N: usize, L: Bijector<N>> Bijector<N> for Stack<L> {
+impl<N: Size, L: Bijector<N>> Bijector<N> for Stack<L> {
     type Cache<D: Scalar> = Vec<L::Cache<D>>;
-    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
-        let mut y = *x;
+    fn dim(&self) -> N {
+        first_dim(self.layers.first().map(|l| l.dim()))
+    }
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, N>) -> (Vector<D, N>, D, Self::Cache<D>) {
+        let mut y = x.clone();
         let mut ld = D::zero();
         let mut caches = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
@@ -67,8 +75,8 @@ impl<const N: usize, L: Bijector<N>> Bijector<N> for Stack<L> {
         }
         (y, ld, caches)
     }
-    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
-        let mut x = *y;
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, N>) -> (Vector<D, N>, D) {
+        let mut x = y.clone();
         let mut ld = D::zero();
         for (i, l) in self.layers.iter().enumerate().rev() {
             let (xn, li) = l.inverse(self.slice(theta, i), &x);
@@ -77,8 +85,8 @@ impl<const N: usize, L: Bijector<N>> Bijector<N> for Stack<L> {
         }
         (x, ld)
     }
-    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
-        let mut bar = *ybar;
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, N>, ldbar: D, g: &mut [D]) -> Vector<D, N> {
+        let mut bar = ybar.clone();
         for (i, l) in self.layers.iter().enumerate().rev() {
             bar = l.vjp(self.slice(theta, i), &cache[i], &bar, ldbar, &mut g[self.range(i)]);
         }
@@ -86,10 +94,10 @@ impl<const N: usize, L: Bijector<N>> Bijector<N> for Stack<L> {
     }
 }
 
-impl<const N: usize, L: CotangentLift<N>> CotangentLift<N> for Stack<L> {
+impl<N: Size, L: CotangentLift<N>> CotangentLift<N> for Stack<L> {
     type LiftCache<D: Scalar> = Vec<L::LiftCache<D>>;
     fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>) {
-        let mut y = *x;
+        let mut y = x.clone();
         let mut caches = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
             let (yn, c) = l.lift_forward(self.slice(theta, i), &y);
@@ -99,14 +107,14 @@ impl<const N: usize, L: CotangentLift<N>> CotangentLift<N> for Stack<L> {
         (y, caches)
     }
     fn lift_inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
-        let mut x = *y;
+        let mut x = y.clone();
         for (i, l) in self.layers.iter().enumerate().rev() {
             x = l.lift_inverse(self.slice(theta, i), &x);
         }
         x
     }
     fn lift_vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::LiftCache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
-        let mut bar = *ybar;
+        let mut bar = ybar.clone();
         for (i, l) in self.layers.iter().enumerate().rev() {
             bar = l.lift_vjp(self.slice(theta, i), &cache[i], &bar, &mut g[self.range(i)]);
         }
@@ -114,10 +122,13 @@ impl<const N: usize, L: CotangentLift<N>> CotangentLift<N> for Stack<L> {
     }
 }
 
-impl<const N: usize, L: SymplecticLayer<N>> SymplecticLayer<N> for Stack<L> {
+impl<N: Size, L: SymplecticLayer<N>> SymplecticLayer<N> for Stack<L> {
     type Cache<D: Scalar> = Vec<L::Cache<D>>;
+    fn dim(&self) -> N {
+        first_dim(self.layers.first().map(|l| l.dim()))
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
-        let mut y = *x;
+        let mut y = x.clone();
         let mut caches = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate() {
             let (yn, c) = l.forward(self.slice(theta, i), &y);
@@ -127,14 +138,14 @@ impl<const N: usize, L: SymplecticLayer<N>> SymplecticLayer<N> for Stack<L> {
         (y, caches)
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
-        let mut x = *y;
+        let mut x = y.clone();
         for (i, l) in self.layers.iter().enumerate().rev() {
             x = l.inverse(self.slice(theta, i), &x);
         }
         x
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
-        let mut bar = *ybar;
+        let mut bar = ybar.clone();
         for (i, l) in self.layers.iter().enumerate().rev() {
             bar = l.vjp(self.slice(theta, i), &cache[i], &bar, &mut g[self.range(i)]);
         }
@@ -174,21 +185,24 @@ impl<A: Parametrised, B: Parametrised> Parametrised for Chain<A, B> {
     }
 }
 
-impl<const N: usize, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B> {
+impl<N: Size, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B> {
     type Cache<D: Scalar> = (A::Cache<D>, B::Cache<D>);
-    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
+    fn dim(&self) -> N {
+        self.first.dim()
+    }
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, N>) -> (Vector<D, N>, D, Self::Cache<D>) {
         let (ta, tb) = self.split(theta);
         let (y1, l1, c1) = self.first.forward(ta, x);
         let (y2, l2, c2) = self.second.forward(tb, &y1);
         (y2, l1 + l2, (c1, c2))
     }
-    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, N>) -> (Vector<D, N>, D) {
         let (ta, tb) = self.split(theta);
         let (x1, l2) = self.second.inverse(tb, y);
         let (x0, l1) = self.first.inverse(ta, &x1);
         (x0, l1 + l2)
     }
-    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, N>, ldbar: D, g: &mut [D]) -> Vector<D, N> {
         let (ta, tb) = self.split(theta);
         let (ga, gb) = g.split_at_mut(self.first.n_params());
         let b1 = self.second.vjp(tb, &cache.1, ybar, ldbar, gb);
@@ -196,7 +210,7 @@ impl<const N: usize, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B>
     }
 }
 
-impl<const N: usize, A: CotangentLift<N>, B: CotangentLift<N>> CotangentLift<N> for Chain<A, B> {
+impl<N: Size, A: CotangentLift<N>, B: CotangentLift<N>> CotangentLift<N> for Chain<A, B> {
     type LiftCache<D: Scalar> = (A::LiftCache<D>, B::LiftCache<D>);
     fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>) {
         let (ta, tb) = self.split(theta);
@@ -217,8 +231,11 @@ impl<const N: usize, A: CotangentLift<N>, B: CotangentLift<N>> CotangentLift<N> 
     }
 }
 
-impl<const N: usize, A: SymplecticLayer<N>, B: SymplecticLayer<N>> SymplecticLayer<N> for Chain<A, B> {
+impl<N: Size, A: SymplecticLayer<N>, B: SymplecticLayer<N>> SymplecticLayer<N> for Chain<A, B> {
     type Cache<D: Scalar> = (A::Cache<D>, B::Cache<D>);
+    fn dim(&self) -> N {
+        self.first.dim()
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
         let (ta, tb) = self.split(theta);
         let (y1, c1) = self.first.forward(ta, x);

@@ -16,22 +16,23 @@ use crate::hamiltonian::Hamiltonian;
 use crate::latent::LatentOscillators;
 use crate::layer::{PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised, nest_groups};
-use nalgebra::{DMatrix, SVector};
+use crate::dim::{Size, Vector};
+use nalgebra::DMatrix;
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use num_dual::Dual64;
 
 /// $\Omega (a, b) = (b, -a)$.
-fn omega_apply<const N: usize>(x: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
-    PhasePoint::new(x.p, -x.q)
+fn omega_apply<N: Size>(x: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
+    PhasePoint::new(x.p.clone(), -&x.q)
 }
 /// $\Omega^T (a, b) = (-b, a)$.
-fn omega_t_apply<const N: usize>(x: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
-    PhasePoint::new(-x.p, x.q)
+fn omega_t_apply<N: Size>(x: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
+    PhasePoint::new(-&x.p, x.q.clone())
 }
 
 /// Jacobian-vector product $J(z) v$ of a symplectic layer (one `Dual64` pass).
-pub fn symplectic_jvp<L: SymplecticLayer<N>, const N: usize>(l: &L, theta: &[f64], z: &PhasePoint<f64, N>, v: &PhasePoint<f64, N>) -> (PhasePoint<f64, N>, PhasePoint<f64, N>) {
+pub fn symplectic_jvp<L: SymplecticLayer<N>, N: Size>(l: &L, theta: &[f64], z: &PhasePoint<f64, N>, v: &PhasePoint<f64, N>) -> (PhasePoint<f64, N>, PhasePoint<f64, N>) {
     let zd = PhasePoint { q: z.q.zip_map(&v.q, Dual64::new), p: z.p.zip_map(&v.p, Dual64::new) };
     let (y, _) = l.forward(theta, &zd);
     (y.map(|d| d.re), y.map(|d| d.eps))
@@ -40,7 +41,7 @@ pub fn symplectic_jvp<L: SymplecticLayer<N>, const N: usize>(l: &L, theta: &[f64
 /// Reverse pass through the *inverse* of a symplectic layer. With $z = T^{-1}(x)$ and a cotangent
 /// $\bar z$, returns $\bar x = J^{-T}\bar z = \Omega J \Omega^T \bar z$ and accumulates
 /// $\partial_\theta (\bar z \cdot T^{-1}(x)) = -(\partial_\theta T)^T \bar x$ into `g`.
-pub fn symplectic_inverse_vjp<L: SymplecticLayer<N>, const N: usize>(l: &L, theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, g: &mut [f64]) -> PhasePoint<f64, N> {
+pub fn symplectic_inverse_vjp<L: SymplecticLayer<N>, N: Size>(l: &L, theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, g: &mut [f64]) -> PhasePoint<f64, N> {
     let (_, jw) = symplectic_jvp(l, theta, z, &omega_t_apply(zbar));
     let xbar = omega_apply(&jw);
     let (_, cache) = l.forward(theta, z);
@@ -75,14 +76,31 @@ pub struct VariationalSample {
 /// A symplectic flow on top of latent harmonic oscillators. Parameters: the flow's, then
 /// $\ln\omega$.
 #[derive(Clone, Debug)]
-pub struct ClassicalNct<F, const N: usize> {
+pub struct ClassicalNct<F, N: Size> {
     pub flow: F,
     pub base: LatentOscillators<N>,
 }
 
-impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
+impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
+    /// Binds `flow` to `base`. Compile-time dimensions are checked by the compiler; runtime ones
+    /// here.
+    ///
+    /// # Panics
+    /// If the flow and the latent distribution have different runtime dimensions (use
+    /// [`ClassicalNct::try_new`] to get an error instead).
     pub fn new(flow: F, base: LatentOscillators<N>) -> Self {
-        Self { flow, base }
+        Self::try_new(flow, base).unwrap_or_else(|e| panic!("{e}"))
+    }
+    /// [`ClassicalNct::new`] with an error for mismatched runtime dimensions.
+    pub fn try_new(flow: F, base: LatentOscillators<N>) -> Result<Self, crate::error::ConfigError> {
+        if flow.dim() != base.dim() {
+            return Err(crate::error::ConfigError::Value { what: "latent dimension", value: format!("{} (flow has {})", base.dim().value(), flow.dim().value()), allowed: "the flow's number of degrees of freedom" });
+        }
+        Ok(Self { flow, base })
+    }
+    /// Number of degrees of freedom.
+    pub fn dim(&self) -> N {
+        self.base.dim()
     }
     pub fn beta(&self) -> f64 {
         self.base.beta()
@@ -121,7 +139,7 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
         let (dq, dp) = h.gradient(&x.q, &x.p);
         let zbar = self.flow.vjp(tf, &cache, &PhasePoint::new(dq, dp), gf);
         let beta = self.beta();
-        for k in 0..N {
+        for k in 0..z.q.len() {
             // dQ_k / d ln(omega_k) = -Q_k; the entropy term contributes 1/beta per mode.
             gw[k] += -zbar.q[k] * z.q[k] + 1.0 / beta;
         }
@@ -143,19 +161,22 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
             let zb = PhaseBatch::from_points(&zs);
             let (xb, cache) = self.flow.forward_batch(tf, &zb);
             let mut loss = 0.0;
-            let mut xbar = PhaseBatch { q: DMatrix::zeros(N, zs.len()), p: DMatrix::zeros(N, zs.len()) };
+            let n = self.dim().value();
+            let mut xbar = PhaseBatch { q: DMatrix::zeros(n, zs.len()), p: DMatrix::zeros(n, zs.len()) };
             for (j, z) in zs.iter().enumerate() {
                 let x: PhasePoint<f64, N> = xb.point(j);
                 let e = h.energy(&x.q, &x.p);
                 let (dq, dp) = h.gradient(&x.q, &x.p);
-                xbar.q.set_column(j, &dq);
-                xbar.p.set_column(j, &dp);
+                for i in 0..n {
+                    xbar.q[(i, j)] = dq[i];
+                    xbar.p[(i, j)] = dp[i];
+                }
                 loss += e + self.base.log_prob(tw, z) / beta;
             }
             let mut g = vec![0.0; theta.len()];
             let zbar = self.flow.vjp_batch(tf, &cache, &xbar, &mut g[..nf]);
             for (j, z) in zs.iter().enumerate() {
-                for k in 0..N {
+                for k in 0..n {
                     g[nf + k] += -zbar.q[(k, j)] * z.q[k] + 1.0 / beta;
                 }
             }
@@ -172,7 +193,7 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
         let z = self.flow.inverse(tf, x);
         let (lp, dz, dl) = self.base.log_prob_grad(tw, &z);
         symplectic_inverse_vjp(&self.flow, tf, &z, &dz.map(|v| -v), gf);
-        for k in 0..N {
+        for k in 0..dl.len() {
             gw[k] -= dl[k];
         }
         -lp
@@ -183,10 +204,10 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
     /// `jitter > 0` adds Gaussian noise of that standard deviation to each configuration
     /// (regularises directions in which the data are degenerate, e.g. after rigid-body alignment).
     #[allow(clippy::too_many_arguments)]
-    pub fn mle_batch(&self, theta: &[f64], data: &[SVector<f64, N>], masses: &SVector<f64, N>, jitter: f64, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum {
+    pub fn mle_batch(&self, theta: &[f64], data: &[Vector<f64, N>], masses: &Vector<f64, N>, jitter: f64, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum {
         let beta = self.beta();
         engine.loss_and_grad(batch, theta.len(), stream, step, |_, rng, g| {
-            let mut q = data[rng.random_range(0..data.len())];
+            let mut q = data[rng.random_range(0..data.len())].clone();
             if jitter > 0.0 {
                 for v in q.iter_mut() {
                     let z: f64 = StandardNormal.sample(rng);
@@ -200,9 +221,9 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
 
     /// Mean $-\ln q$ over every configuration of `data` (fresh Maxwell-Boltzmann momenta) and its
     /// standard error.
-    pub fn mean_nll(&self, theta: &[f64], data: &[SVector<f64, N>], masses: &SVector<f64, N>, engine: &BatchEngine, stream: &SeedStream) -> (f64, f64) {
+    pub fn mean_nll(&self, theta: &[f64], data: &[Vector<f64, N>], masses: &Vector<f64, N>, engine: &BatchEngine, stream: &SeedStream) -> (f64, f64) {
         let beta = self.beta();
-        let v = engine.map(data.len(), stream, 0, |i, rng| -self.log_q(theta, &PhasePoint::new(data[i], maxwell_boltzmann(masses, beta, rng))));
+        let v = engine.map(data.len(), stream, 0, |i, rng| -self.log_q(theta, &PhasePoint::new(data[i].clone(), maxwell_boltzmann(masses, beta, rng))));
         mean_and_error(&v)
     }
 
@@ -223,23 +244,24 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
         let (tf, tw) = self.split(theta);
         let z = self.flow.inverse(tf, x);
         // Forward Jacobian J = dx/dz, then J^{-1} = Omega^T J^T Omega (symplectic).
-        let mut j = DMatrix::zeros(2 * N, 2 * N);
-        for c in 0..2 * N {
-            let mut e = PhasePoint::<f64, N>::zeros();
-            if c < N { e.q[c] = 1.0 } else { e.p[c - N] = 1.0 }
+        let n = self.dim().value();
+        let mut j = DMatrix::zeros(2 * n, 2 * n);
+        for c in 0..2 * n {
+            let mut e = PhasePoint::<f64, N>::zeros(self.dim());
+            if c < n { e.q[c] = 1.0 } else { e.p[c - n] = 1.0 }
             let (_, col) = symplectic_jvp(&self.flow, tf, &z, &e);
             for (r, v) in col.to_vec().into_iter().enumerate() {
                 j[(r, c)] = v;
             }
         }
-        let mut om = DMatrix::zeros(2 * N, 2 * N);
-        for i in 0..N {
-            om[(i, N + i)] = 1.0;
-            om[(N + i, i)] = -1.0;
+        let mut om = DMatrix::zeros(2 * n, 2 * n);
+        for i in 0..n {
+            om[(i, n + i)] = 1.0;
+            om[(n + i, i)] = -1.0;
         }
         let jinv = om.transpose() * j.transpose() * om;
         let order = self.base.order(tw);
-        DMatrix::from_fn(N, N, |r, c| jinv[(order[r], c)])
+        DMatrix::from_fn(n, n, |r, c| jinv[(order[r], c)])
     }
 
     /// Analytic latent dynamics mapped back: $Q(t) = Q_0\cos\omega t + (P_0/\omega)\sin\omega t$,
@@ -250,8 +272,8 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
         times
             .iter()
             .map(|&t| {
-                let mut z = z0;
-                for k in 0..N {
+                let mut z = z0.clone();
+                for k in 0..z.q.len() {
                     let w = tw[k].exp();
                     let (s, c) = (w * t).sin_cos();
                     z.q[k] = z0.q[k] * c + z0.p[k] / w * s;
@@ -266,11 +288,11 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
     /// $x(a) = T(Q = a\,e_k, P = 0)$ for each amplitude $a$.
     pub fn interpolate_mode(&self, theta: &[f64], rank: usize, amplitudes: &[f64]) -> Vec<PhasePoint<f64, N>> {
         let (tf, tw) = self.split(theta);
-        let k = self.base.order(tw)[rank.min(N - 1)];
+        let k = self.base.order(tw)[rank.min(self.dim().value().max(1) - 1)];
         amplitudes
             .iter()
             .map(|&a| {
-                let mut z = PhasePoint::zeros();
+                let mut z = PhasePoint::zeros(self.dim());
                 z.q[k] = a;
                 self.flow.forward(tf, &z).0
             })
@@ -279,8 +301,8 @@ impl<F: SymplecticLayer<N>, const N: usize> ClassicalNct<F, N> {
 }
 
 /// Momenta from the Maxwell-Boltzmann distribution $p_i \sim \mathcal N(0, m_i/\beta)$.
-pub fn maxwell_boltzmann<R: rand::Rng + ?Sized, const N: usize>(masses: &SVector<f64, N>, beta: f64, rng: &mut R) -> SVector<f64, N> {
-    SVector::from_fn(|i, _| {
+pub fn maxwell_boltzmann<R: rand::Rng + ?Sized, N: Size>(masses: &Vector<f64, N>, beta: f64, rng: &mut R) -> Vector<f64, N> {
+    Vector::from_fn(masses.size(), |i| {
         let z: f64 = StandardNormal.sample(rng);
         z * (masses[i] / beta).sqrt()
     })
@@ -305,9 +327,9 @@ pub fn free_energy_from_samples(vals: &[(f64, f64)], beta: f64) -> FreeEnergy {
     FreeEnergy { f_var: mean, f_var_err: (var / n).sqrt(), f_is: -(lmax + (s1 / n).ln()) / beta, ess: s1 * s1 / s2, samples: vals.len() }
 }
 
-impl<F: Parametrised, const N: usize> Parametrised for ClassicalNct<F, N> {
+impl<F: Parametrised, N: Size> Parametrised for ClassicalNct<F, N> {
     fn n_params(&self) -> usize {
-        self.flow.n_params() + N
+        self.flow.n_params() + self.base.dim().value()
     }
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
         let (a, b) = theta.split_at_mut(self.flow.n_params());

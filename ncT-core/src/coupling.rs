@@ -17,13 +17,14 @@ use crate::error::ConfigError;
 use crate::layer::{Bijector, CotangentLift, PhasePoint};
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use num_dual::Dual;
 use rand::seq::SliceRandom;
 
 /// One affine coupling layer on $\mathbb R^N$.
 #[derive(Clone, Debug)]
-pub struct AffineCoupling<const N: usize> {
+pub struct AffineCoupling<N: Size> {
+    dim: N,
     cond: Vec<usize>,
     trans: Vec<usize>,
     net: DenseNet,
@@ -31,35 +32,36 @@ pub struct AffineCoupling<const N: usize> {
 
 /// What the coupling's VJP needs.
 #[derive(Clone, Debug)]
-pub struct CouplingCache<D: Scalar, const N: usize> {
-    x: SVector<D, N>,
+pub struct CouplingCache<D: Scalar, N: Size> {
+    x: Vector<D, N>,
     acts: Vec<D>,
     es: Vec<D>,
     th: Vec<D>,
 }
 
-impl<const N: usize> AffineCoupling<N> {
+impl<N: Size> AffineCoupling<N> {
     /// `cond`: the indices that condition (kept fixed); the rest are transformed.
-    pub fn new(cond: Vec<usize>, hidden: &[usize], activation: Activation) -> Result<Self, ConfigError> {
-        if N < 2 {
-            return Err(ConfigError::Dimension { layer: "AffineCoupling", dim: N, why: "a coupling splits the coordinates into two non-empty parts, so it needs N >= 2" });
+    pub fn new(dim: N, cond: Vec<usize>, hidden: &[usize], activation: Activation) -> Result<Self, ConfigError> {
+        let n = dim.value();
+        if n < 2 {
+            return Err(ConfigError::Dimension { layer: "AffineCoupling", dim: n, why: "a coupling splits the coordinates into two non-empty parts, so it needs N >= 2" });
         }
-        let mut seen = [false; N];
+        let mut seen = vec![false; n];
         for &i in &cond {
-            if i >= N || seen[i] {
-                return Err(ConfigError::Mask { layer: "AffineCoupling", mask: cond, dim: N });
+            if i >= n || seen[i] {
+                return Err(ConfigError::Mask { layer: "AffineCoupling", mask: cond, dim: n });
             }
             seen[i] = true;
         }
-        let trans: Vec<usize> = (0..N).filter(|&i| !seen[i]).collect();
+        let trans: Vec<usize> = (0..n).filter(|&i| !seen[i]).collect();
         if cond.is_empty() || trans.is_empty() {
-            return Err(ConfigError::Mask { layer: "AffineCoupling", mask: cond, dim: N });
+            return Err(ConfigError::Mask { layer: "AffineCoupling", mask: cond, dim: n });
         }
         let mut sizes = vec![cond.len()];
         sizes.extend_from_slice(hidden);
         sizes.push(2 * trans.len());
         let net = DenseNet::new(&sizes, activation, 0.0);
-        Ok(Self { cond, trans, net })
+        Ok(Self { dim, cond, trans, net })
     }
 
     /// Set the initial scale of the last dense layer (0 = exact identity at initialisation).
@@ -85,7 +87,7 @@ impl<const N: usize> AffineCoupling<N> {
         self.net.n_params()
     }
 
-    fn conditioner<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (Vec<D>, Vec<D>, Vec<D>, Vec<D>, Vec<D>) {
+    fn conditioner<D: Scalar>(&self, theta: &[f64], x: &Vector<D, N>) -> (Vec<D>, Vec<D>, Vec<D>, Vec<D>, Vec<D>) {
         let xa: Vec<D> = self.cond.iter().map(|&i| x[i]).collect();
         let acts = self.net.forward(&theta[..self.net_params()], &xa);
         let out = self.net.output(&acts);
@@ -100,11 +102,11 @@ impl<const N: usize> AffineCoupling<N> {
 
     /// Shared reverse pass. `sbar_add` is added to $\bar s$ (used for the log-det cotangent and for
     /// the momentum map). Returns $\bar x$.
-    fn backprop<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, ybar: &SVector<D, N>, sbar_add: &[D], g: Option<&mut [D]>) -> SVector<D, N> {
+    fn backprop<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, ybar: &Vector<D, N>, sbar_add: &[D], g: Option<&mut [D]>) -> Vector<D, N> {
         let nb = self.nb();
         let nn = self.net_params();
         let scale = &theta[nn..];
-        let mut xbar = *ybar;
+        let mut xbar = ybar.clone();
         let mut outbar = vec![D::zero(); 2 * nb];
         let mut cbar = vec![D::zero(); nb];
         for (k, &i) in self.trans.iter().enumerate() {
@@ -131,8 +133,8 @@ impl<const N: usize> AffineCoupling<N> {
     }
 
     /// $C^T P_b$ restricted to the conditioning coordinates, as a full vector (zero on $b$).
-    fn transpose_coupling<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, pb: &[D]) -> SVector<D, N> {
-        let mut ybar = SVector::<D, N>::from_element(D::zero());
+    fn transpose_coupling<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, pb: &[D]) -> Vector<D, N> {
+        let mut ybar = Vector::<D, N>::from_element(self.dim, D::zero());
         for (k, &i) in self.trans.iter().enumerate() {
             ybar[i] = pb[k];
         }
@@ -145,7 +147,7 @@ impl<const N: usize> AffineCoupling<N> {
     }
 }
 
-impl<const N: usize> Parametrised for AffineCoupling<N> {
+impl<N: Size> Parametrised for AffineCoupling<N> {
     fn n_params(&self) -> usize {
         self.net_params() + self.nb()
     }
@@ -162,23 +164,26 @@ impl<const N: usize> Parametrised for AffineCoupling<N> {
     }
 }
 
-impl<const N: usize> Bijector<N> for AffineCoupling<N> {
+impl<N: Size> Bijector<N> for AffineCoupling<N> {
     type Cache<D: Scalar> = CouplingCache<D, N>;
+    fn dim(&self) -> N {
+        self.dim
+    }
 
-    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, N>) -> (Vector<D, N>, D, Self::Cache<D>) {
         let (acts, s, es, th, t) = self.conditioner(theta, x);
-        let mut y = *x;
+        let mut y = x.clone();
         let mut ld = D::zero();
         for (k, &i) in self.trans.iter().enumerate() {
             y[i] = x[i] * es[k] + t[k];
             ld += s[k];
         }
-        (y, ld, CouplingCache { x: *x, acts, es, th })
+        (y, ld, CouplingCache { x: x.clone(), acts, es, th })
     }
 
-    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, N>) -> (Vector<D, N>, D) {
         let (_, s, es, _, t) = self.conditioner(theta, y);
-        let mut x = *y;
+        let mut x = y.clone();
         let mut ld = D::zero();
         for (k, &i) in self.trans.iter().enumerate() {
             x[i] = (y[i] - t[k]) / es[k];
@@ -187,7 +192,7 @@ impl<const N: usize> Bijector<N> for AffineCoupling<N> {
         (x, ld)
     }
 
-    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, N>, ldbar: D, g: &mut [D]) -> Vector<D, N> {
         let add = vec![ldbar; self.nb()];
         self.backprop(theta, cache, ybar, &add, Some(g))
     }
@@ -195,19 +200,19 @@ impl<const N: usize> Bijector<N> for AffineCoupling<N> {
 
 /// Cache of the coupling's cotangent lift.
 #[derive(Clone, Debug)]
-pub struct CouplingLiftCache<D: Scalar, const N: usize> {
+pub struct CouplingLiftCache<D: Scalar, N: Size> {
     fwd: CouplingCache<D, N>,
     pb: Vec<D>,
 }
 
-impl<const N: usize> CotangentLift<N> for AffineCoupling<N> {
+impl<N: Size> CotangentLift<N> for AffineCoupling<N> {
     type LiftCache<D: Scalar> = CouplingLiftCache<D, N>;
 
     fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>) {
         let (y, _, fwd) = Bijector::forward(self, theta, &x.q);
         let pb: Vec<D> = self.trans.iter().enumerate().map(|(k, &i)| x.p[i] / fwd.es[k]).collect();
         let h = self.transpose_coupling(theta, &fwd, &pb);
-        let mut pnew = x.p - h;
+        let mut pnew = &x.p - &h;
         for (k, &i) in self.trans.iter().enumerate() {
             pnew[i] = pb[k];
         }
@@ -230,7 +235,7 @@ impl<const N: usize> CotangentLift<N> for AffineCoupling<N> {
             xe[i].eps = -ybar.p[i];
         }
         let (ye, _, ce) = Bijector::forward(self, theta, &xe);
-        let mut ybar_e = SVector::<Dual<D>, N>::from_element(Dual::from_re(D::zero()));
+        let mut ybar_e = Vector::<Dual<D>, N>::from_element(self.dim, Dual::from_re(D::zero()));
         for (k, &i) in self.trans.iter().enumerate() {
             ybar_e[i] = Dual::from_re(cache.pb[k]);
         }
@@ -241,7 +246,7 @@ impl<const N: usize> CotangentLift<N> for AffineCoupling<N> {
             *gi += ei.eps;
         }
         // P_b = e^{-s} p_b with the total cotangent of P_b.
-        let mut pbar = ybar.p;
+        let mut pbar = ybar.p.clone();
         let mut sbar_add = vec![D::zero(); self.nb()];
         for (k, &i) in self.trans.iter().enumerate() {
             let pb_bar = ybar.p[i] + ye[i].eps;
@@ -249,7 +254,7 @@ impl<const N: usize> CotangentLift<N> for AffineCoupling<N> {
             sbar_add[k] = -cache.pb[k] * pb_bar;
         }
         let mut qbar = self.backprop(theta, c, &ybar.q, &sbar_add, Some(g));
-        for i in 0..N {
+        for i in 0..self.dim.value() {
             qbar[i] += xbar_e[i].eps;
         }
         PhasePoint::new(qbar, pbar)
@@ -268,30 +273,31 @@ pub enum MaskScheme {
 }
 
 /// A stack of affine couplings.
-pub type RealNvp<const N: usize> = Stack<AffineCoupling<N>>;
+pub type RealNvp<N> = Stack<AffineCoupling<N>>;
 
 /// Build a RealNVP of `couplings` layers with the given hidden widths. Masks are stored in the model.
-pub fn real_nvp<const N: usize>(couplings: usize, hidden: &[usize], activation: Activation, masks: MaskScheme, rng: &mut dyn rand::Rng) -> Result<RealNvp<N>, ConfigError> {
+pub fn real_nvp<N: Size>(dim: N, couplings: usize, hidden: &[usize], activation: Activation, masks: MaskScheme, rng: &mut dyn rand::Rng) -> Result<RealNvp<N>, ConfigError> {
     if couplings == 0 {
         return Err(ConfigError::Value { what: "couplings", value: "0".into(), allowed: "at least 1" });
     }
-    let half = N / 2;
+    let n = dim.value();
+    let half = n / 2;
     let mut layers = Vec::with_capacity(couplings);
     for l in 0..couplings {
         let cond: Vec<usize> = match masks {
             MaskScheme::AlternatingHalves => {
-                if l % 2 == 0 { (0..half).collect() } else { (half..N).collect() }
+                if l % 2 == 0 { (0..half).collect() } else { (half..n).collect() }
             }
-            MaskScheme::EvenOdd => (0..N).filter(|i| i % 2 == l % 2).collect(),
+            MaskScheme::EvenOdd => (0..n).filter(|i| i % 2 == l % 2).collect(),
             MaskScheme::RandomPermutation => {
-                let mut perm: Vec<usize> = (0..N).collect();
+                let mut perm: Vec<usize> = (0..n).collect();
                 perm.shuffle(rng);
                 perm.truncate(half.max(1));
                 perm.sort_unstable();
                 perm
             }
         };
-        layers.push(AffineCoupling::new(cond, hidden, activation)?);
+        layers.push(AffineCoupling::new(dim, cond, hidden, activation)?);
     }
     Ok(Stack::new(layers))
 }

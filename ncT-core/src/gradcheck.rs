@@ -2,12 +2,15 @@
 //! num-dual forward mode. Use it for every custom layer:
 //!
 //! ```
-//! use nct_core::{check_gradients, AsBijector, GradCheckConfig, AffineCoupling, Activation, Parametrised};
-//! use rand::SeedableRng;
-//! let layer = AffineCoupling::<4>::new(vec![0, 2], &[8], Activation::Tanh).unwrap();
-//! let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+//! use nct_core::{check_gradients, AsBijector, GradCheckConfig, AffineCoupling, Activation, Const, Dyn, Parametrised};
+//! // Compile-time dimension ...
+//! let layer = AffineCoupling::new(Const::<4>, vec![0, 2], &[8], Activation::Tanh).unwrap();
 //! let theta: Vec<f64> = (0..layer.n_params()).map(|k| 0.3 * (k as f64).sin()).collect();
-//! let report = check_gradients(&AsBijector::<_, 4>(&layer), &theta, &GradCheckConfig::default());
+//! let report = check_gradients(&AsBijector::new(&layer), &theta, &GradCheckConfig::default());
+//! assert!(report.passed(1e-6, 1e-10), "{report}");
+//! // ... or one known only at run time: the same code path.
+//! let layer = AffineCoupling::new(Dyn(4), vec![0, 2], &[8], Activation::Tanh).unwrap();
+//! let report = check_gradients(&AsBijector::new(&layer), &theta, &GradCheckConfig::default());
 //! assert!(report.passed(1e-6, 1e-10), "{report}");
 //! ```
 //!
@@ -25,7 +28,7 @@
 
 use crate::layer::{Bijector, Layer, PhasePoint, SymplecticLayer};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use num_dual::{Dual64, HyperDual64};
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -43,69 +46,85 @@ pub trait Checkable: Send + Sync {
 }
 
 /// View a [`Bijector`] as [`Checkable`].
-pub struct AsBijector<'a, B, const N: usize>(pub &'a B);
+pub struct AsBijector<'a, B, N: Size>(pub &'a B, pub std::marker::PhantomData<N>);
 /// View a [`SymplecticLayer`] as [`Checkable`] (input and output are $(q, p)$ concatenated).
-pub struct AsSymplectic<'a, L, const N: usize>(pub &'a L);
+pub struct AsSymplectic<'a, L, N: Size>(pub &'a L, pub std::marker::PhantomData<N>);
 /// View a [`Layer`] as [`Checkable`].
-pub struct AsLayer<'a, L, const I: usize, const O: usize>(pub &'a L);
+pub struct AsLayer<'a, L, I: Size, O: Size>(pub &'a L, pub std::marker::PhantomData<(I, O)>);
 
-impl<B: Bijector<N>, const N: usize> Checkable for AsBijector<'_, B, N> {
+impl<'a, L, N: Size> AsBijector<'a, L, N> {
+    pub fn new(l: &'a L) -> Self {
+        Self(l, std::marker::PhantomData)
+    }
+}
+impl<'a, L, N: Size> AsSymplectic<'a, L, N> {
+    pub fn new(l: &'a L) -> Self {
+        Self(l, std::marker::PhantomData)
+    }
+}
+impl<'a, L, I: Size, O: Size> AsLayer<'a, L, I, O> {
+    pub fn new(l: &'a L) -> Self {
+        Self(l, std::marker::PhantomData)
+    }
+}
+
+impl<B: Bijector<N>, N: Size> Checkable for AsBijector<'_, B, N> {
     fn n_params(&self) -> usize {
         self.0.n_params()
     }
     fn n_in(&self) -> usize {
-        N
+        self.0.dim().value()
     }
     fn n_out(&self) -> usize {
-        N
+        self.0.dim().value()
     }
     fn eval<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, D) {
-        let (y, ld, _) = self.0.forward(theta, &SVector::from_column_slice(x));
+        let (y, ld, _) = self.0.forward(theta, &Vector::from_fn(self.0.dim(), |i| x[i]));
         (y.as_slice().to_vec(), ld)
     }
     fn eval_vjp<D: Scalar>(&self, theta: &[f64], x: &[D], ybar: &[D], ldbar: D, g: &mut [D]) -> Vec<D> {
-        let (_, _, c) = self.0.forward(theta, &SVector::from_column_slice(x));
-        self.0.vjp(theta, &c, &SVector::from_column_slice(ybar), ldbar, g).as_slice().to_vec()
+        let (_, _, c) = self.0.forward(theta, &Vector::from_fn(self.0.dim(), |i| x[i]));
+        self.0.vjp(theta, &c, &Vector::from_fn(self.0.dim(), |i| ybar[i]), ldbar, g).as_slice().to_vec()
     }
 }
 
-impl<L: SymplecticLayer<N>, const N: usize> Checkable for AsSymplectic<'_, L, N> {
+impl<L: SymplecticLayer<N>, N: Size> Checkable for AsSymplectic<'_, L, N> {
     fn n_params(&self) -> usize {
         self.0.n_params()
     }
     fn n_in(&self) -> usize {
-        2 * N
+        2 * self.0.dim().value()
     }
     fn n_out(&self) -> usize {
-        2 * N
+        2 * self.0.dim().value()
     }
     fn eval<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, D) {
-        let (y, _) = self.0.forward(theta, &PhasePoint::from_slice(x));
+        let (y, _) = self.0.forward(theta, &PhasePoint::from_slice(self.0.dim(), x));
         (y.to_vec(), D::zero())
     }
     fn eval_vjp<D: Scalar>(&self, theta: &[f64], x: &[D], ybar: &[D], _ldbar: D, g: &mut [D]) -> Vec<D> {
-        let (_, c) = self.0.forward(theta, &PhasePoint::from_slice(x));
-        self.0.vjp(theta, &c, &PhasePoint::from_slice(ybar), g).to_vec()
+        let (_, c) = self.0.forward(theta, &PhasePoint::from_slice(self.0.dim(), x));
+        self.0.vjp(theta, &c, &PhasePoint::from_slice(self.0.dim(), ybar), g).to_vec()
     }
 }
 
-impl<L: Layer<I, O>, const I: usize, const O: usize> Checkable for AsLayer<'_, L, I, O> {
+impl<L: Layer<I, O>, I: Size, O: Size> Checkable for AsLayer<'_, L, I, O> {
     fn n_params(&self) -> usize {
         self.0.n_params()
     }
     fn n_in(&self) -> usize {
-        I
+        self.0.input_dim().value()
     }
     fn n_out(&self) -> usize {
-        O
+        self.0.output_dim().value()
     }
     fn eval<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, D) {
-        let (y, _) = self.0.forward(theta, &SVector::from_column_slice(x));
+        let (y, _) = self.0.forward(theta, &Vector::from_fn(self.0.input_dim(), |i| x[i]));
         (y.as_slice().to_vec(), D::zero())
     }
     fn eval_vjp<D: Scalar>(&self, theta: &[f64], x: &[D], ybar: &[D], _ldbar: D, g: &mut [D]) -> Vec<D> {
-        let (_, c) = self.0.forward(theta, &SVector::from_column_slice(x));
-        self.0.vjp(theta, &c, &SVector::from_column_slice(ybar), g).as_slice().to_vec()
+        let (_, c) = self.0.forward(theta, &Vector::from_fn(self.0.input_dim(), |i| x[i]));
+        self.0.vjp(theta, &c, &Vector::from_fn(self.0.output_dim(), |i| ybar[i]), g).as_slice().to_vec()
     }
 }
 
@@ -278,11 +297,11 @@ pub fn check_gradients<C: Checkable>(f: &C, theta: &[f64], cfg: &GradCheckConfig
 }
 
 /// [`check_gradients`] for a bijector.
-pub fn check_bijector<B: Bijector<N>, const N: usize>(b: &B, theta: &[f64], cfg: &GradCheckConfig) -> GradCheckReport {
-    check_gradients(&AsBijector::<B, N>(b), theta, cfg)
+pub fn check_bijector<B: Bijector<N>, N: Size>(b: &B, theta: &[f64], cfg: &GradCheckConfig) -> GradCheckReport {
+    check_gradients(&AsBijector::<B, N>(b, std::marker::PhantomData), theta, cfg)
 }
 
 /// [`check_gradients`] for a symplectic layer.
-pub fn check_symplectic<L: SymplecticLayer<N>, const N: usize>(l: &L, theta: &[f64], cfg: &GradCheckConfig) -> GradCheckReport {
-    check_gradients(&AsSymplectic::<L, N>(l), theta, cfg)
+pub fn check_symplectic<L: SymplecticLayer<N>, N: Size>(l: &L, theta: &[f64], cfg: &GradCheckConfig) -> GradCheckReport {
+    check_gradients(&AsSymplectic::<L, N>(l, std::marker::PhantomData), theta, cfg)
 }

@@ -9,26 +9,27 @@ use crate::error::ConfigError;
 use crate::layer::PhasePoint;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use rand_distr::{Distribution, StandardNormal};
 
 /// $N$ independent harmonic oscillators at inverse temperature $\beta$.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LatentOscillators<const N: usize> {
+pub struct LatentOscillators<N: Size> {
+    dim: N,
     beta: f64,
     init_log_omega: Vec<f64>,
 }
 
-impl<const N: usize> LatentOscillators<N> {
-    pub fn new(beta: f64) -> Result<Self, ConfigError> {
+impl<N: Size> LatentOscillators<N> {
+    pub fn new(dim: N, beta: f64) -> Result<Self, ConfigError> {
         if !(beta.is_finite() && beta > 0.0) {
             return Err(ConfigError::Value { what: "beta", value: beta.to_string(), allowed: "a finite inverse temperature > 0" });
         }
-        Ok(Self { beta, init_log_omega: vec![0.0; N] })
+        Ok(Self { dim, beta, init_log_omega: vec![0.0; dim.value()] })
     }
     /// Initial frequencies (default all 1).
     pub fn with_initial_frequencies(mut self, omega: &[f64]) -> Result<Self, ConfigError> {
-        if omega.len() != N || omega.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+        if omega.len() != self.dim.value() || omega.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
             return Err(ConfigError::Value { what: "initial frequencies", value: format!("{omega:?}"), allowed: "N finite positive values" });
         }
         self.init_log_omega = omega.iter().map(|w| w.ln()).collect();
@@ -37,13 +38,17 @@ impl<const N: usize> LatentOscillators<N> {
     pub fn beta(&self) -> f64 {
         self.beta
     }
+    /// Number of oscillators.
+    pub fn dim(&self) -> N {
+        self.dim
+    }
     /// Frequencies in parameter order.
     pub fn omega(&self, theta: &[f64]) -> Vec<f64> {
         theta.iter().map(|l| l.exp()).collect()
     }
     /// Mode indices ordered slowest first.
     pub fn order(&self, theta: &[f64]) -> Vec<usize> {
-        let mut idx: Vec<usize> = (0..N).collect();
+        let mut idx: Vec<usize> = (0..self.dim.value()).collect();
         idx.sort_by(|&a, &b| theta[a].total_cmp(&theta[b]));
         idx
     }
@@ -54,8 +59,8 @@ impl<const N: usize> LatentOscillators<N> {
     /// Exact sample.
     pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], rng: &mut R) -> PhasePoint<f64, N> {
         let sb = self.beta.sqrt();
-        let mut z = PhasePoint::zeros();
-        for k in 0..N {
+        let mut z = PhasePoint::zeros(self.dim);
+        for k in 0..self.dim.value() {
             let xi: f64 = StandardNormal.sample(rng);
             let eta: f64 = StandardNormal.sample(rng);
             z.q[k] = xi / (sb * theta[k].exp());
@@ -66,18 +71,18 @@ impl<const N: usize> LatentOscillators<N> {
     /// $\ln p(Q, P)$ for any scalar.
     pub fn log_prob<D: Scalar>(&self, theta: &[f64], z: &PhasePoint<D, N>) -> D {
         let mut lp = D::zero();
-        for k in 0..N {
+        for k in 0..self.dim.value() {
             let w = theta[k].exp();
             lp += z.p[k] * z.p[k] * (-0.5 * self.beta) + z.q[k] * z.q[k] * (-0.5 * self.beta * w * w) + (self.beta * w / (2.0 * std::f64::consts::PI)).ln();
         }
         lp
     }
     /// $\ln p$, its gradient in $(Q, P)$ and in $\ln\omega$.
-    pub fn log_prob_grad(&self, theta: &[f64], z: &PhasePoint<f64, N>) -> (f64, PhasePoint<f64, N>, SVector<f64, N>) {
+    pub fn log_prob_grad(&self, theta: &[f64], z: &PhasePoint<f64, N>) -> (f64, PhasePoint<f64, N>, Vector<f64, N>) {
         let lp = self.log_prob(theta, z);
-        let mut dz = PhasePoint::zeros();
-        let mut dl = SVector::zeros();
-        for k in 0..N {
+        let mut dz = PhasePoint::zeros(self.dim);
+        let mut dl = Vector::zeros(self.dim);
+        for k in 0..self.dim.value() {
             let w2 = (2.0 * theta[k]).exp();
             dz.q[k] = -self.beta * w2 * z.q[k];
             dz.p[k] = -self.beta * z.p[k];
@@ -87,14 +92,14 @@ impl<const N: usize> LatentOscillators<N> {
     }
 }
 
-impl<const N: usize> Parametrised for LatentOscillators<N> {
+impl<N: Size> Parametrised for LatentOscillators<N> {
     fn n_params(&self) -> usize {
-        N
+        self.dim.value()
     }
     fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
         theta.copy_from_slice(&self.init_log_omega);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup::new("log_omega", 0..N)]
+        vec![ParamGroup::new("log_omega", 0..self.dim.value())]
     }
 }

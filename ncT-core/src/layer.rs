@@ -19,30 +19,37 @@
 
 use crate::params::Parametrised;
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 
 /// A point of phase space, $(q, p)$, each of dimension $N$.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PhasePoint<D: Scalar, const N: usize> {
-    pub q: SVector<D, N>,
-    pub p: SVector<D, N>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhasePoint<D: Scalar, N: Size> {
+    pub q: Vector<D, N>,
+    pub p: Vector<D, N>,
 }
 
-impl<D: Scalar, const N: usize> PhasePoint<D, N> {
-    pub fn new(q: SVector<D, N>, p: SVector<D, N>) -> Self {
+impl<D: Scalar, const K: usize> Copy for PhasePoint<D, crate::dim::Const<K>> {}
+
+impl<D: Scalar, N: Size> PhasePoint<D, N> {
+    pub fn new(q: Vector<D, N>, p: Vector<D, N>) -> Self {
         Self { q, p }
     }
-    pub fn zeros() -> Self {
-        Self { q: SVector::from_element(D::zero()), p: SVector::from_element(D::zero()) }
+    pub fn zeros(n: N) -> Self {
+        Self { q: Vector::from_element(n, D::zero()), p: Vector::from_element(n, D::zero()) }
+    }
+    /// Number of degrees of freedom.
+    pub fn dim(&self) -> N {
+        self.q.size()
     }
     /// Concatenate as $(q_1..q_N, p_1..p_N)$.
     pub fn to_vec(&self) -> Vec<D> {
         self.q.iter().chain(self.p.iter()).copied().collect()
     }
     /// Inverse of [`PhasePoint::to_vec`]; `v.len()` must be `2N`.
-    pub fn from_slice(v: &[D]) -> Self {
-        assert_eq!(v.len(), 2 * N, "phase-space vector must have length 2N");
-        Self { q: SVector::from_column_slice(&v[..N]), p: SVector::from_column_slice(&v[N..]) }
+    pub fn from_slice(n: N, v: &[D]) -> Self {
+        let d = n.value();
+        assert_eq!(v.len(), 2 * d, "phase-space vector must have length 2N");
+        Self { q: Vector::from_fn(n, |i| v[i]), p: Vector::from_fn(n, |i| v[d + i]) }
     }
     pub fn map<E: Scalar>(&self, f: impl Fn(D) -> E) -> PhasePoint<E, N> {
         PhasePoint { q: self.q.map(&f), p: self.p.map(&f) }
@@ -50,33 +57,39 @@ impl<D: Scalar, const N: usize> PhasePoint<D, N> {
 }
 
 /// A parametrised map $\mathbb R^I \to \mathbb R^O$ with a hand-written VJP.
-pub trait Layer<const I: usize, const O: usize>: Parametrised {
+pub trait Layer<I: Size, O: Size>: Parametrised {
+    /// Input dimension.
+    fn input_dim(&self) -> I;
+    /// Output dimension.
+    fn output_dim(&self) -> O;
     /// What the VJP needs from the forward pass.
     type Cache<D: Scalar>: Send;
-    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, I>) -> (SVector<D, O>, Self::Cache<D>);
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, I>) -> (Vector<D, O>, Self::Cache<D>);
     /// Accumulates $\bar y \cdot \partial y/\partial\theta$ into `g`; returns $\bar x$.
-    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, O>, g: &mut [D]) -> SVector<D, I>;
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, O>, g: &mut [D]) -> Vector<D, I>;
 }
 
 /// An invertible map of $\mathbb R^N$ with log-Jacobian determinant.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a bijector of configuration space with dimension {N}",
+    message = "`{Self}` is not a bijector of configuration space with dimension `{N}`",
     note = "the dimension of a `Unitary<n>` flow must equal the dimension of the model it is bound to"
 )]
-pub trait Bijector<const N: usize>: Parametrised {
+pub trait Bijector<N: Size>: Parametrised {
+    /// Dimension of configuration space.
+    fn dim(&self) -> N;
     type Cache<D: Scalar>: Send;
     /// $y = f(x)$ and $\ln|\det \partial y / \partial x|$.
-    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>);
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, N>) -> (Vector<D, N>, D, Self::Cache<D>);
     /// $x = f^{-1}(y)$ and $\ln|\det \partial x / \partial y|$ (= minus the forward log-det at x).
-    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D);
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, N>) -> (Vector<D, N>, D);
     /// Accumulates $\partial_\theta(\bar y \cdot y + \bar\ell \ln|\det|)$ into `g`; returns
     /// $\bar x = \nabla_x(\bar y \cdot y + \bar\ell \ln|\det|)$.
-    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N>;
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, N>, ldbar: D, g: &mut [D]) -> Vector<D, N>;
 }
 
 /// A bijector whose cotangent lift $Q = f(q)$, $P = (\partial f / \partial q)^{-T} p$ is computed
 /// analytically, layer by layer.
-pub trait CotangentLift<const N: usize>: Bijector<N> {
+pub trait CotangentLift<N: Size>: Bijector<N> {
     type LiftCache<D: Scalar>: Send;
     fn lift_forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::LiftCache<D>);
     /// $q = f^{-1}(Q)$, $p = (\partial f/\partial q)^T P$.
@@ -90,10 +103,12 @@ pub trait CotangentLift<const N: usize>: Bijector<N> {
 /// A canonical transformation of phase space $\mathbb R^{2N}$ (log-det identically zero).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a symplectic layer on {N} degrees of freedom",
-    label = "expected a symplectic map of phase space with N = {N}",
+    label = "expected a symplectic map of phase space with N = `{N}`",
     note = "a flow and the Hamiltonian or latent distribution it is bound to must have the same number of degrees of freedom; compare the `Symplectic<n>` of the flow with the `N` of the other side"
 )]
-pub trait SymplecticLayer<const N: usize>: Parametrised {
+pub trait SymplecticLayer<N: Size>: Parametrised {
+    /// Number of degrees of freedom.
+    fn dim(&self) -> N;
     type Cache<D: Scalar>: Send;
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>);
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N>;

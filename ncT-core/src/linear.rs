@@ -14,25 +14,27 @@
 use crate::layer::{PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use rand_distr::{Distribution, StandardNormal};
 
 /// Product of symmetric shears, alternately acting on $p$ (lower) and on $q$ (upper).
 #[derive(Clone, Debug)]
-pub struct LinearSymplectic<const N: usize> {
+pub struct LinearSymplectic<N: Size> {
+    dim: N,
     shears: usize,
     init_scale: f64,
     pairs: Vec<(usize, usize)>,
 }
 
-impl<const N: usize> LinearSymplectic<N> {
+impl<N: Size> LinearSymplectic<N> {
     /// Five shears, initialised at the identity.
-    pub fn new() -> Self {
-        Self::with_shears(5)
+    pub fn new(dim: N) -> Self {
+        Self::with_shears(dim, 5)
     }
-    pub fn with_shears(shears: usize) -> Self {
-        let pairs = (0..N).flat_map(|i| (i..N).map(move |j| (i, j))).collect();
-        Self { shears, init_scale: 0.0, pairs }
+    pub fn with_shears(dim: N, shears: usize) -> Self {
+        let n = dim.value();
+        let pairs = (0..n).flat_map(|i| (i..n).map(move |j| (i, j))).collect();
+        Self { dim, shears, init_scale: 0.0, pairs }
     }
     /// Initialise the shear entries as `scale * N(0,1)` instead of zero.
     pub fn with_init_scale(mut self, scale: f64) -> Self {
@@ -46,8 +48,8 @@ impl<const N: usize> LinearSymplectic<N> {
         self.pairs.len()
     }
     /// $y = S x$ for the packed symmetric matrix $S$.
-    fn sym_mul<D: Scalar>(&self, s: &[f64], x: &SVector<D, N>) -> SVector<D, N> {
-        let mut y = SVector::<D, N>::from_element(D::zero());
+    fn sym_mul<D: Scalar>(&self, s: &[f64], x: &Vector<D, N>) -> Vector<D, N> {
+        let mut y = Vector::<D, N>::from_element(self.dim, D::zero());
         for (&(i, j), &v) in self.pairs.iter().zip(s) {
             y[i] += x[j] * v;
             if i != j {
@@ -57,7 +59,7 @@ impl<const N: usize> LinearSymplectic<N> {
         y
     }
     /// $\partial_S (a \cdot S b)$ accumulated into packed `g`.
-    fn sym_grad<D: Scalar>(&self, a: &SVector<D, N>, b: &SVector<D, N>, g: &mut [D]) {
+    fn sym_grad<D: Scalar>(&self, a: &Vector<D, N>, b: &Vector<D, N>, g: &mut [D]) {
         for (&(i, j), gk) in self.pairs.iter().zip(g.iter_mut()) {
             if i == j {
                 *gk += a[i] * b[i];
@@ -71,13 +73,13 @@ impl<const N: usize> LinearSymplectic<N> {
     }
 }
 
-impl<const N: usize> Default for LinearSymplectic<N> {
+impl<const K: usize> Default for LinearSymplectic<crate::dim::Const<K>> {
     fn default() -> Self {
-        Self::new()
+        Self::new(crate::dim::Const)
     }
 }
 
-impl<const N: usize> Parametrised for LinearSymplectic<N> {
+impl<N: Size> Parametrised for LinearSymplectic<N> {
     fn n_params(&self) -> usize {
         self.shears * self.per_shear()
     }
@@ -92,14 +94,17 @@ impl<const N: usize> Parametrised for LinearSymplectic<N> {
     }
 }
 
-impl<const N: usize> SymplecticLayer<N> for LinearSymplectic<N> {
+impl<N: Size> SymplecticLayer<N> for LinearSymplectic<N> {
     /// Input of every shear.
     type Cache<D: Scalar> = Vec<PhasePoint<D, N>>;
+    fn dim(&self) -> N {
+        self.dim
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
-        let mut y = *x;
+        let mut y = x.clone();
         let mut cache = Vec::with_capacity(self.shears);
         for k in 0..self.shears {
-            cache.push(y);
+            cache.push(y.clone());
             let s = self.shear(theta, k);
             if k % 2 == 0 {
                 y.p += self.sym_mul(s, &y.q);
@@ -110,7 +115,7 @@ impl<const N: usize> SymplecticLayer<N> for LinearSymplectic<N> {
         (y, cache)
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
-        let mut x = *y;
+        let mut x = y.clone();
         for k in (0..self.shears).rev() {
             let s = self.shear(theta, k);
             if k % 2 == 0 {
@@ -122,7 +127,7 @@ impl<const N: usize> SymplecticLayer<N> for LinearSymplectic<N> {
         x
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
-        let mut bar = *ybar;
+        let mut bar = ybar.clone();
         let m = self.per_shear();
         for k in (0..self.shears).rev() {
             let s = self.shear(theta, k);
@@ -144,41 +149,52 @@ impl<const N: usize> SymplecticLayer<N> for LinearSymplectic<N> {
 
 /// Canonical scaling $q_k \to e^{a_k} q_k$, $p_k \to e^{-a_k} p_k$ (parameters $a_k$, zero at
 /// initialisation).
-#[derive(Clone, Debug, Default)]
-pub struct SymplecticScaling<const N: usize>;
+#[derive(Clone, Debug)]
+pub struct SymplecticScaling<N: Size> {
+    dim: N,
+}
 
-impl<const N: usize> SymplecticScaling<N> {
-    pub fn new() -> Self {
-        Self
+impl<N: Size> SymplecticScaling<N> {
+    pub fn new(dim: N) -> Self {
+        Self { dim }
     }
 }
 
-impl<const N: usize> Parametrised for SymplecticScaling<N> {
+impl<const K: usize> Default for SymplecticScaling<crate::dim::Const<K>> {
+    fn default() -> Self {
+        Self::new(crate::dim::Const)
+    }
+}
+
+impl<N: Size> Parametrised for SymplecticScaling<N> {
     fn n_params(&self) -> usize {
-        N
+        self.dim.value()
     }
     fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
         theta.fill(0.0);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        vec![ParamGroup::new("log_scale", 0..N)]
+        vec![ParamGroup::new("log_scale", 0..self.dim.value())]
     }
 }
 
-impl<const N: usize> SymplecticLayer<N> for SymplecticScaling<N> {
+impl<N: Size> SymplecticLayer<N> for SymplecticScaling<N> {
     type Cache<D: Scalar> = PhasePoint<D, N>;
+    fn dim(&self) -> N {
+        self.dim
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
-        let mut y = *x;
-        for k in 0..N {
+        let mut y = x.clone();
+        for k in 0..self.dim.value() {
             let e = theta[k].exp();
             y.q[k] = x.q[k] * e;
             y.p[k] = x.p[k] / e;
         }
-        (y, y)
+        (y.clone(), y)
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
-        let mut x = *y;
-        for k in 0..N {
+        let mut x = y.clone();
+        for k in 0..self.dim.value() {
             let e = theta[k].exp();
             x.q[k] = y.q[k] / e;
             x.p[k] = y.p[k] * e;
@@ -186,8 +202,8 @@ impl<const N: usize> SymplecticLayer<N> for SymplecticScaling<N> {
         x
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], out: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
-        let mut bar = *ybar;
-        for k in 0..N {
+        let mut bar = ybar.clone();
+        for k in 0..self.dim.value() {
             let e = theta[k].exp();
             g[k] += ybar.q[k] * out.q[k] - ybar.p[k] * out.p[k];
             bar.q[k] = ybar.q[k] * e;

@@ -7,110 +7,126 @@
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 
 /// $y = L U x + b$ on $\mathbb R^N$. Parameters: strictly lower $L$ (row-major), strictly upper
 /// $U$ (row-major), $s$ (log-diagonal of $U$), $b$.
-#[derive(Clone, Debug, Default)]
-pub struct LinearBijector<const N: usize>;
+#[derive(Clone, Debug)]
+pub struct LinearBijector<N: Size> {
+    dim: N,
+}
 
-impl<const N: usize> LinearBijector<N> {
-    pub fn new() -> Self {
-        Self
-    }
-    const TRI: usize = N * (N - 1) / 2;
-    fn l_index(i: usize, j: usize) -> usize {
-        i * (i - 1) / 2 + j
-    }
-    fn u_index(i: usize, j: usize) -> usize {
-        Self::TRI + i * N - i * (i + 1) / 2 + (j - i - 1)
-    }
-    fn s_index(i: usize) -> usize {
-        2 * Self::TRI + i
-    }
-    fn b_index(i: usize) -> usize {
-        2 * Self::TRI + N + i
+impl<const K: usize> Default for LinearBijector<crate::dim::Const<K>> {
+    fn default() -> Self {
+        Self::new(crate::dim::Const)
     }
 }
 
-impl<const N: usize> Parametrised for LinearBijector<N> {
+impl<N: Size> LinearBijector<N> {
+    pub fn new(dim: N) -> Self {
+        Self { dim }
+    }
+    fn n(&self) -> usize {
+        self.dim.value()
+    }
+    fn tri(&self) -> usize {
+        self.n() * (self.n().max(1) - 1) / 2
+    }
+    fn l_index(&self, i: usize, j: usize) -> usize {
+        i * (i - 1) / 2 + j
+    }
+    fn u_index(&self, i: usize, j: usize) -> usize {
+        self.tri() + i * self.n() - i * (i + 1) / 2 + (j - i - 1)
+    }
+    fn s_index(&self, i: usize) -> usize {
+        2 * self.tri() + i
+    }
+    fn b_index(&self, i: usize) -> usize {
+        2 * self.tri() + self.n() + i
+    }
+}
+
+impl<N: Size> Parametrised for LinearBijector<N> {
     fn n_params(&self) -> usize {
-        N * (N - 1) + 2 * N
+        2 * self.tri() + 2 * self.n()
     }
     fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
         theta.fill(0.0);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        let t = Self::TRI;
-        vec![ParamGroup::new("L", 0..t), ParamGroup::new("U", t..2 * t), ParamGroup::new("log_diag", 2 * t..2 * t + N), ParamGroup::new("shift", 2 * t + N..2 * t + 2 * N)]
+        let (t, n) = (self.tri(), self.n());
+        vec![ParamGroup::new("L", 0..t), ParamGroup::new("U", t..2 * t), ParamGroup::new("log_diag", 2 * t..2 * t + n), ParamGroup::new("shift", 2 * t + n..2 * t + 2 * n)]
     }
 }
 
-impl<const N: usize> Bijector<N> for LinearBijector<N> {
+impl<N: Size> Bijector<N> for LinearBijector<N> {
     /// Input $x$ and intermediate $u = U x$.
-    type Cache<D: Scalar> = (SVector<D, N>, SVector<D, N>);
-    fn forward<D: Scalar>(&self, theta: &[f64], x: &SVector<D, N>) -> (SVector<D, N>, D, Self::Cache<D>) {
-        let mut u = SVector::<D, N>::from_element(D::zero());
+    type Cache<D: Scalar> = (Vector<D, N>, Vector<D, N>);
+    fn dim(&self) -> N {
+        self.dim
+    }
+    fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, N>) -> (Vector<D, N>, D, Self::Cache<D>) {
+        let mut u = Vector::<D, N>::from_element(self.dim, D::zero());
         let mut ld = D::zero();
-        for i in 0..N {
-            let si = theta[Self::s_index(i)];
+        for i in 0..self.n() {
+            let si = theta[self.s_index(i)];
             let mut v = x[i] * si.exp();
-            for j in i + 1..N {
-                v += x[j] * theta[Self::u_index(i, j)];
+            for j in i + 1..self.n() {
+                v += x[j] * theta[self.u_index(i, j)];
             }
             u[i] = v;
             ld += D::from(si);
         }
-        let mut y = u;
-        for i in 0..N {
-            let mut v = u[i] + theta[Self::b_index(i)];
+        let mut y = u.clone();
+        for i in 0..self.n() {
+            let mut v = u[i] + theta[self.b_index(i)];
             for j in 0..i {
-                v += u[j] * theta[Self::l_index(i, j)];
+                v += u[j] * theta[self.l_index(i, j)];
             }
             y[i] = v;
         }
-        (y, ld, (*x, u))
+        (y, ld, (x.clone(), u))
     }
-    fn inverse<D: Scalar>(&self, theta: &[f64], y: &SVector<D, N>) -> (SVector<D, N>, D) {
-        let mut u = SVector::<D, N>::from_element(D::zero());
-        for i in 0..N {
-            let mut v = y[i] - theta[Self::b_index(i)];
+    fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, N>) -> (Vector<D, N>, D) {
+        let mut u = Vector::<D, N>::from_element(self.dim, D::zero());
+        for i in 0..self.n() {
+            let mut v = y[i] - theta[self.b_index(i)];
             for j in 0..i {
-                v -= u[j] * theta[Self::l_index(i, j)];
+                v -= u[j] * theta[self.l_index(i, j)];
             }
             u[i] = v;
         }
-        let mut x = u;
+        let mut x = u.clone();
         let mut ld = D::zero();
-        for i in (0..N).rev() {
-            let si = theta[Self::s_index(i)];
+        for i in (0..self.n()).rev() {
+            let si = theta[self.s_index(i)];
             let mut v = u[i];
-            for j in i + 1..N {
-                v -= x[j] * theta[Self::u_index(i, j)];
+            for j in i + 1..self.n() {
+                v -= x[j] * theta[self.u_index(i, j)];
             }
             x[i] = v / si.exp();
             ld -= D::from(si);
         }
         (x, ld)
     }
-    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &SVector<D, N>, ldbar: D, g: &mut [D]) -> SVector<D, N> {
+    fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, N>, ldbar: D, g: &mut [D]) -> Vector<D, N> {
         let (x, u) = cache;
-        let mut ubar = *ybar;
-        for i in 0..N {
-            g[Self::b_index(i)] += ybar[i];
+        let mut ubar = ybar.clone();
+        for i in 0..self.n() {
+            g[self.b_index(i)] += ybar[i];
             for j in 0..i {
-                g[Self::l_index(i, j)] += ybar[i] * u[j];
-                ubar[j] += ybar[i] * theta[Self::l_index(i, j)];
+                g[self.l_index(i, j)] += ybar[i] * u[j];
+                ubar[j] += ybar[i] * theta[self.l_index(i, j)];
             }
         }
-        let mut xbar = SVector::<D, N>::from_element(D::zero());
-        for i in 0..N {
-            let e = theta[Self::s_index(i)].exp();
-            g[Self::s_index(i)] += ubar[i] * x[i] * e + ldbar;
+        let mut xbar = Vector::<D, N>::from_element(self.dim, D::zero());
+        for i in 0..self.n() {
+            let e = theta[self.s_index(i)].exp();
+            g[self.s_index(i)] += ubar[i] * x[i] * e + ldbar;
             xbar[i] += ubar[i] * e;
-            for j in i + 1..N {
-                g[Self::u_index(i, j)] += ubar[i] * x[j];
-                xbar[j] += ubar[i] * theta[Self::u_index(i, j)];
+            for j in i + 1..self.n() {
+                g[self.u_index(i, j)] += ubar[i] * x[j];
+                xbar[j] += ubar[i] * theta[self.u_index(i, j)];
             }
         }
         xbar

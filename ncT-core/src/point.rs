@@ -6,6 +6,7 @@
 
 use crate::layer::{CotangentLift, PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised};
+use crate::dim::Size;
 use crate::scalar::Scalar;
 
 /// Point transformation of phase space induced by the configuration-space bijector `B`.
@@ -32,8 +33,11 @@ impl<B: Parametrised> Parametrised for PointTransform<B> {
     }
 }
 
-impl<const N: usize, B: CotangentLift<N>> SymplecticLayer<N> for PointTransform<B> {
+impl<N: Size, B: CotangentLift<N>> SymplecticLayer<N> for PointTransform<B> {
     type Cache<D: Scalar> = B::LiftCache<D>;
+    fn dim(&self) -> N {
+        self.inner.dim()
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
         self.inner.lift_forward(theta, x)
     }

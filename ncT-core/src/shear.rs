@@ -18,7 +18,7 @@ use crate::error::ConfigError;
 use crate::layer::{PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised, nest_groups};
 use crate::scalar::Scalar;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use num_dual::Dual;
 
 /// Which half of phase space a shear moves.
@@ -38,15 +38,15 @@ fn scalar_net(n: usize, hidden: &[usize], activation: Activation) -> DenseNet {
 }
 
 /// $c\,\nabla_x \phi_\theta(x)$.
-fn grad_step<D: Scalar, const N: usize>(net: &DenseNet, theta: &[f64], x: &SVector<D, N>, coef: f64) -> SVector<D, N> {
+fn grad_step<D: Scalar, N: Size>(net: &DenseNet, theta: &[f64], x: &Vector<D, N>, coef: f64) -> Vector<D, N> {
     let acts = net.forward(theta, x.as_slice());
     let grad = net.backprop(theta, &acts, &[D::one()], None);
-    SVector::from_iterator(grad.into_iter().map(|v| v * coef))
+    Vector::from_fn(x.size(), |i| grad[i] * coef)
 }
 
 /// Reverse pass of `dst += c grad phi(src)`: accumulates $c\,\partial_\theta(\bar d \cdot \nabla\phi)$
 /// into `g` and returns $c\,\nabla^2\phi\,\bar d$ (to be added to the source cotangent).
-fn grad_step_vjp<D: Scalar, const N: usize>(net: &DenseNet, theta: &[f64], x: &SVector<D, N>, dbar: &SVector<D, N>, coef: f64, g: &mut [D]) -> SVector<D, N> {
+fn grad_step_vjp<D: Scalar, N: Size>(net: &DenseNet, theta: &[f64], x: &Vector<D, N>, dbar: &Vector<D, N>, coef: f64, g: &mut [D]) -> Vector<D, N> {
     let xe: Vec<Dual<D>> = x.iter().zip(dbar.iter()).map(|(&a, &b)| Dual::new(a, b)).collect();
     let acts = net.forward(theta, &xe);
     let mut ge = vec![Dual::from_re(D::zero()); net.n_params()];
@@ -54,25 +54,26 @@ fn grad_step_vjp<D: Scalar, const N: usize>(net: &DenseNet, theta: &[f64], x: &S
     for (gi, e) in g.iter_mut().zip(&ge) {
         *gi += e.eps * coef;
     }
-    SVector::from_iterator(grad.into_iter().map(|v| v.eps * coef))
+    Vector::from_fn(x.size(), |i| grad[i].eps * coef)
 }
 
 /// A single learnable shear (kick or drift) with a fixed coefficient.
 #[derive(Clone, Debug)]
-pub struct GradientShear<const N: usize> {
+pub struct GradientShear<N: Size> {
+    dim: N,
     net: DenseNet,
     target: ShearTarget,
     coef: f64,
 }
 
-impl<const N: usize> GradientShear<N> {
+impl<N: Size> GradientShear<N> {
     /// `p += grad V(q)` with $V$ a scalar net of the given hidden widths (zero at initialisation).
-    pub fn kick(hidden: &[usize], activation: Activation) -> Self {
-        Self { net: scalar_net(N, hidden, activation), target: ShearTarget::Momentum, coef: 1.0 }
+    pub fn kick(dim: N, hidden: &[usize], activation: Activation) -> Self {
+        Self { dim, net: scalar_net(dim.value(), hidden, activation), target: ShearTarget::Momentum, coef: 1.0 }
     }
     /// `q += grad K(p)`.
-    pub fn drift(hidden: &[usize], activation: Activation) -> Self {
-        Self { net: scalar_net(N, hidden, activation), target: ShearTarget::Position, coef: 1.0 }
+    pub fn drift(dim: N, hidden: &[usize], activation: Activation) -> Self {
+        Self { dim, net: scalar_net(dim.value(), hidden, activation), target: ShearTarget::Position, coef: 1.0 }
     }
     pub fn target(&self) -> ShearTarget {
         self.target
@@ -82,7 +83,7 @@ impl<const N: usize> GradientShear<N> {
     }
 }
 
-impl<const N: usize> Parametrised for GradientShear<N> {
+impl<N: Size> Parametrised for GradientShear<N> {
     fn n_params(&self) -> usize {
         self.net.n_params()
     }
@@ -94,34 +95,37 @@ impl<const N: usize> Parametrised for GradientShear<N> {
     }
 }
 
-fn apply_shear<D: Scalar, const N: usize>(net: &DenseNet, theta: &[f64], target: ShearTarget, coef: f64, x: &mut PhasePoint<D, N>) {
+fn apply_shear<D: Scalar, N: Size>(net: &DenseNet, theta: &[f64], target: ShearTarget, coef: f64, x: &mut PhasePoint<D, N>) {
     match target {
         ShearTarget::Momentum => x.p += grad_step(net, theta, &x.q, coef),
         ShearTarget::Position => x.q += grad_step(net, theta, &x.p, coef),
     }
 }
 
-fn shear_vjp<D: Scalar, const N: usize>(net: &DenseNet, theta: &[f64], target: ShearTarget, coef: f64, x: &PhasePoint<D, N>, bar: &mut PhasePoint<D, N>, g: &mut [D]) {
+fn shear_vjp<D: Scalar, N: Size>(net: &DenseNet, theta: &[f64], target: ShearTarget, coef: f64, x: &PhasePoint<D, N>, bar: &mut PhasePoint<D, N>, g: &mut [D]) {
     match target {
         ShearTarget::Momentum => bar.q += grad_step_vjp(net, theta, &x.q, &bar.p, coef, g),
         ShearTarget::Position => bar.p += grad_step_vjp(net, theta, &x.p, &bar.q, coef, g),
     }
 }
 
-impl<const N: usize> SymplecticLayer<N> for GradientShear<N> {
+impl<N: Size> SymplecticLayer<N> for GradientShear<N> {
     type Cache<D: Scalar> = PhasePoint<D, N>;
+    fn dim(&self) -> N {
+        self.dim
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
-        let mut y = *x;
+        let mut y = x.clone();
         apply_shear(&self.net, theta, self.target, self.coef, &mut y);
-        (y, *x)
+        (y, x.clone())
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
-        let mut x = *y;
+        let mut x = y.clone();
         apply_shear(&self.net, theta, self.target, -self.coef, &mut x);
         x
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
-        let mut bar = *ybar;
+        let mut bar = ybar.clone();
         shear_vjp(&self.net, theta, self.target, self.coef, cache, &mut bar, g);
         bar
     }
@@ -131,22 +135,23 @@ impl<const N: usize> SymplecticLayer<N> for GradientShear<N> {
 /// `steps * dt`: each step is $p \mathrel{-}= \tfrac{dt}{2}\nabla V$, $q \mathrel{+}= dt\,\nabla K$,
 /// $p \mathrel{-}= \tfrac{dt}{2}\nabla V$. Both nets start at zero, so the flow starts at the identity.
 #[derive(Clone, Debug)]
-pub struct HamiltonianFlow<const N: usize> {
+pub struct HamiltonianFlow<N: Size> {
+    dim: N,
     v: DenseNet,
     k: DenseNet,
     steps: usize,
     dt: f64,
 }
 
-impl<const N: usize> HamiltonianFlow<N> {
-    pub fn new(hidden: &[usize], activation: Activation, steps: usize, time: f64) -> Result<Self, ConfigError> {
+impl<N: Size> HamiltonianFlow<N> {
+    pub fn new(dim: N, hidden: &[usize], activation: Activation, steps: usize, time: f64) -> Result<Self, ConfigError> {
         if steps == 0 {
             return Err(ConfigError::Value { what: "steps", value: "0".into(), allowed: "at least 1 leapfrog step" });
         }
         if !(time.is_finite() && time > 0.0) {
             return Err(ConfigError::Value { what: "time", value: time.to_string(), allowed: "a finite positive integration time" });
         }
-        Ok(Self { v: scalar_net(N, hidden, activation), k: scalar_net(N, hidden, activation), steps, dt: time / steps as f64 })
+        Ok(Self { dim, v: scalar_net(dim.value(), hidden, activation), k: scalar_net(dim.value(), hidden, activation), steps, dt: time / steps as f64 })
     }
     fn substeps(&self) -> impl DoubleEndedIterator<Item = (ShearTarget, f64)> + '_ {
         (0..self.steps).flat_map(move |_| [(ShearTarget::Momentum, -0.5 * self.dt), (ShearTarget::Position, self.dt), (ShearTarget::Momentum, -0.5 * self.dt)])
@@ -166,7 +171,7 @@ impl<const N: usize> HamiltonianFlow<N> {
     }
 }
 
-impl<const N: usize> Parametrised for HamiltonianFlow<N> {
+impl<N: Size> Parametrised for HamiltonianFlow<N> {
     fn n_params(&self) -> usize {
         self.v.n_params() + self.k.n_params()
     }
@@ -182,26 +187,29 @@ impl<const N: usize> Parametrised for HamiltonianFlow<N> {
     }
 }
 
-impl<const N: usize> SymplecticLayer<N> for HamiltonianFlow<N> {
+impl<N: Size> SymplecticLayer<N> for HamiltonianFlow<N> {
     type Cache<D: Scalar> = Vec<PhasePoint<D, N>>;
+    fn dim(&self) -> N {
+        self.dim
+    }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &PhasePoint<D, N>) -> (PhasePoint<D, N>, Self::Cache<D>) {
-        let mut y = *x;
+        let mut y = x.clone();
         let mut cache = Vec::with_capacity(3 * self.steps);
         for (t, c) in self.substeps() {
-            cache.push(y);
+            cache.push(y.clone());
             apply_shear(self.net_for(t), &theta[self.range_for(t)], t, c, &mut y);
         }
         (y, cache)
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &PhasePoint<D, N>) -> PhasePoint<D, N> {
-        let mut x = *y;
+        let mut x = y.clone();
         for (t, c) in self.substeps().rev() {
             apply_shear(self.net_for(t), &theta[self.range_for(t)], t, -c, &mut x);
         }
         x
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &PhasePoint<D, N>, g: &mut [D]) -> PhasePoint<D, N> {
-        let mut bar = *ybar;
+        let mut bar = ybar.clone();
         for ((t, c), x) in self.substeps().rev().zip(cache.iter().rev()) {
             let r = self.range_for(t);
             shear_vjp(self.net_for(t), &theta[r.clone()], t, c, x, &mut bar, &mut g[r]);

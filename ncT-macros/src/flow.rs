@@ -285,7 +285,7 @@ impl Ctx<'_> {
             Kind::RealNvp => {
                 let couplings = self.int_opt(kind, opts, "couplings", 4, 1);
                 let masks = self.ident_opt(kind, opts, "masks", &[("halves", quote!(::nct::MaskScheme::AlternatingHalves)), ("even_odd", quote!(::nct::MaskScheme::EvenOdd)), ("random", quote!(::nct::MaskScheme::RandomPermutation))]);
-                (quote!(::nct::RealNvp<#dim>), quote!(::nct::real_nvp::<#dim>(#couplings, &#hidden, #act, #masks, &mut __rng).expect("options validated by flow!")))
+                (quote!(::nct::RealNvp<::nct::Const<#dim>>), quote!(::nct::real_nvp::<::nct::Const<#dim>>(::nct::Const::<#dim>, #couplings, &#hidden, #act, #masks, &mut __rng).expect("options validated by flow!")))
             }
             _ => {
                 let cond = match opts.iter().any(|(k, _)| k == "condition") {
@@ -295,7 +295,7 @@ impl Ctx<'_> {
                     }
                     false => quote!((0..(#dim) / 2).collect()),
                 };
-                (quote!(::nct::AffineCoupling<#dim>), quote!(::nct::AffineCoupling::<#dim>::new(#cond, &#hidden, #act).expect("options validated by flow!")))
+                (quote!(::nct::AffineCoupling<::nct::Const<#dim>>), quote!(::nct::AffineCoupling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>, #cond, &#hidden, #act).expect("options validated by flow!")))
             }
         }
     }
@@ -337,7 +337,7 @@ impl Ctx<'_> {
                 }
                 _ => {
                     self.err(span, "`PointTransform<B>` lifts a configuration-space bijector: write `PointTransform<RealNvp>` or `PointTransform<AffineCoupling>`");
-                    return Resolved { ty: quote!(::nct::SymplecticScaling<#dim>), ctor: quote!(::nct::SymplecticScaling::<#dim>::new()), builtin: true, pretty };
+                    return Resolved { ty: quote!(::nct::SymplecticScaling<::nct::Const<#dim>>), ctor: quote!(::nct::SymplecticScaling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>)), builtin: true, pretty };
                 }
             }
         }
@@ -358,29 +358,29 @@ impl Ctx<'_> {
         }
         let (ty, ctor) = match kind {
             Kind::RealNvp | Kind::AffineCoupling => self.coupling(kind, span, &l.opts),
-            Kind::LinearBijector => (quote!(::nct::LinearBijector<#dim>), quote!(::nct::LinearBijector::<#dim>::new())),
+            Kind::LinearBijector => (quote!(::nct::LinearBijector<::nct::Const<#dim>>), quote!(::nct::LinearBijector::<::nct::Const<#dim>>::new(::nct::Const::<#dim>))),
             Kind::LinearSymplectic => {
                 let s = self.int_opt(kind, &l.opts, "shears", 5, 1);
                 let x = self.float_opt(kind, &l.opts, "init_scale", 0.0, false);
-                (quote!(::nct::LinearSymplectic<#dim>), quote!(::nct::LinearSymplectic::<#dim>::with_shears(#s).with_init_scale(#x)))
+                (quote!(::nct::LinearSymplectic<::nct::Const<#dim>>), quote!(::nct::LinearSymplectic::<::nct::Const<#dim>>::with_shears(::nct::Const::<#dim>, #s).with_init_scale(#x)))
             }
             Kind::HamiltonianFlow => {
                 let act = self.activation(kind, &l.opts);
                 let hidden = self.list_opt(kind, &l.opts, "hidden", &[32], None);
                 let steps = self.int_opt(kind, &l.opts, "steps", 4, 1);
                 let time = self.float_opt(kind, &l.opts, "time", 1.0, true);
-                (quote!(::nct::HamiltonianFlow<#dim>), quote!(::nct::HamiltonianFlow::<#dim>::new(&#hidden, #act, #steps, #time).expect("options validated by flow!")))
+                (quote!(::nct::HamiltonianFlow<::nct::Const<#dim>>), quote!(::nct::HamiltonianFlow::<::nct::Const<#dim>>::new(::nct::Const::<#dim>, &#hidden, #act, #steps, #time).expect("options validated by flow!")))
             }
             Kind::Kick | Kind::Drift => {
                 let act = self.activation(kind, &l.opts);
                 let hidden = self.list_opt(kind, &l.opts, "hidden", &[32], None);
                 let f = if kind == Kind::Kick { quote!(kick) } else { quote!(drift) };
-                (quote!(::nct::GradientShear<#dim>), quote!(::nct::GradientShear::<#dim>::#f(&#hidden, #act)))
+                (quote!(::nct::GradientShear<::nct::Const<#dim>>), quote!(::nct::GradientShear::<#dim>::#f(&#hidden, #act)))
             }
-            Kind::SymplecticScaling | Kind::Dense => (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())),
+            Kind::SymplecticScaling | Kind::Dense => (quote!(::nct::SymplecticScaling<::nct::Const<#dim>>), quote!(::nct::SymplecticScaling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>))),
         };
         // Fallback types keep the expansion well-typed after an error.
-        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<#dim>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense || kind == Kind::LinearBijector) { (quote!(::nct::SymplecticScaling<#dim>), quote!(::nct::SymplecticScaling::<#dim>::new())) } else { (ty, ctor) };
+        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<::nct::Const<#dim>>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense || kind == Kind::LinearBijector) { (quote!(::nct::SymplecticScaling<::nct::Const<#dim>>), quote!(::nct::SymplecticScaling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>))) } else { (ty, ctor) };
         Resolved { ty, ctor, builtin: true, pretty }
     }
 
@@ -488,21 +488,21 @@ impl FlowDef {
         let rev_fields: Vec<&&Ident> = fields.iter().rev().collect();
         let body = match space {
             Space::Symplectic => {
-                let trait_path = quote_spanned!(*space_span=> ::nct::SymplecticLayer<#dim>);
+                let trait_path = quote_spanned!(*space_span=> ::nct::SymplecticLayer<::nct::Const<#dim>>);
                 let batched = if all_builtin {
                     quote! {
-                        impl ::nct::BatchedSymplectic<#dim> for #name {
-                            type BatchCache = ( #( <#tys as ::nct::BatchedSymplectic<#dim>>::BatchCache, )* );
+                        impl ::nct::BatchedSymplectic<::nct::Const<#dim>> for #name {
+                            type BatchCache = ( #( <#tys as ::nct::BatchedSymplectic<::nct::Const<#dim>>>::BatchCache, )* );
                             fn forward_batch(&self, theta: &[f64], x: &::nct::PhaseBatch) -> (::nct::PhaseBatch, Self::BatchCache) {
                                 let o = self.__nct_offsets();
                                 let y = x.clone();
-                                #( let (y, #fields) = ::nct::BatchedSymplectic::<#dim>::forward_batch(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
+                                #( let (y, #fields) = ::nct::BatchedSymplectic::<::nct::Const<#dim>>::forward_batch(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
                                 (y, ( #( #fields, )* ))
                             }
                             fn vjp_batch(&self, theta: &[f64], cache: &Self::BatchCache, ybar: &::nct::PhaseBatch, g: &mut [f64]) -> ::nct::PhaseBatch {
                                 let o = self.__nct_offsets();
                                 let bar = ybar.clone();
-                                #( let bar = ::nct::BatchedSymplectic::<#dim>::vjp_batch(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                                #( let bar = ::nct::BatchedSymplectic::<::nct::Const<#dim>>::vjp_batch(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                                 bar
                             }
                         }
@@ -512,23 +512,23 @@ impl FlowDef {
                 };
                 quote! {
                     impl #trait_path for #name {
-                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::SymplecticLayer<#dim>>::Cache<D>, )* );
-                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, #dim>) -> (::nct::PhasePoint<D, #dim>, Self::Cache<D>) {
+                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::SymplecticLayer<::nct::Const<#dim>>>::Cache<D>, )* );
+                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, ::nct::Const<#dim>>) -> (::nct::PhasePoint<D, ::nct::Const<#dim>>, Self::Cache<D>) {
                             let o = self.__nct_offsets();
-                            let y = *x;
-                            #( let (y, #fields) = ::nct::SymplecticLayer::<#dim>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
+                            let y = x.clone();
+                            #( let (y, #fields) = ::nct::SymplecticLayer::<::nct::Const<#dim>>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
                             (y, ( #( #fields, )* ))
                         }
-                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, #dim>) -> ::nct::PhasePoint<D, #dim> {
+                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, ::nct::Const<#dim>>) -> ::nct::PhasePoint<D, ::nct::Const<#dim>> {
                             let o = self.__nct_offsets();
-                            let x = *y;
-                            #( let x = ::nct::SymplecticLayer::<#dim>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); )*
+                            let x = y.clone();
+                            #( let x = ::nct::SymplecticLayer::<::nct::Const<#dim>>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); )*
                             x
                         }
-                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, #dim>, g: &mut [D]) -> ::nct::PhasePoint<D, #dim> {
+                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, ::nct::Const<#dim>>, g: &mut [D]) -> ::nct::PhasePoint<D, ::nct::Const<#dim>> {
                             let o = self.__nct_offsets();
-                            let bar = *ybar;
-                            #( let bar = ::nct::SymplecticLayer::<#dim>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            let bar = ybar.clone();
+                            #( let bar = ::nct::SymplecticLayer::<::nct::Const<#dim>>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                             bar
                         }
                     }
@@ -536,28 +536,28 @@ impl FlowDef {
                 }
             }
             Space::Unitary => {
-                let trait_path = quote_spanned!(*space_span=> ::nct::Bijector<#dim>);
+                let trait_path = quote_spanned!(*space_span=> ::nct::Bijector<::nct::Const<#dim>>);
                 quote! {
                     impl #trait_path for #name {
-                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::Bijector<#dim>>::Cache<D>, )* );
-                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::nalgebra::SVector<D, #dim>) -> (::nct::nalgebra::SVector<D, #dim>, D, Self::Cache<D>) {
+                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::Bijector<::nct::Const<#dim>>>::Cache<D>, )* );
+                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::Vector<D, ::nct::Const<#dim>>) -> (::nct::Vector<D, ::nct::Const<#dim>>, D, Self::Cache<D>) {
                             let o = self.__nct_offsets();
-                            let y = *x;
+                            let y = x.clone();
                             let mut ld = D::zero();
-                            #( let (y, l, #fields) = ::nct::Bijector::<#dim>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); ld += l; )*
+                            #( let (y, l, #fields) = ::nct::Bijector::<::nct::Const<#dim>>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); ld += l; )*
                             (y, ld, ( #( #fields, )* ))
                         }
-                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::nalgebra::SVector<D, #dim>) -> (::nct::nalgebra::SVector<D, #dim>, D) {
+                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::Vector<D, ::nct::Const<#dim>>) -> (::nct::Vector<D, ::nct::Const<#dim>>, D) {
                             let o = self.__nct_offsets();
-                            let x = *y;
+                            let x = y.clone();
                             let mut ld = D::zero();
-                            #( let (x, l) = ::nct::Bijector::<#dim>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); ld += l; )*
+                            #( let (x, l) = ::nct::Bijector::<::nct::Const<#dim>>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); ld += l; )*
                             (x, ld)
                         }
-                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::nalgebra::SVector<D, #dim>, ldbar: D, g: &mut [D]) -> ::nct::nalgebra::SVector<D, #dim> {
+                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::Vector<D, ::nct::Const<#dim>>, ldbar: D, g: &mut [D]) -> ::nct::Vector<D, ::nct::Const<#dim>> {
                             let o = self.__nct_offsets();
-                            let bar = *ybar;
-                            #( let bar = ::nct::Bijector::<#dim>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            let bar = ybar.clone();
+                            #( let bar = ::nct::Bijector::<::nct::Const<#dim>>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                             bar
                         }
                     }

@@ -30,6 +30,8 @@ pub struct HamiltonianDef {
     generic_n: Option<Ident>,
     params: Vec<Param>,
     dof: Option<LitInt>,
+    /// `dof = field;`: the degrees of freedom are the value of a `usize` parameter (runtime size).
+    dof_field: Option<Ident>,
     particles: Option<LitInt>,
     dim: Option<LitInt>,
     masses: Option<(Span, Vec<Expr>)>,
@@ -69,12 +71,13 @@ impl Parse for HamiltonianDef {
             }
             content.parse::<Token![,]>()?;
         }
-        let mut def = HamiltonianDef { attrs, vis, name, generic_n, params, dof: None, particles: None, dim: None, masses: None, bodies: Vec::new() };
+        let mut def = HamiltonianDef { attrs, vis, name, generic_n, params, dof: None, dof_field: None, particles: None, dim: None, masses: None, bodies: Vec::new() };
         while !input.is_empty() {
             let key: Ident = input.parse()?;
             if input.peek(Token![=]) {
                 input.parse::<Token![=]>()?;
                 match key.to_string().as_str() {
+                    "dof" if input.peek(Ident) => def.dof_field = Some(input.parse()?),
                     "dof" => def.dof = Some(input.parse()?),
                     "particles" => def.particles = Some(input.parse()?),
                     "dim" => def.dim = Some(input.parse()?),
@@ -125,7 +128,18 @@ impl HamiltonianDef {
         // Degrees of freedom.
         let dof_tokens: TokenStream;
         let mut dof_value: Option<usize> = None;
-        match (&self.generic_n, &self.dof, &self.particles, &self.dim) {
+        let is_usize = |t: &syn::Type| matches!(t, syn::Type::Path(tp) if tp.path.is_ident("usize"));
+        if let Some(f) = &self.dof_field {
+            match self.params.iter().find(|p| p.name == *f) {
+                Some(p) if is_usize(&p.ty) => {}
+                Some(p) => errors.push(syn::Error::new(p.name.span(), format!("`dof = {f};` needs `{f}` to be a `usize` parameter"))),
+                None => errors.push(syn::Error::new(f.span(), format!("`dof = {f};` names no parameter: declare `{f}: usize = ...` in the struct"))),
+            }
+            if self.generic_n.is_some() || self.particles.is_some() || self.dim.is_some() {
+                errors.push(syn::Error::new(f.span(), "a runtime `dof = field;` cannot be combined with `<const N: usize>`, `particles` or `dim`"));
+            }
+        }
+        match (&self.generic_n, if self.dof_field.is_some() { &None } else { &self.dof }, &self.particles, &self.dim) {
             (Some(n), None, None, None) => dof_tokens = quote!(#n),
             (None, Some(d), p, k) => {
                 dof_value = int(d).ok();
@@ -148,6 +162,7 @@ impl HamiltonianDef {
                 errors.push(syn::Error::new(n.span(), "give the degrees of freedom either as `<const N: usize>` or as `dof = ...;` / `particles = ...; dim = ...;`, not both"));
                 dof_tokens = quote!(#n);
             }
+            _ if self.dof_field.is_some() => dof_tokens = quote!(0),
             _ => {
                 errors.push(syn::Error::new(self.name.span(), "missing degrees of freedom: write `struct Name<const N: usize>` or add `dof = 3;` (or `particles = 2; dim = 3;`)"));
                 dof_tokens = quote!(1);
@@ -160,6 +175,9 @@ impl HamiltonianDef {
                 Some(_) if per_particle == Some(masses.len()) => {}
                 Some(d) => errors.push(syn::Error::new(*span, format!("{} masses given, but the model has {d} degrees of freedom{}", masses.len(), per_particle.map(|p| format!(" ({p} particles)")).unwrap_or_default()))),
                 None => errors.push(syn::Error::new(*span, "`masses = [...]` needs a fixed number of degrees of freedom (`dof = ...;`)")),
+            }
+            if self.dof_field.is_some() {
+                errors.push(syn::Error::new(*span, "`masses = [...]` needs a fixed number of degrees of freedom; with a runtime `dof` write `kinetic(p) = ...;`"));
             }
         }
         // Bodies.
@@ -228,9 +246,17 @@ impl HamiltonianDef {
         });
         let lifts: Vec<TokenStream> = params.iter().map(|p| {
             let n = &p.name;
-            quote!(#[allow(unused_variables)] let #n: D = <D as ::core::convert::From<f64>>::from(self.#n as f64);)
+            if is_usize(&p.ty) {
+                quote!(#[allow(unused_variables)] let #n: usize = self.#n;)
+            } else {
+                quote!(#[allow(unused_variables)] let #n: D = <D as ::core::convert::From<f64>>::from(self.#n as f64);)
+            }
         }).collect();
-        let sv = quote!(::nct::nalgebra::SVector);
+        let sv = quote!(::nct::Vector);
+        let (dim_ty, dim_val) = match &self.dof_field {
+            Some(f) => (quote!(::nct::Dyn), quote!(::nct::Dyn(self.#f))),
+            None => (quote!(::nct::Const<#dof_tokens>), quote!(::nct::Const)),
+        };
         let failed = !errors.is_empty();
         let body_of = |n: &str| -> TokenStream {
             if failed {
@@ -246,7 +272,7 @@ impl HamiltonianDef {
                     Some(_) => ms.iter().flat_map(|m| std::iter::repeat_n(quote!((#m) as f64), dim)).collect(),
                     None => ms.iter().map(|m| quote!((#m) as f64)).collect(),
                 };
-                quote!(fn masses(&self) -> #sv<f64, #dof_tokens> { #sv::<f64, #dof_tokens>::from_column_slice(&[#(#list),*]) })
+                quote!(fn masses(&self) -> #sv<f64, #dim_ty> { #sv::<f64, #dim_ty>::from([#(#list),*]) })
             }
             _ => quote!(),
         };
@@ -254,14 +280,15 @@ impl HamiltonianDef {
             let pot = body_of("potential");
             let kin = if has("kinetic") {
                 let k = body_of("kinetic");
-                quote!(#[allow(unused_variables, unused_mut, unused_parens, clippy::all)] fn kinetic<D: ::nct::Scalar>(&self, p: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #k })
+                quote!(#[allow(unused_variables, unused_mut, unused_parens, clippy::all)] fn kinetic<D: ::nct::Scalar>(&self, p: &#sv<D, #dim_ty>) -> D { #(#lifts)* #k })
             } else {
                 quote!()
             };
             quote! {
-                impl #impl_gen ::nct::Separable<#dof_tokens> for #name #ty_gen {
+                impl #impl_gen ::nct::Separable<#dim_ty> for #name #ty_gen {
+                    fn dim(&self) -> #dim_ty { #dim_val }
                     #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
-                    fn potential<D: ::nct::Scalar>(&self, q: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #pot }
+                    fn potential<D: ::nct::Scalar>(&self, q: &#sv<D, #dim_ty>) -> D { #(#lifts)* #pot }
                     #kin
                     #masses_fn
                 }
@@ -269,12 +296,15 @@ impl HamiltonianDef {
         } else {
             let e = body_of("energy");
             quote! {
-                impl #impl_gen ::nct::Hamiltonian<#dof_tokens> for #name #ty_gen {
+                impl #impl_gen ::nct::Hamiltonian<#dim_ty> for #name #ty_gen {
+                    fn dim(&self) -> #dim_ty { #dim_val }
                     #[allow(unused_variables, unused_mut, unused_parens, clippy::all)]
-                    fn energy<D: ::nct::Scalar>(&self, q: &#sv<D, #dof_tokens>, p: &#sv<D, #dof_tokens>) -> D { #(#lifts)* #e }
+                    fn energy<D: ::nct::Scalar>(&self, q: &#sv<D, #dim_ty>, p: &#sv<D, #dim_ty>) -> D { #(#lifts)* #e }
                 }
             }
         };
+        let dof_const = if self.dof_field.is_some() { quote!() } else { quote!(/// Degrees of freedom.
+            pub const DOF: usize = #dof_tokens;) };
         let errs = errors.into_iter().map(|e| e.to_compile_error());
         quote! {
             #(#attrs)*
@@ -284,8 +314,7 @@ impl HamiltonianDef {
                 fn default() -> Self { Self { #(#defaults),* } }
             }
             impl #impl_gen #name #ty_gen {
-                /// Degrees of freedom.
-                pub const DOF: usize = #dof_tokens;
+                #dof_const
                 /// The model with its default parameters.
                 pub fn new() -> Self { Self::default() }
                 #(#setters)*

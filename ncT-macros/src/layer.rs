@@ -134,20 +134,21 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             }
             let k = p + 2 * n;
             quote! {
-                impl ::nct::SymplecticLayer<#n> for #ty {
-                    type Cache<D: ::nct::Scalar> = ::nct::PhasePoint<D, #n>;
-                    fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, #n>) -> (::nct::PhasePoint<D, #n>, Self::Cache<D>) {
+                impl ::nct::SymplecticLayer<::nct::Const<#n>> for #ty {
+                    type Cache<D: ::nct::Scalar> = ::nct::PhasePoint<D, ::nct::Const<#n>>;
+                    fn dim(&self) -> ::nct::Const<#n> { ::nct::Const }
+                    fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, ::nct::Const<#n>>) -> (::nct::PhasePoint<D, ::nct::Const<#n>>, Self::Cache<D>) {
                         let th: ::std::vec::Vec<D> = theta.iter().map(|&t| <D as ::core::convert::From<f64>>::from(t)).collect();
-                        (<#ty>::forward(self, &th, x), *x)
+                        (<#ty>::forward(self, &th, x), x.clone())
                     }
-                    fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, #n>) -> ::nct::PhasePoint<D, #n> {
+                    fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, ::nct::Const<#n>>) -> ::nct::PhasePoint<D, ::nct::Const<#n>> {
                         let th: ::std::vec::Vec<D> = theta.iter().map(|&t| <D as ::core::convert::From<f64>>::from(t)).collect();
                         <#ty>::inverse(self, &th, y)
                     }
                     /// Exact VJP by forward mode: one `Dual<D>` pass per parameter and input coordinate.
-                    fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, #n>, g: &mut [D]) -> ::nct::PhasePoint<D, #n> {
+                    fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, ::nct::Const<#n>>, g: &mut [D]) -> ::nct::PhasePoint<D, ::nct::Const<#n>> {
                         type E<D> = ::nct::num_dual::Dual<D>;
-                        let mut xbar = ::nct::PhasePoint::<D, #n>::zeros();
+                        let mut xbar = ::nct::PhasePoint::<D, ::nct::Const<#n>>::zeros(::nct::Const);
                         for dir in 0..#k {
                             let th: ::std::vec::Vec<E<D>> = theta.iter().enumerate().map(|(i, &t)| E::new(<D as ::core::convert::From<f64>>::from(t), if i == dir { D::one() } else { D::zero() })).collect();
                             let xe = x.map(|v| E::from_re(v));
@@ -185,15 +186,17 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             }
             let k = p + i;
             quote! {
-                impl ::nct::Layer<#i, #o> for #ty {
-                    type Cache<D: ::nct::Scalar> = ::nct::nalgebra::SVector<D, #i>;
-                    fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::nalgebra::SVector<D, #i>) -> (::nct::nalgebra::SVector<D, #o>, Self::Cache<D>) {
+                impl ::nct::Layer<::nct::Const<#i>, ::nct::Const<#o>> for #ty {
+                    type Cache<D: ::nct::Scalar> = ::nct::Vector<D, ::nct::Const<#i>>;
+                    fn input_dim(&self) -> ::nct::Const<#i> { ::nct::Const }
+                    fn output_dim(&self) -> ::nct::Const<#o> { ::nct::Const }
+                    fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::Vector<D, ::nct::Const<#i>>) -> (::nct::Vector<D, ::nct::Const<#o>>, Self::Cache<D>) {
                         let th: ::std::vec::Vec<D> = theta.iter().map(|&t| <D as ::core::convert::From<f64>>::from(t)).collect();
-                        (<#ty>::forward(self, &th, x), *x)
+                        (<#ty>::forward(self, &th, x), x.clone())
                     }
-                    fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &::nct::nalgebra::SVector<D, #o>, g: &mut [D]) -> ::nct::nalgebra::SVector<D, #i> {
+                    fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &::nct::Vector<D, ::nct::Const<#o>>, g: &mut [D]) -> ::nct::Vector<D, ::nct::Const<#i>> {
                         type E<D> = ::nct::num_dual::Dual<D>;
-                        let mut xbar = ::nct::nalgebra::SVector::<D, #i>::from_element(D::zero());
+                        let mut xbar = ::nct::Vector::<D, ::nct::Const<#i>>::from_element(::nct::Const, D::zero());
                         for dir in 0..#k {
                             let th: ::std::vec::Vec<E<D>> = theta.iter().enumerate().map(|(j, &t)| E::new(<D as ::core::convert::From<f64>>::from(t), if j == dir { D::one() } else { D::zero() })).collect();
                             let mut xe = x.map(|v| E::from_re(v));

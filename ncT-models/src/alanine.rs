@@ -6,7 +6,8 @@
 //! (near-)singular rigid-body directions in the 30-dimensional configuration space.
 
 use crate::data::{DataError, TrajectoryBlock, align_frames, read_npy_2d, read_trajectories};
-use nalgebra::{SVector, Vector3};
+use nalgebra::Vector3;
+use nct::{Const, Vector};
 use std::path::Path;
 
 /// Heavy atoms in file order: CH3, C, O (ACE); N, CA, CB, C, O (ALA); N, C (NME).
@@ -22,9 +23,9 @@ pub fn atom_masses() -> [f64; 10] {
 }
 
 /// Masses per Cartesian coordinate (x, y, z of every atom).
-pub fn coordinate_masses() -> SVector<f64, 30> {
+pub fn coordinate_masses() -> Vector<f64, Const<30>> {
     let m = atom_masses();
-    SVector::from_fn(|i, _| m[i / 3])
+    Vector::from_fn(Const, |i| m[i / 3])
 }
 
 /// Boltzmann constant in kJ/(mol K).
@@ -34,7 +35,7 @@ pub const K_B: f64 = 0.008_314_462_618;
 #[derive(Clone, Debug)]
 pub struct AlanineData {
     /// Centred, aligned heavy-atom coordinates (nm), one vector of 30 per kept frame.
-    pub frames: Vec<SVector<f64, 30>>,
+    pub frames: Vec<Vector<f64, Const<30>>>,
     /// $(\phi, \psi)$ in radians per kept frame.
     pub dihedrals: Vec<(f64, f64)>,
     /// Trajectory blocks in units of kept frames.
@@ -64,7 +65,7 @@ impl AlanineData {
         }
         let raw: Vec<Vec<Vector3<f64>>> = keep.iter().map(|&f| (0..10).map(|a| Vector3::new(pos.row(f)[3 * a], pos.row(f)[3 * a + 1], pos.row(f)[3 * a + 2])).collect()).collect();
         let aligned = align_frames(&raw, 2);
-        let frames = aligned.iter().map(|f| SVector::from_fn(|i, _| f[i / 3][i % 3])).collect();
+        let frames = aligned.iter().map(|f| Vector::from_fn(Const, |i| f[i / 3][i % 3])).collect();
         let dihedrals = keep.iter().map(|&f| (dih.row(f)[0], dih.row(f)[1])).collect();
         Ok(Self { frames, dihedrals, blocks: kept_blocks })
     }

@@ -12,4 +12,4 @@ pub mod classical;
 pub mod data;
 pub mod vibrational;
 
-pub use classical::{HarmonicChain, HarmonicOscillator, Ring2d};
+pub use classical::{DynHarmonicChain, HarmonicChain, HarmonicOscillator, Ring2d};

@@ -82,10 +82,11 @@ mod tests {
 
 /// Harmonic frequencies at the origin: $\Omega^2$ = eigenvalues of $M^{-1/2} K M^{-1/2}$ with
 /// $K$ the Hessian of the potential (num-dual) and $M$ the masses; sorted ascending.
-pub fn harmonic_frequencies<H: crate::hamiltonian::Separable<D>, const D: usize>(h: &H) -> Vec<f64> {
-    let (_, _, k) = num_dual::hessian(|q: nalgebra::SVector<num_dual::Dual2SVec64<D>, D>| h.potential(&q), &nalgebra::SVector::<f64, D>::zeros());
+pub fn harmonic_frequencies<H: crate::hamiltonian::Separable<D>, D: crate::dim::Size>(h: &H) -> Vec<f64> {
+    let (_, _, k) = h.potential_hessian(&crate::dim::Vector::zeros(h.dim()));
     let m = h.masses();
-    let kw = nalgebra::DMatrix::from_fn(D, D, |i, j| k[(i, j)] / (m[i] * m[j]).sqrt());
+    let d = m.len();
+    let kw = nalgebra::DMatrix::from_fn(d, d, |i, j| k[(i, j)] / (m[i] * m[j]).sqrt());
     let mut w: Vec<f64> = kw.symmetric_eigen().eigenvalues.iter().map(|e| e.max(0.0).sqrt()).collect();
     w.sort_by(f64::total_cmp);
     w

@@ -12,16 +12,16 @@ use super::{QuantumNct, StateEnergy, Walker};
 use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
 use crate::layer::Bijector;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 
 /// Persistent Metropolis walkers.
 #[derive(Clone, Debug)]
-pub struct Metropolis<const D: usize> {
-    pub walkers: Vec<SVector<f64, D>>,
+pub struct Metropolis<D: Size> {
+    pub walkers: Vec<Vector<f64, D>>,
     log_prob: Vec<f64>,
-    sigma: SVector<f64, D>,
+    sigma: Vector<f64, D>,
     /// Global proposal scale (multiplies $\sigma_i$).
     pub scale: f64,
     /// Acceptance rate the burn-in adaptation aims at.
@@ -42,15 +42,15 @@ pub struct ChainStats {
     pub sweeps: usize,
 }
 
-impl<const D: usize> Metropolis<D> {
+impl<D: Size> Metropolis<D> {
     /// `walkers` chains started from the harmonic density of label `n` in the basis of `omega`,
     /// `masses`: $x_i \sim N(0, (n_i + \tfrac12)/(m_i\omega_i))$.
-    pub fn new(omega: &SVector<f64, D>, masses: &SVector<f64, D>, n: &[usize], walkers: usize, stream: &SeedStream) -> Self {
+    pub fn new(omega: &Vector<f64, D>, masses: &Vector<f64, D>, n: &[usize], walkers: usize, stream: &SeedStream) -> Self {
         let sigma = omega.zip_map(masses, |w, m| 1.0 / (w * m).sqrt());
         let mut rng = stream.named("metropolis-init");
         let walkers = (0..walkers)
             .map(|_| {
-                SVector::<f64, D>::from_fn(|i, _| {
+                Vector::<f64, D>::from_fn(omega.size(), |i| {
                     let g: f64 = StandardNormal.sample(&mut rng);
                     g * sigma[i] * (n.get(i).copied().unwrap_or(0) as f64 + 0.5).sqrt()
                 })
@@ -63,14 +63,14 @@ impl<const D: usize> Metropolis<D> {
     /// Walkers whose stored log-probability is not finite accept any finite proposal.
     pub fn sweep<F>(&mut self, log_prob: F, engine: &BatchEngine, stream: &SeedStream) -> f64
     where
-        F: Fn(&SVector<f64, D>) -> f64 + Sync,
+        F: Fn(&Vector<f64, D>) -> f64 + Sync,
     {
         self.key += 1;
-        let (walkers, lps, scale, sigma) = (&self.walkers, &self.log_prob, self.scale, self.sigma);
+        let (walkers, lps, scale, sigma) = (&self.walkers, &self.log_prob, self.scale, &self.sigma);
         let moved = engine.map(walkers.len(), stream, self.key, |i, rng| {
-            let x = walkers[i];
+            let x = walkers[i].clone();
             let lp = if lps[i].is_finite() { lps[i] } else { log_prob(&x) };
-            let y = SVector::<f64, D>::from_fn(|j, _| {
+            let y = Vector::<f64, D>::from_fn(x.size(), |j| {
                 let g: f64 = StandardNormal.sample(rng);
                 x[j] + scale * sigma[j] * g
             });
@@ -98,13 +98,13 @@ impl<const D: usize> Metropolis<D> {
     }
 }
 
-impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
+impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// Energy of state `n` of the frozen flow `theta` by Metropolis sampling: `burn_in` adaptive
     /// sweeps, then `sweeps` production sweeps, evaluating every walker each `thin` sweeps.
     /// Errors of $E$, $K$ and $V$ come from the blocking analysis of the walker-averaged series.
     #[allow(clippy::too_many_arguments)]
     pub fn metropolis_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], chain: &mut Metropolis<D>, burn_in: usize, sweeps: usize, thin: usize, engine: &BatchEngine, stream: &SeedStream) -> (StateEnergy, ChainStats) {
-        let target = |x: &SVector<f64, D>| {
+        let target = |x: &Vector<f64, D>| {
             let lp = self.log_prob(theta, n, x);
             let v = h.potential(x);
             if self.escaped(v, x) { f64::NEG_INFINITY } else { lp }
@@ -122,7 +122,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
             if (s + 1) % thin != 0 {
                 continue;
             }
-            let ws: Vec<Walker<D>> = engine.map(chain.walkers.len(), stream, u64::MAX - s as u64, |i, rng| self.evaluate(theta, h, n, chain.walkers[i], SVector::zeros(), rng));
+            let ws: Vec<Walker<D>> = engine.map(chain.walkers.len(), stream, u64::MAX - s as u64, |i, rng| self.evaluate(theta, h, n, chain.walkers[i].clone(), Vector::zeros(chain.walkers[i].size()), rng));
             let ok: Vec<&Walker<D>> = ws.iter().filter(|w| !w.rejected).collect();
             rejected += ws.len() - ok.len();
             accepted += ok.len();

@@ -24,15 +24,15 @@ use crate::layer::Bijector;
 use crate::params::Parametrised;
 use crate::scalar::Scalar;
 use hermite::{HermiteSampler, hermite, hermite_with_derivative};
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use num_dual::Dual2_64;
 use rand::RngExt;
 
 /// One evaluated walker.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Walker<const D: usize> {
-    pub x: SVector<f64, D>,
-    pub z: SVector<f64, D>,
+pub struct Walker<D: Size> {
+    pub x: Vector<f64, D>,
+    pub z: Vector<f64, D>,
     /// Local energy $K_{loc} + V$ (NaN when rejected).
     pub e_loc: f64,
     /// Local kinetic energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi$ (NaN when rejected).
@@ -60,7 +60,7 @@ pub struct StateEnergy {
 impl StateEnergy {
     /// Statistics of the accepted walkers of state `label`, drawn independently (standard errors of
     /// the mean; Metropolis chains use the blocking analysis instead).
-    pub fn from_walkers<const D: usize>(label: &[usize], ws: &[Walker<D>]) -> Self {
+    pub fn from_walkers<D: Size>(label: &[usize], ws: &[Walker<D>]) -> Self {
         let ok: Vec<&Walker<D>> = ws.iter().filter(|w| !w.rejected).collect();
         let stat = |v: Vec<f64>| crate::classical::mean_and_error(&v);
         let es: Vec<f64> = ok.iter().map(|w| w.e_loc).collect();
@@ -87,11 +87,11 @@ pub enum LaplacianMethod {
 
 /// The variational family of states over a bijector `B`.
 #[derive(Clone, Debug)]
-pub struct QuantumNct<B, const D: usize> {
+pub struct QuantumNct<B, D: Size> {
     pub flow: B,
-    omega: SVector<f64, D>,
-    inv_mass: SVector<f64, D>,
-    width: SVector<f64, D>,
+    omega: Vector<f64, D>,
+    inv_mass: Vector<f64, D>,
+    width: Vector<f64, D>,
     sampler: HermiteSampler,
     /// Walkers with $V(x)$ below this value are rejected (holes of unbounded surfaces).
     pub v_floor: f64,
@@ -99,26 +99,26 @@ pub struct QuantumNct<B, const D: usize> {
     pub laplacian: LaplacianMethod,
 }
 
-impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
+impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// `omega`: basis frequencies, `masses`: of the kinetic energy $\sum p_i^2 / 2m_i$; `n_max`:
     /// the largest single-mode excitation the sampler tabulates.
-    pub fn new(flow: B, omega: SVector<f64, D>, masses: SVector<f64, D>, n_max: usize) -> Self {
+    pub fn new(flow: B, omega: Vector<f64, D>, masses: Vector<f64, D>, n_max: usize) -> Self {
         let width = omega.zip_map(&masses, |w, m| (w * m).sqrt());
         // Default guard: ten times the sum of the basis frequencies below zero.
         let scale = omega.iter().map(|w| w.abs()).sum::<f64>();
         Self { flow, omega, inv_mass: masses.map(|m| 1.0 / m), width, sampler: HermiteSampler::new(n_max), v_floor: -10.0 * scale, laplacian: LaplacianMethod::Jet }
     }
-    pub fn omega(&self) -> &SVector<f64, D> {
+    pub fn omega(&self) -> &Vector<f64, D> {
         &self.omega
     }
     pub fn n_max(&self) -> usize {
         self.sampler.n_max()
     }
     /// Basis widths $s_i = \sqrt{m_i\omega_i}$.
-    pub fn width(&self) -> &SVector<f64, D> {
+    pub fn width(&self) -> &Vector<f64, D> {
         &self.width
     }
-    pub fn inv_mass(&self) -> &SVector<f64, D> {
+    pub fn inv_mass(&self) -> &Vector<f64, D> {
         &self.inv_mass
     }
     /// The same states with sampler tables up to single-mode level `n_max` (for example a Ritz basis
@@ -134,51 +134,58 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     }
 
     /// $\ln|\psi_n(x)|^2$ (the Metropolis target), in f64.
-    pub fn log_prob(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
+    pub fn log_prob(&self, theta: &[f64], n: &[usize], x: &Vector<f64, D>) -> f64 {
         let (z, ld, _) = self.flow.forward(theta, x);
         let mut lp = ld;
-        for i in 0..D {
+        for i in 0..x.len() {
             lp += (hermite(n[i], z[i] * self.width[i]).powi(2) * self.width[i]).ln();
         }
         lp
     }
 
     /// $\psi_n(x)$ for any scalar.
-    pub fn psi<S: Scalar>(&self, theta: &[f64], n: &[usize], x: &SVector<S, D>) -> S {
+    pub fn psi<S: Scalar>(&self, theta: &[f64], n: &[usize], x: &Vector<S, D>) -> S {
         let (z, ld, _) = self.flow.forward(theta, x);
         let mut v = (ld * 0.5).exp();
-        for i in 0..D {
+        for i in 0..x.len() {
             v *= hermite(n[i], z[i] * self.width[i]) * self.width[i].sqrt();
         }
         v
     }
 
     /// Exact sample of $|\psi_n|^2$.
-    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], rng: &mut R) -> (SVector<f64, D>, SVector<f64, D>) {
-        let z = SVector::<f64, D>::from_fn(|i, _| self.sampler.sample_with(n[i], rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16)) / self.width[i]);
+    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], rng: &mut R) -> (Vector<f64, D>, Vector<f64, D>) {
+        let z = Vector::<f64, D>::from_fn(self.omega.size(), |i| self.sampler.sample_with(n[i], rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16)) / self.width[i]);
         let (x, _) = self.flow.inverse(theta, &z);
         (x, z)
     }
 
     /// The guard against holes of unbounded surfaces: `true` when $V(x)$ is not finite or below
     /// [`QuantumNct::v_floor`], or `x` itself is not finite.
-    pub fn escaped(&self, v: f64, x: &SVector<f64, D>) -> bool {
+    pub fn escaped(&self, v: f64, x: &Vector<f64, D>) -> bool {
         !v.is_finite() || v < self.v_floor || x.iter().any(|c| !c.is_finite())
     }
 
-    /// Laplacian-jet seeds of `x`: variable $i$ with gradient $e_i/\sqrt{m_i}$, so that the jet's
-    /// Laplacian is the mass-weighted $\sum_i m_i^{-1}\partial_i^2$.
-    pub fn laplacian_seeds(&self, x: &SVector<f64, D>) -> SVector<crate::jet::LapJet<D>, D> {
-        SVector::from_fn(|i, _| {
-            let mut v = crate::jet::LapJet::<D>::variable(x[i], i);
-            v.v1 = &v.v1 * self.inv_mass[i].sqrt();
-            v
+    /// Laplacian-jet seeds of `x` for the block of coordinates `start..start + W`: variable $i$ of
+    /// the block with gradient $e_{i - start}/\sqrt{m_i}$, every other coordinate constant, so that
+    /// the jet's Laplacian is the block's part of the mass-weighted $\sum_i m_i^{-1}\partial_i^2$.
+    /// Summing over the blocks gives the whole Laplacian; with $D \le 16$ one block holds every
+    /// coordinate (see [`crate::derivative`] for the choice of `W`).
+    pub fn laplacian_seeds<const W: usize>(&self, x: &Vector<f64, D>, start: usize) -> Vector<crate::jet::LapJet<W>, D> {
+        Vector::from_fn(x.size(), |i| {
+            if i >= start && i < start + W {
+                let mut v = crate::jet::LapJet::<W>::variable(x[i], i - start);
+                v.v1 = &v.v1 * self.inv_mass[i].sqrt();
+                v
+            } else {
+                crate::jet::LapJet::<W>::from_re(x[i])
+            }
         })
     }
 
     /// `coef` times the latent score $\partial\ln|\phi_n(z)|/\partial z_i = s_i h'_{n_i}(s_i z_i)/h_{n_i}(s_i z_i)$.
-    fn latent_score(&self, n: &[usize], z: &SVector<f64, D>, coef: f64) -> SVector<f64, D> {
-        SVector::from_fn(|i, _| {
+    fn latent_score(&self, n: &[usize], z: &Vector<f64, D>, coef: f64) -> Vector<f64, D> {
+        Vector::from_fn(z.size(), |i| {
             let (hv, hd) = hermite_with_derivative(n[i], z[i] * self.width[i]);
             coef * self.width[i] * hd / hv
         })
@@ -186,30 +193,39 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
 
     /// Local kinetic energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi$, exact, one `Dual2` pass
     /// per coordinate.
-    pub fn kinetic_dual2(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
+    pub fn kinetic_dual2(&self, theta: &[f64], n: &[usize], x: &Vector<f64, D>) -> f64 {
         let mut kin = 0.0;
-        for i in 0..D {
-            let xd = SVector::<Dual2_64, D>::from_fn(|j, _| Dual2_64::new(x[j], if i == j { 1.0 } else { 0.0 }, 0.0));
+        for i in 0..x.len() {
+            let xd = Vector::<Dual2_64, D>::from_fn(x.size(), |j| Dual2_64::new(x[j], if i == j { 1.0 } else { 0.0 }, 0.0));
             let p = self.psi(theta, n, &xd);
             kin += -0.5 * self.inv_mass[i] * p.v2 / p.re;
         }
         kin
     }
 
-    /// [`QuantumNct::kinetic_dual2`] with the forward-Laplacian jet: one pass carrying value,
-    /// gradient and the mass-weighted Laplacian (seed $e_i/\sqrt{m_i}$).
-    pub fn kinetic_jet(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>) -> f64 {
-        let p = self.psi(theta, n, &self.laplacian_seeds(x));
-        -0.5 * p.v2 / p.re
+    /// [`QuantumNct::kinetic_dual2`] with the forward-Laplacian jet: passes carrying value,
+    /// gradient and the mass-weighted Laplacian (seed $e_i/\sqrt{m_i}$), one per block of at most
+    /// 16 coordinates (one pass for $D \le 16$).
+    pub fn kinetic_jet(&self, theta: &[f64], n: &[usize], x: &Vector<f64, D>) -> f64 {
+        let d = x.len();
+        crate::with_block_width!(d, W => {
+            let (mut lap, mut re) = (0.0, 1.0);
+            for start in (0..d).step_by(W) {
+                let p = self.psi(theta, n, &self.laplacian_seeds::<W>(x, start));
+                lap += p.v2;
+                re = p.re;
+            }
+            -0.5 * lap / re
+        })
     }
 
     /// Local energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi + V(x)$ with `Dual2` passes.
-    pub fn local_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+    pub fn local_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &Vector<f64, D>) -> f64 {
         self.kinetic_dual2(theta, n, x) + h.potential(x)
     }
 
     /// Local energy with the forward-Laplacian jet.
-    pub fn local_energy_jet<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &SVector<f64, D>) -> f64 {
+    pub fn local_energy_jet<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &Vector<f64, D>) -> f64 {
         self.kinetic_jet(theta, n, x) + h.potential(x)
     }
 
@@ -218,16 +234,16 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     /// by Hutchinson's estimator: the mean of $v^\top\nabla\nabla\ln\psi\,v$ over `probes` vectors
     /// $v = M^{-1/2}r$ with Rademacher $r$, each one directional `Dual2` pass. Unbiased; exact for
     /// product states, whose $\nabla\nabla\ln\psi$ is diagonal.
-    pub fn kinetic_hutchinson<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, probes: usize, rng: &mut R) -> f64 {
+    pub fn kinetic_hutchinson<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &Vector<f64, D>, probes: usize, rng: &mut R) -> f64 {
         let (z, _, cache) = self.flow.forward(theta, x);
         let zbar = self.latent_score(n, &z, 1.0);
         let mut scratch = vec![0.0; theta.len()];
         let g = self.flow.vjp(theta, &cache, &zbar, 0.5, &mut scratch);
-        let grad2: f64 = (0..D).map(|i| g[i] * g[i] * self.inv_mass[i]).sum();
+        let grad2: f64 = (0..x.len()).map(|i| g[i] * g[i] * self.inv_mass[i]).sum();
         let probes = probes.max(1);
         let mut trace = 0.0;
         for _ in 0..probes {
-            let xd = SVector::<Dual2_64, D>::from_fn(|j, _| Dual2_64::new(x[j], if rng.random::<bool>() { 1.0 } else { -1.0 } * self.inv_mass[j].sqrt(), 0.0));
+            let xd = Vector::<Dual2_64, D>::from_fn(x.size(), |j| Dual2_64::new(x[j], if rng.random::<bool>() { 1.0 } else { -1.0 } * self.inv_mass[j].sqrt(), 0.0));
             let p = self.psi(theta, n, &xd);
             let d1 = p.v1 / p.re;
             trace += p.v2 / p.re - d1 * d1;
@@ -236,7 +252,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     }
 
     /// Local kinetic energy with the configured [`LaplacianMethod`] (`rng` feeds Hutchinson probes).
-    pub fn kinetic<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, rng: &mut R) -> f64 {
+    pub fn kinetic<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], x: &Vector<f64, D>, rng: &mut R) -> f64 {
         match self.laplacian {
             LaplacianMethod::Jet => self.kinetic_jet(theta, n, x),
             LaplacianMethod::Dual2Passes => self.kinetic_dual2(theta, n, x),
@@ -246,7 +262,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
 
     /// Evaluate a walker at `x` (latent point `z`), applying the guard against holes: walkers
     /// with a non-finite or too low potential are marked rejected, never NaN in an average.
-    pub fn evaluate<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], x: SVector<f64, D>, z: SVector<f64, D>, rng: &mut R) -> Walker<D> {
+    pub fn evaluate<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], x: Vector<f64, D>, z: Vector<f64, D>, rng: &mut R) -> Walker<D> {
         let v = h.potential(&x);
         if self.escaped(v, &x) {
             return Walker { x, z, e_loc: f64::NAN, kinetic: f64::NAN, potential: v, rejected: true };
@@ -262,7 +278,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     }
 
     /// Adds `coef * d ln|psi_n(x)| / d theta` to `g` (one f64 VJP of the flow).
-    pub fn add_log_psi_grad(&self, theta: &[f64], n: &[usize], x: &SVector<f64, D>, coef: f64, g: &mut [f64]) {
+    pub fn add_log_psi_grad(&self, theta: &[f64], n: &[usize], x: &Vector<f64, D>, coef: f64, g: &mut [f64]) {
         let (z, _, cache) = self.flow.forward(theta, x);
         let zbar = self.latent_score(n, &z, coef);
         self.flow.vjp(theta, &cache, &zbar, 0.5 * coef, g);
@@ -319,7 +335,7 @@ pub struct EnsembleStep {
     pub rejected: usize,
 }
 
-impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
+impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// One stochastic step of the T = 0 ensemble objective $\sum_n w_n E_n$ with
     /// $\nabla_\theta E_n = 2\,\mathbb E_{|\psi_n|^2}[(E_{loc} - \bar E_n)\nabla_\theta\ln|\psi_n|]$
     /// (per-state baseline, local energies clipped at 5 mean absolute deviations).
@@ -359,7 +375,7 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
     }
 }
 
-impl<B: Parametrised, const D: usize> Parametrised for QuantumNct<B, D> {
+impl<B: Parametrised, D: Size> Parametrised for QuantumNct<B, D> {
     fn n_params(&self) -> usize {
         self.flow.n_params()
     }

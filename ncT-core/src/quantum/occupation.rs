@@ -9,6 +9,7 @@
 use super::{QuantumNct, clip_mad};
 use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
+use crate::dim::Size;
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use rand::RngExt;
@@ -292,7 +293,7 @@ pub struct ThermalStep {
 
 /// Flow and occupation model together; parameters: flow's, then the occupations'.
 #[derive(Clone, Debug)]
-pub struct ThermalNct<B, O, const D: usize> {
+pub struct ThermalNct<B, O, D: Size> {
     pub states: QuantumNct<B, D>,
     pub occupation: O,
     /// Frequencies of the per-state control variate $b_n = \sum_i \omega_i (n_i + 1/2)$ of the flow
@@ -301,13 +302,13 @@ pub struct ThermalNct<B, O, const D: usize> {
     pub baseline_omega: Option<Vec<f64>>,
 }
 
-impl<B: Bijector<D>, O: OccupationModel, const D: usize> ThermalNct<B, O, D> {
+impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
     /// Checks that the sampler tables cover every level the occupation model can draw.
     pub fn new(states: QuantumNct<B, D>, occupation: O, baseline_omega: Option<Vec<f64>>) -> Result<Self, crate::error::ConfigError> {
         if states.n_max() + 1 < occupation.levels() {
             return Err(crate::error::ConfigError::Value { what: "occupation levels", value: occupation.levels().to_string(), allowed: "at most n_max + 1 of the state sampler" });
         }
-        if baseline_omega.as_ref().is_some_and(|w| w.len() != D) {
+        if baseline_omega.as_ref().is_some_and(|w| w.len() != states.omega().len()) {
             return Err(crate::error::ConfigError::Value { what: "baseline frequencies", value: "wrong length".into(), allowed: "one per degree of freedom" });
         }
         Ok(Self { states, occupation, baseline_omega })
@@ -360,7 +361,7 @@ impl<B: Bijector<D>, O: OccupationModel, const D: usize> ThermalNct<B, O, D> {
     }
 }
 
-impl<B: Parametrised, O: OccupationModel, const D: usize> Parametrised for ThermalNct<B, O, D> {
+impl<B: Parametrised, O: OccupationModel, D: Size> Parametrised for ThermalNct<B, O, D> {
     fn n_params(&self) -> usize {
         self.states.n_params() + self.occupation.n_params()
     }

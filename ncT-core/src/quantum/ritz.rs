@@ -21,7 +21,8 @@ use crate::hamiltonian::Separable;
 use crate::jet::LapJet;
 use crate::layer::Bijector;
 use crate::stats::jackknife_error;
-use nalgebra::{DMatrix, SVector};
+use crate::dim::{Size, Vector};
+use nalgebra::DMatrix;
 use num_dual::DualNum;
 use thiserror::Error;
 
@@ -88,38 +89,51 @@ impl Sums {
     }
 }
 
-impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
+impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// $\phi_k(z)$ and $(H\psi_k)(x)/|\det f'(x)|^{1/2}$ for every basis label, from one jet pass
     /// through the flow; `None` when the guard rejects `x`.
-    pub fn basis_rows<H: Separable<D>>(&self, theta: &[f64], h: &H, basis: &[Vec<usize>], x: &SVector<f64, D>) -> Option<(Vec<f64>, Vec<f64>)> {
+    pub fn basis_rows<H: Separable<D>>(&self, theta: &[f64], h: &H, basis: &[Vec<usize>], x: &Vector<f64, D>) -> Option<(Vec<f64>, Vec<f64>)> {
         let v = h.potential(x);
         if self.escaped(v, x) {
             return None;
         }
-        let width = *self.width();
-        let (z, ld, _) = self.flow.forward(theta, &self.laplacian_seeds(x));
-        let half = (ld * 0.5).exp();
-        let tables: Vec<Vec<LapJet<D>>> = (0..D)
-            .map(|i| {
-                let top = basis.iter().map(|n| n[i]).max().unwrap_or(0);
-                hermite_all(top, z[i] * width[i]).into_iter().map(|hv| hv * width[i].sqrt()).collect()
-            })
-            .collect();
-        let mut phi = Vec::with_capacity(basis.len());
-        let mut hphi = Vec::with_capacity(basis.len());
-        for n in basis {
-            let mut p = half;
-            let mut f = 1.0;
-            for i in 0..D {
-                p = p * tables[i][n[i]];
-                f *= tables[i][n[i]].re;
+        let width = self.width();
+        let d = x.len();
+        let mut phi = vec![0.0; basis.len()];
+        let mut lap = vec![0.0; basis.len()];
+        let mut psi = vec![0.0; basis.len()];
+        let mut half_re = 1.0;
+        crate::with_block_width!(d, W => {
+            for start in (0..d).step_by(W) {
+                let (z, ld, _) = self.flow.forward(theta, &self.laplacian_seeds::<W>(x, start));
+                let half = (ld * 0.5).exp();
+                half_re = half.re;
+                let tables: Vec<Vec<LapJet<W>>> = (0..d)
+                    .map(|i| {
+                        let top = basis.iter().map(|n| n[i]).max().unwrap_or(0);
+                        hermite_all(top, z[i] * width[i]).into_iter().map(|hv| hv * width[i].sqrt()).collect()
+                    })
+                    .collect();
+                for (k, n) in basis.iter().enumerate() {
+                    let mut p = half;
+                    let mut f = 1.0;
+                    for i in 0..d {
+                        p = p * tables[i][n[i]];
+                        f *= tables[i][n[i]].re;
+                    }
+                    phi[k] = f;
+                    psi[k] = p.re;
+                    lap[k] += p.v2;
+                }
             }
+        });
+        let mut hphi = Vec::with_capacity(basis.len());
+        for k in 0..basis.len() {
             // H psi = -1/2 sum_i m_i^-1 d_i^2 psi + V psi (the jet carries the mass weighting).
-            let hp = (-0.5 * p.v2 + v * p.re) / half.re;
-            if !hp.is_finite() || !f.is_finite() {
+            let hp = (-0.5 * lap[k] + v * psi[k]) / half_re;
+            if !hp.is_finite() || !phi[k].is_finite() {
                 return None;
             }
-            phi.push(f);
             hphi.push(hp);
         }
         Some((phi, hphi))
@@ -133,8 +147,8 @@ impl<B: Bijector<D>, const D: usize> QuantumNct<B, D> {
         if k == 0 {
             return Err(RitzError::EmptyBasis);
         }
-        if let Some(n) = basis.iter().find(|n| n.len() != D) {
-            return Err(RitzError::LabelLength { label: n.clone(), got: n.len(), expected: D });
+        if let Some(n) = basis.iter().find(|n| n.len() != self.omega().len()) {
+            return Err(RitzError::LabelLength { label: n.clone(), got: n.len(), expected: self.omega().len() });
         }
         if blocks < 2 {
             return Err(RitzError::Value { what: "blocks", value: blocks, allowed: "at least 2 (jackknife)" });

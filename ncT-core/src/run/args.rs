@@ -116,11 +116,11 @@ pub struct NetArgs {
 
 impl NetArgs {
     /// A RealNVP with these flags; errors name the flags.
-    pub fn real_nvp<const N: usize>(&self, masks: crate::coupling::MaskScheme, rng: &mut dyn rand::Rng) -> Result<crate::coupling::RealNvp<N>, RunError> {
+    pub fn real_nvp<N: crate::dim::Size>(&self, dim: N, masks: crate::coupling::MaskScheme, rng: &mut dyn rand::Rng) -> Result<crate::coupling::RealNvp<N>, RunError> {
         if self.hidden.iter().any(|&h| h == 0) {
             return Err(invalid("--hidden", format!("{:?}", self.hidden), "positive widths"));
         }
-        crate::coupling::real_nvp::<N>(self.couplings, &self.hidden, crate::activation::Activation::Tanh, masks, rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", self.couplings, self.hidden), &e.to_string()))
+        crate::coupling::real_nvp::<N>(dim, self.couplings, &self.hidden, crate::activation::Activation::Tanh, masks, rng).map_err(|e| invalid("--couplings/--hidden", format!("{}/{:?}", self.couplings, self.hidden), &e.to_string()))
     }
 }
 

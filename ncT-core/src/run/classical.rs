@@ -14,7 +14,7 @@ use crate::hamiltonian::Hamiltonian;
 use crate::layer::SymplecticLayer;
 use crate::optim::Adam;
 use crate::params::Parametrised;
-use nalgebra::SVector;
+use crate::dim::{Size, Vector};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -28,7 +28,7 @@ pub struct ClassicalRun {
     pub outcome: TrainingOutcome,
 }
 
-fn start<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>) -> Result<(Option<RunDir>, Vec<f64>, Adam, ModelDescription), RunError> {
+fn start<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>) -> Result<(Option<RunDir>, Vec<f64>, Adam, ModelDescription), RunError> {
     args.validate()?;
     args.init_threads();
     let dir = RunDir::open(args, config)?;
@@ -39,19 +39,19 @@ fn start<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Se
 
 /// Variational (reverse-KL) training of `model` for the Hamiltonian `h`, on the batched GEMM path;
 /// the batch is cut into four fixed chunks (independent of the thread count).
-pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
+pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
     let engine = BatchEngine::new(args.batch.div_ceil(4).max(1));
     variational_with(args, config, name, model, h, engine, |th, step, stream| model.variational_batch(th, h, args.batch, &engine, stream, step))
 }
 
 /// [`train_variational`] on the per-sample, scalar-generic path: for flows with custom layers that
 /// have no batched kernel. Same samples and (to rounding) the same gradients.
-pub fn train_variational_per_sample<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
+pub fn train_variational_per_sample<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
     let engine = BatchEngine::new(args.batch.div_ceil(4).max(1));
     variational_with(args, config, name, model, h, engine, |th, step, stream| engine.loss_and_grad(args.batch, th.len(), stream, step, |_, rng, g| model.variational_sample(th, h, rng, g).loss))
 }
 
-fn variational_with<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H, engine: BatchEngine, batch_fn: impl Fn(&[f64], u64, &SeedStream) -> BatchSum) -> Result<ClassicalRun, RunError> {
+fn variational_with<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H, engine: BatchEngine, batch_fn: impl Fn(&[f64], u64, &SeedStream) -> BatchSum) -> Result<ClassicalRun, RunError> {
     let (dir, theta, opt, desc) = start(args, config, name, model)?;
     let stream = SeedStream::new(args.seed);
     let batch = args.batch;
@@ -71,7 +71,7 @@ fn variational_with<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(ar
 
 /// Maximum-likelihood training on configurations `train` (momenta drawn from Maxwell-Boltzmann
 /// with `masses` every batch).
-pub fn train_mle<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, train: &[SVector<f64, N>], masses: &SVector<f64, N>, jitter: f64) -> Result<ClassicalRun, RunError> {
+pub fn train_mle<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, train: &[Vector<f64, N>], masses: &Vector<f64, N>, jitter: f64) -> Result<ClassicalRun, RunError> {
     let (dir, theta, opt, desc) = start(args, config, name, model)?;
     let engine = BatchEngine::new(CHUNK);
     let stream = SeedStream::new(args.seed);
@@ -81,12 +81,12 @@ pub fn train_mle<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, config: 
 }
 
 /// Free-energy estimates with `--eval-samples` fresh samples (a stream separate from training).
-pub fn estimate<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(args: &RunArgs, model: &ClassicalNct<F, N>, h: &H, theta: &[f64]) -> FreeEnergy {
+pub fn estimate<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, model: &ClassicalNct<F, N>, h: &H, theta: &[f64]) -> FreeEnergy {
     model.free_energy(theta, h, args.eval_samples, &BatchEngine::new(CHUNK), &SeedStream::new(args.seed ^ 0x5eed_e7a1), u64::MAX)
 }
 
 /// The summary fields every classical example writes.
-pub fn summary<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, model: &ClassicalNct<F, N>, run: &ClassicalRun, fe: Option<&FreeEnergy>, f_exact: Option<f64>) -> Map<String, Value> {
+pub fn summary<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, model: &ClassicalNct<F, N>, run: &ClassicalRun, fe: Option<&FreeEnergy>, f_exact: Option<f64>) -> Map<String, Value> {
     let mut m = Map::new();
     let num = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
     m.insert("F_var".into(), fe.map_or(Value::Null, |f| num(f.f_var)));
@@ -108,7 +108,7 @@ pub fn summary<F: SymplecticLayer<N>, const N: usize>(args: &RunArgs, model: &Cl
 }
 
 /// Loss curve (with the exact value as a line) and learned vs exact frequencies.
-pub fn plots<F: SymplecticLayer<N>, const N: usize>(run: &ClassicalRun, model: &ClassicalNct<F, N>, loss_name: &str, exact: Option<(&str, f64)>, omega_exact: Option<&[f64]>) -> Result<(), RunError> {
+pub fn plots<F: SymplecticLayer<N>, N: Size>(run: &ClassicalRun, model: &ClassicalNct<F, N>, loss_name: &str, exact: Option<(&str, f64)>, omega_exact: Option<&[f64]>) -> Result<(), RunError> {
     let Some(dir) = &run.dir else { return Ok(()) };
     let pts: Vec<(f64, f64)> = run.outcome.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
     // Clip the view to the last 90% of steps so the start does not flatten the curve.
