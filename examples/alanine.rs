@@ -70,12 +70,13 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let beta = 1.0 / (K_B * cli.temperature);
     let masses = coordinate_masses();
     let mut rng = NctRng::seed_from_u64(cli.run.seed);
-    let nvp = cli.net.real_nvp::<N>(MaskScheme::RandomPermutation, &mut rng)?;
+    let nvp = cli.net.real_nvp(Const::<N>, MaskScheme::RandomPermutation, &mut rng)?;
     // Latent frequencies start near the data's own scale: sqrt(k_B T / (m var)) per coordinate.
-    let mean = train.iter().fold(nalgebra::SVector::<f64, N>::zeros(), |a, x| a + x) / train.len() as f64;
-    let var = train.iter().fold(nalgebra::SVector::<f64, N>::zeros(), |a, x| a + (x - mean).component_mul(&(x - mean))) / train.len() as f64;
+    let nt = train.len() as f64;
+    let mean = train.iter().fold(Vector::<f64, Const<N>>::zeros(Const), |a, x| a + *x).map(|v| v / nt);
+    let var = train.iter().fold(Vector::<f64, Const<N>>::zeros(Const), |a, x| a + (x - &mean).map(|d| d * d)).map(|v| v / nt);
     let w0: Vec<f64> = (0..N).map(|i| (1.0 / (beta * masses[i] * (var[i] + cli.jitter * cli.jitter))).sqrt()).collect();
-    let base = LatentOscillators::<N>::new(beta).and_then(|b| b.with_initial_frequencies(&w0)).map_err(|e| invalid("--temperature", cli.temperature, &e.to_string()))?;
+    let base = LatentOscillators::new(Const::<N>, beta).and_then(|b| b.with_initial_frequencies(&w0)).map_err(|e| invalid("--temperature", cli.temperature, &e.to_string()))?;
     // The flow maps latent z to configurations centred on the mean structure.
     let model = ClassicalNct::new(PointTransform::new(nvp), base);
     let centred: Vec<_> = train.iter().map(|x| x - mean).collect();
@@ -91,7 +92,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     // Latent coordinates of held-out frames (Q = f^{-1}(q) does not depend on p for a point map).
     let (tf, tw) = model.split(&run.theta);
     let order = model.base.order(tw);
-    let zs: Vec<PhasePoint<f64, N>> = vc.iter().map(|q| model.flow.inverse(tf, &PhasePoint::new(*q, nalgebra::SVector::zeros()))).collect();
+    let zs: Vec<PhasePoint<f64, Const<N>>> = vc.iter().map(|q| model.flow.inverse(tf, &PhasePoint::new(*q, Vector::zeros(Const)))).collect();
     let phi: Vec<f64> = valid_idx.iter().take(vc.len()).map(|&i| data.dihedrals[i].0).collect();
     let psi: Vec<f64> = valid_idx.iter().take(vc.len()).map(|&i| data.dihedrals[i].1).collect();
     let mut modes = Vec::new();

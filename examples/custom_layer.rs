@@ -20,14 +20,14 @@ pub struct ModeRotation;
 
 #[nct::layer(symplectic, dim = 2, params = 1, init = 0.1)]
 impl ModeRotation {
-    fn forward<D: Scalar>(&self, theta: &[D], x: &PhasePoint<D, 2>) -> PhasePoint<D, 2> {
+    fn forward<D: Scalar>(&self, theta: &[D], x: &PhasePoint<D, Const<2>>) -> PhasePoint<D, Const<2>> {
         let (s, c) = theta[0].sin_cos();
-        let rot = |v: &nalgebra::SVector<D, 2>| nalgebra::SVector::<D, 2>::from([v[0] * c - v[1] * s, v[0] * s + v[1] * c]);
+        let rot = |v: &Vector<D, Const<2>>| Vector::from([v[0] * c - v[1] * s, v[0] * s + v[1] * c]);
         PhasePoint::new(rot(&x.q), rot(&x.p))
     }
-    fn inverse<D: Scalar>(&self, theta: &[D], y: &PhasePoint<D, 2>) -> PhasePoint<D, 2> {
+    fn inverse<D: Scalar>(&self, theta: &[D], y: &PhasePoint<D, Const<2>>) -> PhasePoint<D, Const<2>> {
         let (s, c) = theta[0].sin_cos();
-        let rot = |v: &nalgebra::SVector<D, 2>| nalgebra::SVector::<D, 2>::from([v[0] * c + v[1] * s, -v[0] * s + v[1] * c]);
+        let rot = |v: &Vector<D, Const<2>>| Vector::from([v[0] * c + v[1] * s, -v[0] * s + v[1] * c]);
         PhasePoint::new(rot(&y.q), rot(&y.p))
     }
 }
@@ -66,7 +66,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let flow = RotateScale::new(cli.run.seed);
     print!("{flow}");
     let h = Coupled::new();
-    let model = ClassicalNct::new(flow, LatentOscillators::<2>::new(1.0).expect("beta = 1 is valid"));
+    let model = ClassicalNct::new(flow, LatentOscillators::new(Const::<2>, 1.0).expect("beta = 1 is valid"));
     let run = train_variational_per_sample(&cli.run, cli, "custom_layer/rotate_scale", &model, &h)?;
     // 3. Compare with the exact normal modes: omega^2 = eigenvalues of [[1, g], [g, 3]].
     let g = 0.8f64;

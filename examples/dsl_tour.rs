@@ -58,7 +58,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let h = Fput::<N>::new().with_alpha(cli.alpha);
     let flow = FputFlow::new(cli.run.seed);
     print!("{flow}");
-    let base = LatentOscillators::<N>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
+    let base = LatentOscillators::new(Const::<N>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     let model = ClassicalNct::new(flow, base);
     let run = train_variational(&cli.run, cli, "dsl_tour/fput8", &model, &h)?;
     let fe = estimate(&cli.run, &model, &h, &run.theta);
@@ -69,13 +69,13 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     m.insert("omega_harmonic".into(), json!(harmonic));
     m.insert("F_harmonic".into(), json!(f_harmonic));
     // Slowest learned normal mode at the origin, against the lowest sine mode.
-    let modes = model.normal_modes(&run.theta, &PhasePoint::zeros());
+    let modes = model.normal_modes(&run.theta, &PhasePoint::zeros(Const));
     let row = modes.row(0);
     let sine: Vec<f64> = (1..=N).map(|i| (i as f64 * std::f64::consts::PI / (N as f64 + 1.0)).sin()).collect();
     let overlap = (row.iter().zip(&sine).map(|(a, b)| a * b).sum::<f64>() / (row.norm() * sine.iter().map(|s| s * s).sum::<f64>().sqrt())).abs();
     m.insert("slowest_mode_overlap_with_sine".into(), json!(overlap));
     // Latent dynamics vs leapfrog integration of the true Hamiltonian from the same start.
-    let x0 = PhasePoint::<f64, N>::new(nalgebra::SVector::from_fn(|i, _| 0.3 * sine[i]), nalgebra::SVector::zeros());
+    let x0 = PhasePoint::<f64, Const<N>>::new(Vector::from_fn(Const, |i| 0.3 * sine[i]), Vector::zeros(Const));
     let times: Vec<f64> = (0..=40).map(|k| 0.25 * k as f64).collect();
     let latent = model.trajectory(&run.theta, &x0, &times);
     let (mut x, dt, mut t, mut err) = (x0, 0.001, 0.0, 0.0f64);
@@ -86,7 +86,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
             x.p += h.forces(&x.q, &x.p) * (0.5 * dt);
             t += dt;
         }
-        err = err.max((xl.q - x.q).abs().max());
+        err = err.max((xl.q - x.q).amax());
     }
     m.insert("trajectory_max_deviation".into(), json!(err));
     plots(&run, &model, "H + ln q / beta", if cli.alpha == 0.0 { Some(("exact F", f_harmonic)) } else { None }, Some(&harmonic))?;

@@ -4,7 +4,7 @@
 //! `cargo run --release --example harmonic_chain -- --n 32 --model realnvp --couplings 8 --hidden 128,128 --batch 200 --steps 5000 --out runs/chain32`
 
 use clap::{Parser, ValueEnum};
-use nct::models::HarmonicChain;
+use nct::models::DynHarmonicChain;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational, ClassicalRun};
 use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
@@ -23,7 +23,7 @@ enum Model {
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Variational neural canonical transformation of a harmonic chain (units: mass 1, k_B = 1)")]
 struct Cli {
-    /// Number of moving particles n (one of 2, 4, 8, 16, 32, 64).
+    /// Number of moving particles n (any n >= 1; >= 2 for --model realnvp).
     #[arg(long, default_value_t = 8)]
     n: usize,
     /// Spring constant kappa (> 0, energy / length^2).
@@ -45,35 +45,31 @@ struct Cli {
 
 fn main() {
     let cli: Cli = parse_with_defaults(&[("couplings", "8"), ("hidden", "128,128"), ("steps", "6000"), ("batch", "128"), ("lr", "0.02"), ("omega_lr_factor", "10")]);
-    let r = match cli.n {
-        2 => chain::<2>(&cli),
-        4 => chain::<4>(&cli),
-        8 => chain::<8>(&cli),
-        16 => chain::<16>(&cli),
-        32 => chain::<32>(&cli),
-        64 => chain::<64>(&cli),
-        n => Err(invalid("--n", n, "one of 2, 4, 8, 16, 32, 64")),
-    };
-    exit_on_error(r);
+    exit_on_error(chain(&cli));
 }
 
-fn chain<const N: usize>(cli: &Cli) -> Result<(), RunError> {
+fn chain(cli: &Cli) -> Result<(), RunError> {
     if !(cli.kappa.is_finite() && cli.kappa > 0.0) {
         return Err(invalid("--kappa", cli.kappa, "a finite spring constant > 0"));
     }
-    let h = HarmonicChain::<N>::new().with_kappa(cli.kappa);
-    let base = LatentOscillators::<N>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
+    if cli.n == 0 || (cli.n < 2 && cli.model == Model::Realnvp) {
+        return Err(invalid("--n", cli.n, "at least 1 particle (at least 2 for --model realnvp, whose couplings split the coordinates)"));
+    }
+    let n = Dyn(cli.n);
+    let h = DynHarmonicChain::new().with_n(cli.n).with_kappa(cli.kappa);
+    let base = LatentOscillators::new(n, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     match cli.model {
-        Model::Linear => finish(cli, &h, ClassicalNct::new(LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05), base), "harmonic_chain/linear"),
+        Model::Linear => finish(cli, &h, ClassicalNct::new(LinearSymplectic::with_shears(n, 6).with_init_scale(0.05), base), "harmonic_chain/linear"),
         Model::Realnvp => {
             let mut rng = NctRng::seed_from_u64(cli.run.seed);
-            let nvp = cli.net.real_nvp::<N>(MaskScheme::AlternatingHalves, &mut rng)?;
+            let nvp = cli.net.real_nvp(n, MaskScheme::AlternatingHalves, &mut rng)?;
             finish(cli, &h, ClassicalNct::new(PointTransform::new(nvp), base), "harmonic_chain/realnvp")
         }
     }
 }
 
-fn finish<F: BatchedSymplectic<N>, const N: usize>(cli: &Cli, h: &HarmonicChain<N>, model: ClassicalNct<F, N>, name: &str) -> Result<(), RunError> {
+fn finish<F: BatchedSymplectic<Dyn>>(cli: &Cli, h: &DynHarmonicChain, model: ClassicalNct<F, Dyn>, name: &str) -> Result<(), RunError> {
+    let n = cli.n;
     let run: ClassicalRun = train_variational(&cli.run, cli, name, &model, h)?;
     let fe = estimate(&cli.run, &model, h, &run.theta);
     let f_exact = h.free_energy(cli.beta);
@@ -82,20 +78,20 @@ fn finish<F: BatchedSymplectic<N>, const N: usize>(cli: &Cli, h: &HarmonicChain<
     m.insert("omega_exact".into(), json!(omega_exact));
     // Learned normal modes: Jacobian rows dQ_k/dq averaged over model samples (signs aligned).
     let mut rng = SeedStream::new(cli.run.seed).named("modes");
-    let mut rows = nalgebra::DMatrix::<f64>::zeros(N, N);
+    let mut rows = nalgebra::DMatrix::<f64>::zeros(n, n);
     let mut reference: Option<nalgebra::DMatrix<f64>> = None;
     for _ in 0..256 {
         let (x, _) = model.sample(&run.theta, &mut rng);
         let mut j = model.normal_modes(&run.theta, &x);
         let r = reference.get_or_insert_with(|| j.clone());
-        for k in 0..N {
+        for k in 0..n {
             if j.row(k).dot(&r.row(k)) < 0.0 {
                 j.row_mut(k).neg_mut();
             }
         }
         rows += j;
     }
-    let overlap: Vec<f64> = (0..2.min(N))
+    let overlap: Vec<f64> = (0..2.min(n))
         .map(|k| {
             let row = rows.row(k);
             let exact = h.mode(k + 1);
@@ -104,14 +100,14 @@ fn finish<F: BatchedSymplectic<N>, const N: usize>(cli: &Cli, h: &HarmonicChain<
         })
         .collect();
     m.insert("mode_overlap".into(), json!(overlap));
-    m.insert("n".into(), json!(N));
+    m.insert("n".into(), json!(n));
     m.insert("kappa".into(), json!(cli.kappa));
     plots(&run, &model, "H + ln q / beta", Some(("exact F", f_exact)), Some(&omega_exact))?;
     if let Some(d) = &run.dir {
         d.write_summary(&serde_json::Value::Object(m.clone()))?;
     }
-    print_summary(&format!("harmonic chain n = {N}, {name}"), &m, run.dir.as_ref());
-    println!("  omega_ex   [{}{}]", omega_exact.iter().take(8).map(|w| format!("{w:.4}")).collect::<Vec<_>>().join(", "), if N > 8 { ", ..." } else { "" });
+    print_summary(&format!("harmonic chain n = {n}, {name}"), &m, run.dir.as_ref());
+    println!("  omega_ex   [{}{}]", omega_exact.iter().take(8).map(|w| format!("{w:.4}")).collect::<Vec<_>>().join(", "), if n > 8 { ", ..." } else { "" });
     println!("  overlap    {overlap:.4?}");
     Ok(())
 }

@@ -12,7 +12,7 @@
 //! `cargo run --release --example henon_heiles [-- --states 6 --ritz 21 --out runs/hh]`
 
 use clap::Parser;
-use nalgebra::{DMatrix, SVector};
+use nalgebra::DMatrix;
 use nct::quantum::basis::lowest_levels;
 use nct::run::{exit_on_error, invalid, parse_with_defaults, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks};
 use nct::*;
@@ -84,7 +84,7 @@ fn dvr_levels(h: &HenonHeiles, points: usize, half_width: f64) -> Vec<f64> {
             v += t1[(ja, jb)];
         }
         if a == b {
-            v += h.potential(&SVector::from([grid[ia], grid[ja]]));
+            v += h.potential(&Vector::from([grid[ia], grid[ja]]));
         }
         v
     });
@@ -109,7 +109,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     cli.run.init_threads();
     let h = HenonHeiles::new().with_lambda(cli.lambda);
-    let omega = SVector::from([1.0, 1.0]);
+    let omega = Vector::from([1.0, 1.0]);
     let labels = lowest_levels(omega.as_slice(), cli.states);
     let basis = lowest_levels(omega.as_slice(), cli.ritz);
     let n_max = labels.iter().chain(&basis).flatten().copied().max().unwrap_or(0).max(1);

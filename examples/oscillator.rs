@@ -34,8 +34,8 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid("--omega0", cli.omega0, "a finite frequency > 0"));
     }
     let h = HarmonicOscillator::new().with_omega0(cli.omega0);
-    let base = LatentOscillators::<1>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
-    let model = ClassicalNct::new(LinearSymplectic::<1>::new(), base);
+    let base = LatentOscillators::new(Const::<1>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
+    let model = ClassicalNct::new(LinearSymplectic::new(Const::<1>), base);
     let run = train_variational(&cli.run, cli, "oscillator/linear", &model, &h)?;
     let fe = estimate(&cli.run, &model, &h, &run.theta);
     let f_exact = h.free_energy(cli.beta);

@@ -35,7 +35,7 @@ fn main() {
 fn run(cli: &Cli) -> Result<(), RunError> {
     let h = HarmonicChain::<N>::new().with_kappa(1.0);
     let flow = ChainMap::new(cli.run.seed);
-    let model = ClassicalNct::new(flow, LatentOscillators::<N>::new(1.0).expect("beta = 1 is valid"));
+    let model = ClassicalNct::new(flow, LatentOscillators::new(Const::<N>, 1.0).expect("beta = 1 is valid"));
     println!("Harmonic chain n = {N}: symplectic linear flow ({} parameters) on latent oscillators", model.n_params());
     let run = train_variational(&cli.run, cli, "quickstart/harmonic_chain8/linear", &model, &h)?;
     let fe = estimate(&cli.run, &model, &h, &run.theta);

@@ -62,10 +62,10 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid("--width", cli.width, "a finite width > 0"));
     }
     let h = Ring2d::new().with_radius(cli.radius).with_width(cli.width);
-    let base = LatentOscillators::<2>::new(cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
+    let base = LatentOscillators::new(Const::<2>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     let mut rng = NctRng::seed_from_u64(cli.run.seed);
-    let nvp = cli.net.real_nvp::<2>(MaskScheme::AlternatingHalves, &mut rng)?;
-    let model = ClassicalNct::new(Chain::new(PointTransform::new(nvp), LinearSymplectic::<2>::new()), base);
+    let nvp = cli.net.real_nvp(Const::<2>, MaskScheme::AlternatingHalves, &mut rng)?;
+    let model = ClassicalNct::new(Chain::new(PointTransform::new(nvp), LinearSymplectic::new(Const::<2>)), base);
     let run = train_variational(&cli.run, cli, "ring2d/realnvp+linear", &model, &h)?;
     let fe = estimate(&cli.run, &model, &h, &run.theta);
     let f_exact = exact_free_energy(cli.radius, cli.width, cli.beta);

@@ -1,15 +1,17 @@
 //! Quantum NCT for vibrations: excited states (T = 0 ensembles) and finite temperature.
 //!
 //! States psi_n(x) = phi_n(f(x)) |det df/dx|^1/2 with f = (linear LU map, then RealNVP), Hermite
-//! product basis, exact sampling, exact Laplacian. Molecules use the quartic force fields of
-//! ../shared/data/vibrational (dimensionless normal coordinates, energies in cm^-1).
+//! product basis, exact sampling, exact Laplacian. Molecules use quartic force fields
+//! (dimensionless normal coordinates, energies in cm^-1): the four that ship with nct-models
+//! (`--system h2o|h2co|ch3cn|c2h4o`) or any file in the same JSON schema (`--force-field FILE`,
+//! any number of modes).
 //!
 //! `cargo run --release --example vibrational -- --system h2o --states 10 --weights decreasing --out runs/h2o`
 //! `cargo run --release --example vibrational -- --system ndco --dim 8 --states 5 --couplings 0`
 //! `cargo run --release --example vibrational -- --system ndco --dim 8 --states 1 --temperature 1 --occupation psa`
 
 use clap::{Parser, ValueEnum};
-use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, force_field_modes, harmonic_free_energy, ndco_normal_frequencies};
+use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, harmonic_free_energy, ndco_normal_frequencies};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{Series, level_plot, line_plot};
 use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
@@ -57,10 +59,15 @@ const EVAL_FLAGS: &[&str] = &["ritz", "ritz_samples", "sampler"];
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Quantum NCT for vibrational spectra (molecules: cm^-1 and kelvin; model systems: model units)")]
 struct Cli {
-    /// harmonic | ndco | h2o | h2co | ch3cn | c2h4o | path to a force-field JSON file.
+    /// harmonic | ndco | h2o | h2co | ch3cn | c2h4o (molecules ship with the crate) | path to a
+    /// force-field JSON file (same as --force-field).
     #[arg(long, default_value = "ndco")]
     system: String,
-    /// Degrees of freedom for harmonic / ndco (2, 3, 4, 6, 8, 12 or 16).
+    /// A quartic force field in the JSON schema of ncT-models/data/vibrational (any number of
+    /// modes); overrides --system.
+    #[arg(long)]
+    force_field: Option<PathBuf>,
+    /// Degrees of freedom for harmonic / ndco (any D >= 1; >= 2 with couplings).
     #[arg(long, default_value_t = 4)]
     dim: usize,
     /// NDCO coupling a (|a| < 1 keeps it bound).
@@ -116,10 +123,6 @@ fn main() {
     exit_on_error(run(&cli));
 }
 
-fn molecule_path(name: &str) -> Option<PathBuf> {
-    ["h2o", "h2co", "ch3cn", "c2h4o"].contains(&name).then(|| PathBuf::from(format!("../shared/data/vibrational/{name}.json")))
-}
-
 fn run(cli: &Cli) -> Result<(), RunError> {
     if cli.states == 0 {
         return Err(invalid("--states", 0, "at least 1"));
@@ -141,23 +144,18 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if cli.levels < 2 {
         return Err(invalid("--levels", cli.levels, "at least 2"));
     }
-    let file = match cli.system.as_str() {
-        "harmonic" | "ndco" => None,
-        other => Some(molecule_path(other).unwrap_or_else(|| PathBuf::from(other))),
+    let data_err = |file: PathBuf| move |e: nct::models::data::DataError| RunError::Data { file: file.clone(), why: e.to_string() };
+    let ff = match (&cli.force_field, cli.system.as_str()) {
+        (Some(p), _) => Some(QuarticForceField::<Dyn>::load(p).map_err(data_err(p.clone()))?),
+        (None, "harmonic" | "ndco") => None,
+        (None, name @ ("h2o" | "h2co" | "ch3cn" | "c2h4o")) => Some(QuarticForceField::builtin(name).map_err(data_err(PathBuf::from(name)))?),
+        (None, path) => Some(QuarticForceField::<Dyn>::load(std::path::Path::new(path)).map_err(data_err(PathBuf::from(path)))?),
     };
-    let d = match &file {
-        Some(p) => force_field_modes(p).map_err(|e| RunError::Data { file: p.clone(), why: e.to_string() })?,
-        None => cli.dim,
-    };
-    macro_rules! dispatch {
-        ($($n:literal),*) => {
-            match d {
-                $($n => system::<$n>(cli, file.as_ref()),)*
-                other => Err(invalid(if file.is_some() { "n_modes" } else { "--dim" }, other, "one of 2, 3, 4, 6, 8, 12, 15, 16")),
-            }
-        };
+    let d = ff.as_ref().map_or(cli.dim, |f| f.omega.len());
+    if d == 0 || (d < 2 && cli.net.couplings > 0) {
+        return Err(invalid(if ff.is_some() { "n_modes" } else { "--dim" }, d, "at least 1 mode (at least 2 with --couplings > 0, whose couplings split the coordinates)"));
     }
-    dispatch!(2, 3, 4, 6, 8, 12, 15, 16)
+    system(cli, ff, Dyn(d))
 }
 
 /// Reference energies: exact for harmonic and NDCO; literature / VCI values from the data README.
@@ -181,28 +179,24 @@ fn reference(system: &str, d: usize, cli: &Cli, labels: &[Vec<usize>]) -> Option
     }
 }
 
-fn system<const D: usize>(cli: &Cli, file: Option<&PathBuf>) -> Result<(), RunError> {
-    match (cli.system.as_str(), file) {
-        ("harmonic", _) => {
-            let h = HarmonicModes::<D> { omega: nalgebra::SVector::from_fn(|i, _| ((i as f64 + 1.0) / 2.0).sqrt()) };
-            solve(cli, &h, h.omega, 1.0)
+fn system<D: Size>(cli: &Cli, ff: Option<QuarticForceField<D>>, d: D) -> Result<(), RunError> {
+    match (cli.system.as_str(), ff) {
+        (_, Some(ff)) => solve(cli, &ff, ff.omega.clone(), K_B_CM),
+        ("harmonic", None) => {
+            let h = HarmonicModes { omega: Vector::from_fn(d, |i| ((i as f64 + 1.0) / 2.0).sqrt()) };
+            solve(cli, &h, h.omega.clone(), 1.0)
         }
-        ("ndco", _) => {
+        (_, None) => {
             if cli.coupling.abs() >= 1.0 || !cli.coupling.is_finite() {
                 return Err(invalid("--coupling", cli.coupling, "|a| < 1"));
             }
-            let h = Ndco::<D>::new(cli.coupling);
-            solve(cli, &h, h.w, 1.0)
+            let h = Ndco::new(d, cli.coupling);
+            solve(cli, &h, h.w.clone(), 1.0)
         }
-        (_, Some(p)) => {
-            let ff = QuarticForceField::<D>::load(p).map_err(|e| RunError::Data { file: p.clone(), why: e.to_string() })?;
-            solve(cli, &ff, ff.omega, K_B_CM)
-        }
-        _ => unreachable!("file is Some for molecules"),
     }
 }
 
-fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64) -> Result<(), RunError> {
+fn solve<H: Separable<D>, D: Size>(cli: &Cli, h: &H, omega: Vector<f64, D>, kb: f64) -> Result<(), RunError> {
     cli.run.validate()?;
     cli.run.init_threads();
     let mut rng = <NctRng as rand::SeedableRng>::seed_from_u64(cli.run.seed);
@@ -213,21 +207,21 @@ fn solve<H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVe
     // Sampler tables of the trained states; the Ritz step builds its own (evaluation flags must not
     // change training).
     let n_max = labels.iter().flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
-    let nvp = if cli.net.couplings > 0 { Some(cli.net.real_nvp::<D>(MaskScheme::AlternatingHalves, &mut rng)?) } else { None };
+    let nvp = if cli.net.couplings > 0 { Some(cli.net.real_nvp(omega.size(), MaskScheme::AlternatingHalves, &mut rng)?) } else { None };
     match nvp {
-        Some(nvp) => solve_flow(cli, h, omega, kb, Chain::new(LinearBijector::<D>::new(), nvp), &labels, &ritz_basis, n_max, &order_w),
-        None => solve_flow(cli, h, omega, kb, LinearBijector::<D>::new(), &labels, &ritz_basis, n_max, &order_w),
+        Some(nvp) => solve_flow(cli, h, omega.clone(), kb, Chain::new(LinearBijector::new(omega.size()), nvp), &labels, &ritz_basis, n_max, &order_w),
+        None => solve_flow(cli, h, omega.clone(), kb, LinearBijector::new(omega.size()), &labels, &ritz_basis, n_max, &order_w),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, omega: nalgebra::SVector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], ritz_basis: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
+fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H, omega: Vector<f64, D>, kb: f64, flow: B, labels: &[Vec<usize>], ritz_basis: &[Vec<usize>], n_max: usize, order_w: &[f64]) -> Result<(), RunError> {
     let laplacian = match cli.laplacian {
         LaplacianArg::Jet => LaplacianMethod::Jet,
         LaplacianArg::Dual2 => LaplacianMethod::Dual2Passes,
         LaplacianArg::Hutchinson => LaplacianMethod::Hutchinson { probes: cli.probes },
     };
-    let states = QuantumNct::new(flow, omega, h.masses(), n_max).with_laplacian(laplacian);
+    let states = QuantumNct::new(flow, omega.clone(), h.masses(), n_max).with_laplacian(laplacian);
     let dir = RunDir::open_with_control(&cli.run, cli, EVAL_FLAGS)?;
     let engine = BatchEngine::new(32);
     let stream = SeedStream::new(cli.run.seed);
@@ -236,7 +230,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli
     let name = format!("vibrational/{}/{}", cli.system, if cli.net.couplings > 0 { "linear+realnvp" } else { "linear" });
     match cli.temperature {
         None => {
-            let reference_ritz = reference(&cli.system, D, cli, ritz_basis);
+            let reference_ritz = reference(&cli.system, omega.len(), cli, ritz_basis);
             let weights = match cli.weights {
                 WeightsArg::Equal => Weights::Equal,
                 WeightsArg::Decreasing => Weights::Decreasing,
@@ -277,9 +271,9 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli
             summary.insert("zpe".into(), json!(energies[0]));
             summary.insert("excitations".into(), json!(energies.iter().map(|x| x - energies[0]).collect::<Vec<_>>()));
             summary.insert("rejected".into(), json!(e.iter().map(|s| s.rejected).sum::<usize>()));
-            let reference = reference(&cli.system, D, cli, labels);
+            let reference = reference(&cli.system, omega.len(), cli, labels);
             summary.insert("reference".into(), json!(reference));
-            println!("== {} ({} modes), {} states, {} steps in {:.1} s", cli.system, D, labels.len(), out.steps_done, out.seconds);
+            println!("== {} ({} modes), {} states, {} steps in {:.1} s", cli.system, omega.len(), labels.len(), out.steps_done, out.seconds);
             println!("  {:<4} {:>16} {:>10} {:>14} {:>14} {:>16}", "n", "energy", "+-", "kinetic", "potential", "reference");
             for (k, s) in e.iter().enumerate() {
                 let r = reference.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
@@ -349,7 +343,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, const D: usize>(cli: &Cli
 }
 
 #[allow(clippy::too_many_arguments)]
-fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, const D: usize>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, t: f64, kt: f64, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
+fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, t: f64, kt: f64, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
     let engine = BatchEngine::new(32);
     let stream = SeedStream::new(cli.run.seed);
     let theta = model.new_params(&mut stream.named("init"));
@@ -376,9 +370,9 @@ fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, const D: usize>(
     summary.insert("V_err".into(), json!(v_err));
     summary.insert("S".into(), json!(s));
     summary.insert("temperature".into(), json!(t));
-    let f_exact: Option<f64> = (cli.system == "ndco").then(|| harmonic_free_energy(&ndco_normal_frequencies(D, cli.coupling), kt));
+    let f_exact: Option<f64> = (cli.system == "ndco").then(|| harmonic_free_energy(&ndco_normal_frequencies(h.dim().value(), cli.coupling), kt));
     summary.insert("F_exact".into(), json!(f_exact));
-    println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6} (K = {k:.6} +- {k_err:.6}, V = {v:.6} +- {v_err:.6}), S = {s:.5} k_B{}", cli.system, D, f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
+    println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6} (K = {k:.6} +- {k_err:.6}, V = {v:.6} +- {v_err:.6}), S = {s:.5} k_B{}", cli.system, h.dim().value(), f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
     if let Some(d) = &trainer.dir {
         let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
         line_plot(d.path(), "loss", "Free-energy estimate per step", "step", "F", &[Series { name: "F".into(), points: pts, markers: false }], f_exact.map(|x| ("exact F", x)), None)?;

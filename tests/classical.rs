@@ -1,14 +1,13 @@
 //! Classical neural canonical transformation end to end (small, seeded versions of the
 //! acceptance runs): exact free energies and frequencies of harmonic systems.
 
-use nalgebra::SVector;
 use nct::models::{HarmonicChain, HarmonicOscillator};
 use nct::*;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
 
-fn train_variational<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(model: &ClassicalNct<F, N>, h: &H, theta: &mut Vec<f64>, steps: u64, batch: usize, lr: f64, seed: u64) {
+fn train_variational<F: SymplecticLayer<Const<N>>, H: Hamiltonian<Const<N>>, const N: usize>(model: &ClassicalNct<F, Const<N>>, h: &H, theta: &mut Vec<f64>, steps: u64, batch: usize, lr: f64, seed: u64) {
     let engine = BatchEngine::new(16);
     let stream = SeedStream::new(seed);
     let mut opt = Adam::new(theta.len(), lr);
@@ -18,7 +17,7 @@ fn train_variational<F: SymplecticLayer<N>, H: Hamiltonian<N>, const N: usize>(m
 #[test]
 fn oscillator_variational_free_energy_and_frequency() {
     let h = HarmonicOscillator::new().with_omega0(2.0);
-    let model = ClassicalNct::new(LinearSymplectic::<1>::new(), LatentOscillators::<1>::new(1.0).unwrap());
+    let model = ClassicalNct::new(LinearSymplectic::new(Const::<1>), LatentOscillators::new(Const::<1>, 1.0).unwrap());
     let mut theta = model.new_params(&mut NctRng::seed_from_u64(1));
     train_variational(&model, &h, &mut theta, 2000, 64, 0.05, 1);
     let fe = model.free_energy(&theta, &h, 4000, &BatchEngine::default(), &SeedStream::new(99), 0);
@@ -31,7 +30,7 @@ fn oscillator_variational_free_energy_and_frequency() {
     // The learned frequency of the latent oscillator, mapped by the learned linear map, reproduces
     // the physical one: omega_latent * (scale of the map) = 2. The model's own omega is only
     // meaningful together with the map, so compare the composed Hessian instead.
-    let x0 = PhasePoint::<f64, 1>::new(SVector::from([0.3]), SVector::from([-0.2]));
+    let x0 = PhasePoint::<f64, Const<1>>::new(Vector::from([0.3]), Vector::from([-0.2]));
     let times: Vec<f64> = (0..50).map(|k| 0.1 * k as f64).collect();
     let traj = model.trajectory(&theta, &x0, &times);
     for (t, x) in times.iter().zip(&traj) {
@@ -46,7 +45,7 @@ fn harmonic_chain_linear_model_reaches_exact_free_energy() {
     let h = HarmonicChain::<N>::new().with_kappa(1.0);
     let f_exact = -13.604404;
     assert!((h.free_energy(1.0) - f_exact).abs() < 1e-6);
-    let model = ClassicalNct::new(LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05), LatentOscillators::<N>::new(1.0).unwrap());
+    let model = ClassicalNct::new(LinearSymplectic::with_shears(Const::<N>, 6).with_init_scale(0.05), LatentOscillators::new(Const::<N>, 1.0).unwrap());
     let mut theta = model.new_params(&mut NctRng::seed_from_u64(2));
     train_variational(&model, &h, &mut theta, 6000, 128, 0.02, 2);
     let fe = model.free_energy(&theta, &h, 20000, &BatchEngine::default(), &SeedStream::new(98), 0);
@@ -58,7 +57,7 @@ fn harmonic_chain_linear_model_reaches_exact_free_energy() {
         assert!((wl - we).abs() / we < 0.01, "omega_{}: {wl} vs {we}", k + 1);
     }
     // The learned slowest normal modes are the exact sine modes.
-    let modes = model.normal_modes(&theta, &PhasePoint::zeros());
+    let modes = model.normal_modes(&theta, &PhasePoint::zeros(Const));
     for k in 0..2 {
         let row: Vec<f64> = modes.row(k).iter().copied().collect();
         let exact = h.mode(k + 1);
@@ -77,13 +76,13 @@ fn harmonic_chain_linear_model_reaches_exact_free_energy() {
 }
 
 /// Exact configurations of the harmonic chain at beta = 1: q = sum_k u_k xi_k / omega_k.
-fn chain_samples<const N: usize>(h: &HarmonicChain<N>, n: usize, seed: u64) -> Vec<SVector<f64, N>> {
+fn chain_samples<const N: usize>(h: &HarmonicChain<N>, n: usize, seed: u64) -> Vec<Vector<f64, Const<N>>> {
     let mut rng = NctRng::seed_from_u64(seed);
     let w = h.frequencies();
     let modes: Vec<Vec<f64>> = (1..=N).map(|k| h.mode(k)).collect();
     (0..n)
         .map(|_| {
-            let mut q = SVector::<f64, N>::zeros();
+            let mut q = Vector::<f64, Const<N>>::zeros(Const);
             for k in 0..N {
                 let xi: f64 = StandardNormal.sample(&mut rng);
                 for i in 0..N {
@@ -102,9 +101,9 @@ fn harmonic_chain_maximum_likelihood_reaches_exact_nll() {
     let nll_exact = 21.604404; // n + ln Z at beta = 1
     let train = chain_samples(&h, 200_000, 11);
     let valid = chain_samples(&h, 20_000, 12);
-    let model = ClassicalNct::new(LinearSymplectic::<N>::with_shears(6).with_init_scale(0.05), LatentOscillators::<N>::new(1.0).unwrap());
+    let model = ClassicalNct::new(LinearSymplectic::with_shears(Const::<N>, 6).with_init_scale(0.05), LatentOscillators::new(Const::<N>, 1.0).unwrap());
     let mut theta = model.new_params(&mut NctRng::seed_from_u64(3));
-    let masses = SVector::<f64, N>::from_element(1.0);
+    let masses = Vector::<f64, Const<N>>::from_element(Const, 1.0);
     let engine = BatchEngine::new(16);
     let stream = SeedStream::new(3);
     let steps = 3000;
@@ -132,13 +131,13 @@ fn harmonic_chain_maximum_likelihood_reaches_exact_nll() {
 fn inverse_vjp_matches_finite_differences() {
     const N: usize = 3;
     let mut rng = NctRng::seed_from_u64(5);
-    let flow = Chain::new(PointTransform::new(real_nvp::<N>(2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut rng).unwrap()), LinearSymplectic::<N>::new().with_init_scale(0.2));
-    let model = ClassicalNct::new(flow, LatentOscillators::<N>::new(0.7).unwrap());
+    let flow = Chain::new(PointTransform::new(real_nvp(Const::<N>, 2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut rng).unwrap()), LinearSymplectic::new(Const::<N>).with_init_scale(0.2));
+    let model = ClassicalNct::new(flow, LatentOscillators::new(Const::<N>, 0.7).unwrap());
     let mut theta = model.new_params(&mut rng);
     for (k, t) in theta.iter_mut().enumerate() {
         *t += 0.2 * ((k as f64) * 1.3).sin();
     }
-    let x = PhasePoint::<f64, N>::new(SVector::from([0.4, -0.3, 0.8]), SVector::from([0.1, 0.5, -0.6]));
+    let x = PhasePoint::<f64, Const<N>>::new(Vector::from([0.4, -0.3, 0.8]), Vector::from([0.1, 0.5, -0.6]));
     let mut g = vec![0.0; theta.len()];
     let nll = model.nll_sample(&theta, &x, &mut g);
     assert!((nll + model.log_q(&theta, &x)).abs() < 1e-12);
@@ -164,10 +163,10 @@ fn batched_path_equals_per_sample_path() {
     let h = HarmonicChain::<N>::new().with_kappa(1.3);
     let mut rng = NctRng::seed_from_u64(21);
     let flow = Chain::new(
-        Chain::new(PointTransform::new(real_nvp::<N>(3, &[16, 16], Activation::Tanh, MaskScheme::RandomPermutation, &mut rng).unwrap()), LinearSymplectic::<N>::new().with_init_scale(0.1)),
-        Chain::new(SymplecticScaling::<N>::new(), GradientShear::<N>::kick(&[8], Activation::Softplus)),
+        Chain::new(PointTransform::new(real_nvp(Const::<N>, 3, &[16, 16], Activation::Tanh, MaskScheme::RandomPermutation, &mut rng).unwrap()), LinearSymplectic::new(Const::<N>).with_init_scale(0.1)),
+        Chain::new(SymplecticScaling::new(Const::<N>), GradientShear::kick(Const::<N>, &[8], Activation::Softplus)),
     );
-    let model = ClassicalNct::new(flow, LatentOscillators::<N>::new(0.8).unwrap());
+    let model = ClassicalNct::new(flow, LatentOscillators::new(Const::<N>, 0.8).unwrap());
     let mut theta = model.new_params(&mut rng);
     for (k, t) in theta.iter_mut().enumerate() {
         *t += 0.1 * ((k as f64) * 0.77).sin();

@@ -1,6 +1,5 @@
 //! Quantum NCT: exact checks and small trainings (seconds).
 
-use nalgebra::SVector;
 use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField};
 use nct::quantum::basis::lowest_levels;
 use nct::*;
@@ -14,12 +13,12 @@ fn rng(s: u64) -> NctRng {
 #[test]
 fn identity_flow_on_harmonic_ch3cn_is_exact_with_zero_variance() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vibrational/ch3cn.json");
-    let ff = match QuarticForceField::<12>::load(&p) {
+    let ff = match QuarticForceField::<Const<12>>::load(&p) {
         Ok(f) => f,
         Err(e) => return eprintln!("skipping: {e}"),
     };
     let h = ff.harmonic();
-    let model = QuantumNct::new(LinearBijector::<12>::new(), ff.omega, h.masses(), 4);
+    let model = QuantumNct::new(LinearBijector::new(Const::<12>), ff.omega, h.masses(), 4);
     let theta = vec![0.0; model.n_params()];
     let levels = lowest_levels(ff.omega.as_slice(), 2);
     let e = model.state_energies(&theta, &h, &levels, 200, &BatchEngine::default(), &SeedStream::new(1));
@@ -31,9 +30,9 @@ fn identity_flow_on_harmonic_ch3cn_is_exact_with_zero_variance() {
     }
 }
 
-fn random_flow(seed: u64) -> (Chain<LinearBijector<2>, RealNvp<2>>, Vec<f64>) {
+fn random_flow(seed: u64) -> (Chain<LinearBijector<Const<2>>, RealNvp<Const<2>>>, Vec<f64>) {
     let mut r = rng(seed);
-    let flow = Chain::new(LinearBijector::<2>::new(), real_nvp::<2>(2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut r).unwrap());
+    let flow = Chain::new(LinearBijector::new(Const::<2>), real_nvp(Const::<2>, 2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut r).unwrap());
     let mut theta = flow.new_params(&mut r);
     for (k, t) in theta.iter_mut().enumerate() {
         *t += 0.15 * ((k as f64) * 1.7).sin();
@@ -44,13 +43,13 @@ fn random_flow(seed: u64) -> (Chain<LinearBijector<2>, RealNvp<2>>, Vec<f64>) {
 #[test]
 fn states_are_orthonormal_and_sampling_is_exact() {
     let (flow, theta) = random_flow(3);
-    let model = QuantumNct::new(flow, SVector::from([1.0, 1.6]), SVector::from([1.0, 0.7]), 4);
+    let model = QuantumNct::new(flow, Vector::from([1.0, 1.6]), Vector::from([1.0, 0.7]), 4);
     let (n0, n1) = ([0usize, 0], [1usize, 2]);
     let h = 0.02;
     let (mut s00, mut s11, mut s01, mut mean_x) = (0.0, 0.0, 0.0, 0.0);
     for i in 0..700 {
         for j in 0..700 {
-            let x = SVector::<f64, 2>::from([-7.0 + h * i as f64, -7.0 + h * j as f64]);
+            let x = Vector::<f64, Const<2>>::from([-7.0 + h * i as f64, -7.0 + h * j as f64]);
             let (a, b) = (model.psi(&theta, &n0, &x), model.psi(&theta, &n1, &x));
             s00 += a * a;
             s11 += b * b;
@@ -69,14 +68,14 @@ fn states_are_orthonormal_and_sampling_is_exact() {
 #[test]
 fn local_energy_laplacian_matches_finite_differences() {
     let (flow, theta) = random_flow(5);
-    let masses = SVector::from([1.3, 0.6]);
-    let model = QuantumNct::new(flow, SVector::from([0.8, 1.9]), masses, 4);
-    let h = HarmonicModes::<2> { omega: SVector::from([0.0, 0.0]) };
+    let masses = Vector::from([1.3, 0.6]);
+    let model = QuantumNct::new(flow, Vector::from([0.8, 1.9]), masses, 4);
+    let h = HarmonicModes::<Const<2>> { omega: Vector::from([0.0, 0.0]) };
     let n = [2usize, 1];
-    for x in [SVector::from([0.3, -0.4]), SVector::from([-1.1, 0.7])] {
+    for x in [Vector::from([0.3, -0.4]), Vector::from([-1.1, 0.7])] {
         let e = model.local_energy(&theta, &h, &n, &x);
         let d = 1e-4;
-        let psi = |y: SVector<f64, 2>| model.psi(&theta, &n, &y);
+        let psi = |y: Vector<f64, Const<2>>| model.psi(&theta, &n, &y);
         let mut kin = 0.0;
         for i in 0..2 {
             let mut xp = x;
@@ -91,9 +90,9 @@ fn local_energy_laplacian_matches_finite_differences() {
 
 #[test]
 fn ndco_ground_state_from_training() {
-    let m = Ndco::<4>::new(0.1);
+    let m = Ndco::new(Const::<4>, 0.1);
     let exact = 2.166531218280;
-    let model = QuantumNct::new(LinearBijector::<4>::new(), m.w, m.masses(), 4);
+    let model = QuantumNct::new(LinearBijector::new(Const::<4>), m.w, m.masses(), 4);
     let mut theta = model.new_params(&mut rng(1));
     let labels = lowest_levels(m.w.as_slice(), 1);
     let engine = BatchEngine::new(32);
@@ -111,10 +110,10 @@ fn ndco_ground_state_from_training() {
 
 #[test]
 fn ndco_finite_temperature_with_product_occupations() {
-    let m = Ndco::<3>::new(0.1);
+    let m = Ndco::new(Const::<3>, 0.1);
     let t = 1.0;
     let exact = m.free_energy(t);
-    let states = QuantumNct::new(LinearBijector::<3>::new(), m.w, m.masses(), 11);
+    let states = QuantumNct::new(LinearBijector::new(Const::<3>), m.w, m.masses(), 11);
     let model = ThermalNct::new(states.clone(), ProductOccupation::new(1.0 / t, m.w.as_slice(), 12), Some(m.normal_frequencies())).unwrap();
     assert!(ThermalNct::new(states, ProductOccupation::new(1.0, m.w.as_slice(), 13), None).is_err(), "levels beyond the sampler tables are rejected");
     let mut theta = model.new_params(&mut rng(2));
@@ -144,15 +143,15 @@ fn ndco_finite_temperature_with_product_occupations() {
 fn laplacian_jet_equals_dual2_passes() {
     fn check<const D: usize>(seed: u64) {
         let mut r = rng(seed);
-        let flow = Chain::new(LinearBijector::<D>::new(), real_nvp::<D>(3, &[16, 16], Activation::Tanh, MaskScheme::RandomPermutation, &mut r).unwrap());
+        let flow = Chain::new(LinearBijector::new(Const::<D>), real_nvp(Const::<D>, 3, &[16, 16], Activation::Tanh, MaskScheme::RandomPermutation, &mut r).unwrap());
         let mut theta = flow.new_params(&mut r);
         for (k, t) in theta.iter_mut().enumerate() {
             *t += 0.1 * ((k as f64) * 0.91).sin();
         }
-        let omega = SVector::<f64, D>::from_fn(|i, _| 0.5 + 0.3 * i as f64);
-        let masses = SVector::<f64, D>::from_fn(|i, _| 1.0 + 0.2 * i as f64);
+        let omega = Vector::<f64, Const<D>>::from_fn(Const, |i| 0.5 + 0.3 * i as f64);
+        let masses = Vector::<f64, Const<D>>::from_fn(Const, |i| 1.0 + 0.2 * i as f64);
         let model = QuantumNct::new(flow, omega, masses, 4);
-        let h = HarmonicModes::<D> { omega };
+        let h = HarmonicModes::<Const<D>> { omega };
         let levels = lowest_levels(omega.as_slice(), 4);
         for n in &levels {
             let (x, _) = model.sample(&theta, n, &mut r);

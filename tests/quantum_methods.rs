@@ -1,7 +1,7 @@
 //! Quantum NCT estimators beyond exact sampling: Hutchinson Laplacian, kinetic/potential split,
 //! Metropolis sampling with blocking errors, and Ritz diagonalisation in the flow basis.
 
-use nalgebra::{DMatrix, SVector};
+use nalgebra::DMatrix;
 use nct::models::vibrational::{HarmonicModes, Ndco};
 use nct::quantum::metropolis::Metropolis;
 use nct::*;
@@ -11,9 +11,9 @@ fn rng(s: u64) -> NctRng {
     NctRng::seed_from_u64(s)
 }
 
-fn random_flow<const D: usize>(seed: u64) -> (Chain<LinearBijector<D>, RealNvp<D>>, Vec<f64>) {
+fn random_flow<const D: usize>(seed: u64) -> (Chain<LinearBijector<Const<D>>, RealNvp<Const<D>>>, Vec<f64>) {
     let mut r = rng(seed);
-    let flow = Chain::new(LinearBijector::<D>::new(), real_nvp::<D>(2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut r).unwrap());
+    let flow = Chain::new(LinearBijector::new(Const::<D>), real_nvp(Const::<D>, 2, &[6], Activation::Tanh, MaskScheme::EvenOdd, &mut r).unwrap());
     let mut theta = flow.new_params(&mut r);
     for (k, t) in theta.iter_mut().enumerate() {
         *t += 0.15 * ((k as f64) * 1.7).sin();
@@ -24,28 +24,28 @@ fn random_flow<const D: usize>(seed: u64) -> (Chain<LinearBijector<D>, RealNvp<D
 #[test]
 fn hutchinson_laplacian_is_unbiased_and_exact_for_diagonal_hessians() {
     // Identity flow on uncoupled modes: the Hessian of ln psi is diagonal, so every probe is exact.
-    let h = HarmonicModes::<3> { omega: SVector::from([0.7, 1.1, 1.9]) };
-    let model = QuantumNct::new(LinearBijector::<3>::new(), h.omega, h.masses(), 3);
+    let h = HarmonicModes::<Const<3>> { omega: Vector::from([0.7, 1.1, 1.9]) };
+    let model = QuantumNct::new(LinearBijector::new(Const::<3>), h.omega, h.masses(), 3);
     let theta = vec![0.0; model.n_params()];
     let mut r = rng(1);
     for n in [[0usize, 0, 0], [1, 0, 2]] {
-        let x = SVector::from([0.3, -0.8, 0.45]);
+        let x = Vector::from([0.3, -0.8, 0.45]);
         let exact = model.kinetic_jet(&theta, &n, &x);
         let one = model.kinetic_hutchinson(&theta, &n, &x, 1, &mut r);
         assert!((one - exact).abs() < 1e-12 * exact.abs().max(1.0), "{one} vs {exact}");
     }
     // Random flow, unequal masses: the probe average converges to the exact Laplacian.
     let (flow, theta) = random_flow::<3>(5);
-    let model = QuantumNct::new(flow, SVector::from([1.0, 1.4, 0.8]), SVector::from([1.0, 0.6, 2.0]), 3);
+    let model = QuantumNct::new(flow, Vector::from([1.0, 1.4, 0.8]), Vector::from([1.0, 0.6, 2.0]), 3);
     let n = [1usize, 0, 1];
-    let x = SVector::from([0.2, -0.5, 0.9]);
+    let x = Vector::from([0.2, -0.5, 0.9]);
     let exact = model.kinetic_jet(&theta, &n, &x);
     let draws: Vec<f64> = (0..4000).map(|_| model.kinetic_hutchinson(&theta, &n, &x, 1, &mut r)).collect();
     let (m, err) = mean_and_error(&draws);
     assert!(err > 1e-6, "off-diagonal Hessian terms must make single probes noisy");
     assert!((m - exact).abs() < 4.0 * err, "Hutchinson {m} +- {err} vs exact {exact}");
     // Walkers use the configured method.
-    let hm = Ndco::<3>::new(0.1);
+    let hm = Ndco::new(Const::<3>, 0.1);
     let model = model.with_laplacian(LaplacianMethod::Hutchinson { probes: 2 });
     let w = model.walker(&theta, &hm, &n, &mut r);
     assert!(!w.rejected && (w.e_loc - w.kinetic - w.potential).abs() < 1e-12);
@@ -54,8 +54,8 @@ fn hutchinson_laplacian_is_unbiased_and_exact_for_diagonal_hessians() {
 #[test]
 fn kinetic_and_potential_split_obeys_the_virial_theorem() {
     // Harmonic eigenstates: <K> = <V> = E/2 (virial theorem), with per-sample E_loc = K_loc + V.
-    let h = HarmonicModes::<2> { omega: SVector::from([0.8, 1.3]) };
-    let model = QuantumNct::new(LinearBijector::<2>::new(), h.omega, h.masses(), 3);
+    let h = HarmonicModes::<Const<2>> { omega: Vector::from([0.8, 1.3]) };
+    let model = QuantumNct::new(LinearBijector::new(Const::<2>), h.omega, h.masses(), 3);
     let theta = vec![0.0; model.n_params()];
     let labels = vec![vec![0, 0], vec![2, 1]];
     let e = model.state_energies(&theta, &h, &labels, 20000, &BatchEngine::default(), &SeedStream::new(3));
@@ -72,7 +72,7 @@ fn kinetic_and_potential_split_obeys_the_virial_theorem() {
 #[test]
 fn metropolis_agrees_with_exact_sampling_and_is_thread_independent() {
     let (flow, theta) = random_flow::<2>(11);
-    let h = Ndco::<2>::new(0.2);
+    let h = Ndco::new(Const::<2>, 0.2);
     let model = QuantumNct::new(flow, h.w, h.masses(), 4);
     let engine = BatchEngine::new(16);
     for n in [vec![0usize, 0], vec![1, 0]] {
@@ -98,7 +98,7 @@ fn metropolis_agrees_with_exact_sampling_and_is_thread_independent() {
 
 /// Harmonic basis matrix of NDCO, exactly: diagonal sum_i w_i (n_i + 1/2) plus the coupling
 /// a sqrt(w_i w_j) x_i x_j with <n|x|n+1> = sqrt((n+1)/(2w)).
-fn ndco_matrix<const D: usize>(h: &Ndco<D>, basis: &[Vec<usize>]) -> DMatrix<f64> {
+fn ndco_matrix<const D: usize>(h: &Ndco<Const<D>>, basis: &[Vec<usize>]) -> DMatrix<f64> {
     let x = |w: f64, m: usize, n: usize| -> f64 {
         if m == n + 1 {
             (m as f64 / (2.0 * w)).sqrt()
@@ -125,8 +125,8 @@ fn ndco_matrix<const D: usize>(h: &Ndco<D>, basis: &[Vec<usize>]) -> DMatrix<f64
 
 #[test]
 fn ritz_in_the_harmonic_basis_matches_the_exact_basis_matrix() {
-    let h = Ndco::<3>::new(0.3);
-    let model = QuantumNct::new(LinearBijector::<3>::new(), h.w, h.masses(), 4);
+    let h = Ndco::new(Const::<3>, 0.3);
+    let model = QuantumNct::new(LinearBijector::new(Const::<3>), h.w, h.masses(), 4);
     let theta = vec![0.0; model.n_params()];
     let basis: Vec<Vec<usize>> = (0..=2usize).flat_map(|a| (0..=2usize).flat_map(move |b| (0..=2usize).map(move |c| vec![a, b, c]))).filter(|n| n.iter().sum::<usize>() <= 2).collect();
     assert_eq!(basis.len(), 10);
@@ -153,18 +153,18 @@ fn ritz_in_the_harmonic_basis_matches_the_exact_basis_matrix() {
 fn ritz_rows_equal_local_energies_and_are_exact_for_eigenstates() {
     // Rows: (H psi_k) / |det f'|^1/2 divided by phi_k is the local energy of state k.
     let (flow, theta) = random_flow::<3>(8);
-    let h = Ndco::<3>::new(0.1);
+    let h = Ndco::new(Const::<3>, 0.1);
     let model = QuantumNct::new(flow, h.w, h.masses(), 3);
     let basis = vec![vec![0usize, 0, 0], vec![1, 0, 0], vec![0, 2, 1]];
-    let x = SVector::from([0.4, -0.3, 0.7]);
+    let x = Vector::from([0.4, -0.3, 0.7]);
     let (phi, hphi) = model.basis_rows(&theta, &h, &basis, &x).unwrap();
     for (k, n) in basis.iter().enumerate() {
         let e = model.local_energy(&theta, &h, n, &x);
         assert!((hphi[k] / phi[k] - e).abs() < 1e-9 * e.abs().max(1.0), "{} vs {e}", hphi[k] / phi[k]);
     }
     // Zero-variance principle: a basis of exact eigenstates gives exact levels from few samples.
-    let hm = HarmonicModes::<3> { omega: SVector::from([0.7, 1.1, 1.9]) };
-    let exact_model = QuantumNct::new(LinearBijector::<3>::new(), hm.omega, hm.masses(), 3);
+    let hm = HarmonicModes::<Const<3>> { omega: Vector::from([0.7, 1.1, 1.9]) };
+    let exact_model = QuantumNct::new(LinearBijector::new(Const::<3>), hm.omega, hm.masses(), 3);
     let t0 = vec![0.0; exact_model.n_params()];
     let r = exact_model.ritz(&t0, &hm, &basis, 60, 3, &BatchEngine::default(), &SeedStream::new(2)).unwrap();
     let mut want: Vec<f64> = basis.iter().map(|n| (0..3).map(|i| hm.omega[i] * (n[i] as f64 + 0.5)).sum()).collect();
@@ -180,7 +180,7 @@ fn ritz_rows_equal_local_energies_and_are_exact_for_eigenstates() {
 /// VCI matrix of a quartic force field in the harmonic product basis (dimensionless normal
 /// coordinates, unit width): exact matrix elements from powers of the 1D position matrix
 /// $\langle m|q|n\rangle = \sqrt{(n+1)/2}\,\delta_{m,n+1} + \sqrt{n/2}\,\delta_{m,n-1}$.
-fn vci_matrix<const D: usize>(ff: &nct::models::vibrational::QuarticForceField<D>, basis: &[Vec<usize>]) -> DMatrix<f64> {
+fn vci_matrix<const D: usize>(ff: &nct::models::vibrational::QuarticForceField<Const<D>>, basis: &[Vec<usize>]) -> DMatrix<f64> {
     let size = basis.iter().flatten().copied().max().unwrap_or(0) + 6;
     let q = DMatrix::from_fn(size, size, |m, n| if m == n + 1 { (m as f64 / 2.0).sqrt() } else if n == m + 1 { (n as f64 / 2.0).sqrt() } else { 0.0 });
     let mut powers = vec![DMatrix::identity(size, size)];
@@ -202,7 +202,7 @@ fn vci_matrix<const D: usize>(ff: &nct::models::vibrational::QuarticForceField<D
 #[test]
 fn ritz_on_the_h2o_force_field_matches_vci_in_the_same_basis() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vibrational/h2o.json");
-    let ff = match nct::models::vibrational::QuarticForceField::<3>::load(&p) {
+    let ff = match nct::models::vibrational::QuarticForceField::<Const<3>>::load(&p) {
         Ok(f) => f,
         Err(e) => return eprintln!("skipping: {e}"),
     };
@@ -213,7 +213,7 @@ fn ritz_on_the_h2o_force_field_matches_vci_in_the_same_basis() {
     eprintln!("VCI({}) levels {:?}", basis.len(), &vci[..6]);
     assert!(vci[0] > 4635.1104 && vci[0] < 4700.0, "VCI ZPE {}", vci[0]);
     // Identity flow: the flow basis is the harmonic basis, so Monte Carlo Ritz must reproduce VCI.
-    let model = QuantumNct::new(LinearBijector::<3>::new(), ff.omega, ff.masses(), 8);
+    let model = QuantumNct::new(LinearBijector::new(Const::<3>), ff.omega, ff.masses(), 8);
     let theta = vec![0.0; model.n_params()];
     let ritz = model.ritz(&theta, &ff, &basis, 40_000, 20, &BatchEngine::default(), &SeedStream::new(3)).unwrap();
     for (k, (l, e)) in ritz.levels.iter().zip(&vci).take(6).enumerate() {

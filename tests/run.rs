@@ -1,7 +1,6 @@
 //! Run machinery: resume, atomic checkpoints, corrupted files, NaN handling, input errors, CLI.
 
 use clap::Parser;
-use nalgebra::SVector;
 use nct::models::HarmonicChain;
 use nct::run::atomic::FailPoint;
 use nct::run::classical::train_variational;
@@ -27,8 +26,8 @@ fn cli(args: &[&str]) -> Cli {
     parse_from_with_defaults(argv, &[("steps", "40"), ("batch", "16"), ("lr", "0.02"), ("checkpoint_every", "7"), ("eval_samples", "100")]).unwrap()
 }
 
-fn model() -> ClassicalNct<LinearSymplectic<4>, 4> {
-    ClassicalNct::new(LinearSymplectic::<4>::new().with_init_scale(0.05), LatentOscillators::<4>::new(1.0).unwrap())
+fn model() -> ClassicalNct<LinearSymplectic<Const<4>>, Const<4>> {
+    ClassicalNct::new(LinearSymplectic::new(Const::<4>).with_init_scale(0.05), LatentOscillators::new(Const::<4>, 1.0).unwrap())
 }
 
 fn metrics_without_time(dir: &Path) -> Vec<Value> {
@@ -99,7 +98,7 @@ fn resume_checks_the_model_and_the_directory() {
     let e = train_variational(&c3.run, &c3, "chain4", &m, &h).err().unwrap().to_string();
     assert!(e.contains("cannot resume") && e.contains("config.json"), "{e}");
     // A checkpoint of another model.
-    let other = ClassicalNct::new(LinearSymplectic::<4>::with_shears(2), LatentOscillators::<4>::new(1.0).unwrap());
+    let other = ClassicalNct::new(LinearSymplectic::with_shears(Const::<4>, 2), LatentOscillators::new(Const::<4>, 1.0).unwrap());
     let c4 = cli(&["--resume", d.to_str().unwrap(), "--quiet", "--steps", "8"]);
     let e = train_variational(&c4.run, &c4, "chain4", &other, &h).err().unwrap().to_string();
     assert!(e.contains("another model"), "{e}");
@@ -186,8 +185,11 @@ fn safetensors_view(data: &[u8]) -> Vec<u8> {
 
 /// Potential that is NaN beyond q_0 = 1.5 (a hole in the surface).
 struct Holey;
-impl Separable<4> for Holey {
-    fn potential<D: Scalar>(&self, q: &SVector<D, 4>) -> D {
+impl Separable<Const<4>> for Holey {
+    fn dim(&self) -> Const<4> {
+        Const
+    }
+    fn potential<D: Scalar>(&self, q: &Vector<D, Const<4>>) -> D {
         let mut v = D::zero();
         for i in 0..4 {
             v += q[i] * q[i] * 0.5;

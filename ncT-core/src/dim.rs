@@ -190,6 +190,18 @@ impl<N: Size> Vector<f64, N> {
     pub fn norm(&self) -> f64 {
         self.norm_squared().sqrt()
     }
+    /// Absolute values.
+    pub fn abs(&self) -> Self {
+        self.map(f64::abs)
+    }
+    /// Largest coordinate (`-inf` for an empty vector).
+    pub fn max(&self) -> f64 {
+        self.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    }
+    /// Largest absolute value (0 for an empty vector).
+    pub fn amax(&self) -> f64 {
+        self.iter().fold(0.0, |m, v| m.max(v.abs()))
+    }
     /// As a heap-allocated nalgebra vector.
     pub fn to_dvector(&self) -> nalgebra::DVector<f64> {
         nalgebra::DVector::from_column_slice(self.as_slice())
@@ -233,6 +245,20 @@ macro_rules! elementwise {
             type Output = Vector<T, N>;
             #[inline]
             fn $f(self, rhs: Self) -> Vector<T, N> {
+                self.zip_map(rhs, |a, b| a $op b)
+            }
+        }
+        impl<T: Copy + Send + Sync + $tr<Output = T>, N: Size> $tr<Vector<T, N>> for &Vector<T, N> {
+            type Output = Vector<T, N>;
+            #[inline]
+            fn $f(self, rhs: Vector<T, N>) -> Vector<T, N> {
+                self.zip_map(&rhs, |a, b| a $op b)
+            }
+        }
+        impl<T: Copy + Send + Sync + $tr<Output = T>, N: Size> $tr<&Vector<T, N>> for Vector<T, N> {
+            type Output = Vector<T, N>;
+            #[inline]
+            fn $f(self, rhs: &Vector<T, N>) -> Vector<T, N> {
                 self.zip_map(rhs, |a, b| a $op b)
             }
         }

@@ -513,6 +513,7 @@ impl FlowDef {
                 quote! {
                     impl #trait_path for #name {
                         type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::SymplecticLayer<::nct::Const<#dim>>>::Cache<D>, )* );
+                        fn dim(&self) -> ::nct::Const<#dim> { ::nct::Const }
                         fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, ::nct::Const<#dim>>) -> (::nct::PhasePoint<D, ::nct::Const<#dim>>, Self::Cache<D>) {
                             let o = self.__nct_offsets();
                             let y = x.clone();
@@ -540,6 +541,7 @@ impl FlowDef {
                 quote! {
                     impl #trait_path for #name {
                         type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::Bijector<::nct::Const<#dim>>>::Cache<D>, )* );
+                        fn dim(&self) -> ::nct::Const<#dim> { ::nct::Const }
                         fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::Vector<D, ::nct::Const<#dim>>) -> (::nct::Vector<D, ::nct::Const<#dim>>, D, Self::Cache<D>) {
                             let o = self.__nct_offsets();
                             let y = x.clone();

@@ -16,8 +16,7 @@ use proc_macro::TokenStream;
 /// scalar, so forces, Hessians and Hamilton's equations come for free.
 ///
 /// ```
-/// use nct::{Hamiltonian, Separable};
-/// use nct::nalgebra::SVector;
+/// use nct::{Const, Dyn, Hamiltonian, Separable, Vector};
 ///
 /// nct::hamiltonian! {
 ///     /// Fermi-Pasta-Ulam-Tsingou chain with fixed ends.
@@ -34,14 +33,28 @@ use proc_macro::TokenStream;
 /// }
 ///
 /// let h = Fput::<4>::new().with_alpha(0.5);
-/// let q = SVector::<f64, 4>::from([0.1, -0.2, 0.3, 0.0]);
-/// let f = h.forces(&q, &SVector::zeros());          // -dV/dq by forward mode
+/// let q = Vector::<f64, Const<4>>::from([0.1, -0.2, 0.3, 0.0]);
+/// let f = h.forces(&q, &Vector::zeros(Const));       // -dV/dq by forward mode
 /// let d = q[1] - q[0];                               // F_0 = -q_0 + d + alpha d^3
 /// assert!((f[0] - (-q[0] + d + 0.5 * d.powi(3))).abs() < 1e-12);
+///
+/// // The number of degrees of freedom can also be a runtime value: a `usize` parameter named by
+/// // `dof = ...;` gives a model of dimension `Dyn`.
+/// nct::hamiltonian! {
+///     /// Harmonic chain of `n` sites with fixed ends.
+///     pub struct Chain { n: usize = 8, kappa: f64 = 1.0 }
+///     dof = n;
+///     potential(q) = 0.5 * kappa * (q[0] * q[0] + q[n - 1] * q[n - 1] + sum(i in 0..n - 1) (q[i + 1] - q[i]).powi(2));
+/// }
+/// let c = Chain::new().with_n(12);
+/// assert_eq!(Separable::dim(&c), Dyn(12));
+/// let q = Vector::from_fn(Dyn(12), |i| 0.1 * i as f64);
+/// assert!((c.potential_gradient(&q).1[11] - (2.0 * 1.1 - 1.0)).abs() < 1e-12);
 /// ```
 ///
 /// Syntax: a struct with `name: f64 = default` parameters (each gets a `with_name` builder); the
-/// degrees of freedom as `<const N: usize>`, `dof = n;` or `particles = P; dim = d;`; optional
+/// degrees of freedom as `<const N: usize>`, `dof = 3;` (a literal), `dof = n;` (a `usize` parameter: runtime
+/// dimension `Dyn`) or `particles = P; dim = d;`; optional
 /// `masses = [...];` (one per degree of freedom or per particle); then either `potential(q) = ...;`
 /// with an optional `kinetic(p) = ...;` (default $\sum p_i^2/2m_i$), or a non-separable
 /// `energy(q, p) = ...;`. Bodies are expressions or blocks; `sum(i in a..b) expr` sums `expr`
@@ -75,7 +88,7 @@ pub fn hamiltonian(input: TokenStream) -> TokenStream {
 ///
 /// let flow = ChainFlow::new(42);                      // masks drawn from seed 42
 /// let theta = flow.new_params(&mut <NctRng as rand::SeedableRng>::seed_from_u64(1));
-/// let x = PhasePoint::<f64, 8>::zeros();
+/// let x = PhasePoint::<f64, Const<8>>::zeros(Const);
 /// let (y, _) = flow.forward(&theta, &x);             // starts at the identity
 /// assert_eq!(y, x);
 /// println!("{flow}");                                 // layers, shapes, parameter counts
@@ -118,11 +131,11 @@ pub fn flow(input: TokenStream) -> TokenStream {
 ///
 /// #[nct::layer(symplectic, dim = 1, params = 1, init = 0.1)]
 /// impl PhaseRotation {
-///     fn forward<D: Scalar>(&self, theta: &[D], x: &PhasePoint<D, 1>) -> PhasePoint<D, 1> {
+///     fn forward<D: Scalar>(&self, theta: &[D], x: &PhasePoint<D, Const<1>>) -> PhasePoint<D, Const<1>> {
 ///         let (s, c) = theta[0].sin_cos();
 ///         PhasePoint::new(x.q * c + x.p * s, x.p * c - x.q * s)
 ///     }
-///     fn inverse<D: Scalar>(&self, theta: &[D], y: &PhasePoint<D, 1>) -> PhasePoint<D, 1> {
+///     fn inverse<D: Scalar>(&self, theta: &[D], y: &PhasePoint<D, Const<1>>) -> PhasePoint<D, Const<1>> {
 ///         let (s, c) = theta[0].sin_cos();
 ///         PhasePoint::new(y.q * c - y.p * s, y.p * c + y.q * s)
 ///     }
@@ -133,9 +146,9 @@ pub fn flow(input: TokenStream) -> TokenStream {
 /// assert!(report.passed(1e-6, 1e-12), "{report}");
 /// ```
 ///
-/// Kinds: `symplectic, dim = N` (forward and inverse on `PhasePoint<D, N>`, implements
-/// `SymplecticLayer<N>`) and `map, input = I, output = O` (forward on `SVector<D, I>`, implements
-/// `Layer<I, O>`). `params = P` is the number of parameters; `init = s` draws them as `s * N(0, 1)`
+/// Kinds: `symplectic, dim = N` (forward and inverse on `PhasePoint<D, Const<N>>`, implements
+/// `SymplecticLayer<Const<N>>`) and `map, input = I, output = O` (forward on `Vector<D, Const<I>>`,
+/// implements `Layer<Const<I>, Const<O>>`). `params = P` is the number of parameters; `init = s` draws them as `s * N(0, 1)`
 /// (default 0). A hand-written VJP can replace the generated one by implementing the trait by hand.
 #[proc_macro_attribute]
 pub fn layer(attr: TokenStream, item: TokenStream) -> TokenStream {

@@ -5,6 +5,6 @@ nct::flow! {
 }
 
 fn main() {
-    let model = ClassicalNct::new(Flow8::new(0), LatentOscillators::<4>::new(1.0).unwrap());
+    let model = ClassicalNct::new(Flow8::new(0), LatentOscillators::new(Const::<4>, 1.0).unwrap());
     let _ = model;
 }

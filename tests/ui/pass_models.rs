@@ -17,10 +17,10 @@ nct::flow! {
 }
 
 fn main() {
-    let states = QuantumNct::new(Vib::new(1), nalgebra::SVector::from([1.0, 1.5, 2.0]), nalgebra::SVector::from([1.0; 3]), 4);
+    let states = QuantumNct::new(Vib::new(1), Vector::from([1.0, 1.5, 2.0]), Vector::from([1.0; 3]), 4);
     let _ = states.n_params();
     let h = DoubleWell::new();
     let flow = Flow::new(0);
-    let model = ClassicalNct::new(flow, LatentOscillators::<2>::new(1.0).unwrap());
+    let model = ClassicalNct::new(flow, LatentOscillators::new(Const::<2>, 1.0).unwrap());
     let _ = (h, model);
 }
