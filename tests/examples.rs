@@ -1,0 +1,59 @@
+//! The examples at sizes chosen on the command line (runtime dimensions), run as a user would:
+//! the release binaries that `cargo test` builds beside the test executables.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let p = dir.join("examples").join(name);
+    assert!(p.exists(), "{} is missing: `cargo test` builds the examples before the tests", p.display());
+    p
+}
+
+fn run(name: &str, args: &[&str], cwd: &std::path::Path) -> Value {
+    let out = Command::new(example(name)).args(args).current_dir(cwd).output().expect("example runs");
+    assert!(out.status.success(), "{name} {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let i = args.iter().position(|a| *a == "--out").expect("--out given");
+    let text = std::fs::read_to_string(cwd.join(args[i + 1]).join("summary.json")).expect("summary.json written");
+    serde_json::from_str(&text).expect("summary.json parses")
+}
+
+#[test]
+fn harmonic_chain_of_any_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = run("harmonic_chain", &["--n", "12", "--kappa", "2.5", "--model", "linear", "--quiet", "--out", "chain12"], dir.path());
+    // Closed form: F = -sum_k ln(2 pi / (beta omega_k)) / beta, omega_k = 2 sqrt(kappa) sin(k pi / (2 (n + 1))).
+    let (n, kappa) = (12.0f64, 2.5f64);
+    let exact: f64 = -(1..=12).map(|k| (2.0 * std::f64::consts::PI / (2.0 * kappa.sqrt() * (k as f64 * std::f64::consts::PI / (2.0 * (n + 1.0))).sin())).ln()).sum::<f64>();
+    assert!((exact - (-15.274306)).abs() < 1e-6, "{exact}");
+    let f_var = s["F_var"].as_f64().unwrap();
+    assert!((f_var - exact).abs() < 0.02, "F_var = {f_var}, exact {exact}");
+    assert_eq!(s["n"], 12);
+    // Sizes that cannot work are refused with the flag named.
+    let out = Command::new(example("harmonic_chain")).args(["--n", "0", "--quiet"]).current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--n"));
+}
+
+#[test]
+fn vibrational_force_field_file_equals_builtin_molecule() {
+    // From a directory without any data folder: the molecules ship with the crate.
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--states", "2", "--couplings", "2", "--hidden", "8", "--steps", "15", "--batch", "64", "--eval-samples", "400", "--quiet"];
+    let builtin = run("vibrational", &[&["--system", "h2o", "--out", "builtin"][..], &args[..]].concat(), dir.path());
+    let copy = dir.path().join("water.json");
+    std::fs::write(&copy, include_str!("../ncT-models/data/vibrational/h2o.json")).unwrap();
+    let file = run("vibrational", &[&["--force-field", copy.to_str().unwrap(), "--system", "h2o", "--out", "file"][..], &args[..]].concat(), dir.path());
+    for key in ["energies", "energies_err", "kinetic", "potential"] {
+        assert_eq!(builtin[key], file[key], "{key}");
+        assert!(builtin[key].as_array().is_some_and(|a| a.len() == 2), "{key}: {}", builtin[key]);
+    }
+    // A force field of another size (any number of modes) runs the same way.
+    let two = dir.path().join("two.json");
+    std::fs::write(&two, r#"{"molecule": "toy", "n_modes": 5, "harmonic_frequencies_cm": [1000, 1200, 1500, 2000, 3000], "cubic": [[0, 1, 2, 10.0]], "quartic": [[0, 0, 1, 1, 1.0]]}"#).unwrap();
+    let toy = run("vibrational", &[&["--force-field", two.to_str().unwrap(), "--out", "toy"][..], &args[..]].concat(), dir.path());
+    let zpe = toy["energies"][0].as_f64().unwrap();
+    assert!((zpe - 4350.0).abs() < 50.0, "toy ZPE {zpe} (harmonic 4350)");
+}
