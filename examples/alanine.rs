@@ -24,8 +24,10 @@ const N: usize = 30;
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Maximum-likelihood NCT of alanine dipeptide (units: nm, amu, kJ/mol, ps)")]
 struct Cli {
-    /// Folder with positions.npy, dihedrals.npy and trajectories.json.
-    #[arg(long, default_value = "../shared/data/alanine-dipeptide")]
+    /// Folder with positions.npy, dihedrals.npy and trajectories.json (the OpenMM data set of the
+    /// project's shared data folder; the default is resolved from the crate root, not the working
+    /// directory).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/alanine-dipeptide"))]
     data: PathBuf,
     /// Temperature in kelvin (> 0); beta = 1 / (k_B T) in mol/kJ.
     #[arg(long, default_value_t = 300.0)]
@@ -61,6 +63,14 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     if !(cli.jitter.is_finite() && cli.jitter >= 0.0) {
         return Err(invalid("--jitter", cli.jitter, "a noise level >= 0 in nm"));
+    }
+    if !cli.data.join("positions.npy").exists() {
+        return Err(RunError::Data {
+            file: cli.data.clone(),
+            why: "no positions.npy here. The alanine-dipeptide trajectories (OpenMM, 10 heavy atoms; see their README) are not part of the repository: \
+                  they live in the shared data folder beside the project root (shared/data/alanine-dipeptide). Pass --data DIR to point at a copy"
+                .into(),
+        });
     }
     let data = AlanineData::load(&cli.data, cli.stride).map_err(|e| RunError::Data { file: cli.data.clone(), why: e.to_string() })?;
     let (train_idx, valid_idx) = block_split(&data.blocks, cli.valid_fraction);
