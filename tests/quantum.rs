@@ -12,7 +12,7 @@ fn rng(s: u64) -> NctRng {
 
 #[test]
 fn identity_flow_on_harmonic_ch3cn_is_exact_with_zero_variance() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vibrational/ch3cn.json");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("ncT-models/data/vibrational/ch3cn.json");
     let ff = match QuarticForceField::<Const<12>>::load(&p) {
         Ok(f) => f,
         Err(e) => return eprintln!("skipping: {e}"),

@@ -201,7 +201,7 @@ fn vci_matrix<const D: usize>(ff: &nct::models::vibrational::QuarticForceField<C
 
 #[test]
 fn ritz_on_the_h2o_force_field_matches_vci_in_the_same_basis() {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/vibrational/h2o.json");
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ncT-models/data/vibrational/h2o.json");
     let ff = match nct::models::vibrational::QuarticForceField::<Const<3>>::load(&p) {
         Ok(f) => f,
         Err(e) => return eprintln!("skipping: {e}"),
