@@ -79,7 +79,8 @@ pub fn seed_block<const B: usize, N: Size>(x: &Vector<f64, N>, start: usize) -> 
 pub fn gradient<N: Size, F: ScalarField<N> + ?Sized>(f: &F, x: &Vector<f64, N>) -> (f64, Vector<f64, N>) {
     let n = x.len();
     let mut g = Vector::zeros(x.size());
-    let mut value = f.value(x);
+    // Every block pass carries the value; only an empty vector needs a plain evaluation.
+    let mut value = if n == 0 { f.value(x) } else { 0.0 };
     with_block_width!(n, B => {
         for start in (0..n).step_by(B) {
             let v = f.value(&seed_block::<B, N>(x, start));
