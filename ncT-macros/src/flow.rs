@@ -134,10 +134,33 @@ struct Resolved {
     pretty: String,
 }
 
-struct Ctx<'a> {
-    dim: &'a TokenStream,
+struct Ctx {
+    /// The dimension type: `::nct::Const<n>` or `::nct::Dyn`.
+    dty: TokenStream,
     dim_value: Option<usize>,
     errors: Vec<syn::Error>,
+    /// The layer being resolved (names its builder options).
+    cur_field: Option<Ident>,
+    /// Options of built-in layers that the generated builder can set at run time.
+    slots: Vec<Slot>,
+}
+
+/// How a builder option is checked when the flow is built.
+#[derive(Clone, Copy)]
+enum Check {
+    IntMin(usize),
+    Float { positive: bool },
+    Widths,
+}
+
+/// One runtime-settable option: `<field>_<option>` on the builder.
+struct Slot {
+    name: Ident,
+    opt: String,
+    what: String,
+    ty: TokenStream,
+    default: TokenStream,
+    check: Check,
 }
 
 fn last_segment(ty: &Type) -> Option<(&Ident, &PathArguments)> {
@@ -164,7 +187,7 @@ fn lit_usize(e: &Expr) -> Option<usize> {
     }
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn err(&mut self, span: Span, msg: impl Into<String>) {
         self.errors.push(syn::Error::new(span, msg.into()));
     }
@@ -249,6 +272,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Registers option `opt` of the current layer as a builder field with the compile-time
+    /// `value` as its default; returns the expression that reads it (`__b.<field>_<opt>`).
+    fn slot(&mut self, opt: &str, ty: TokenStream, value: TokenStream, check: Check) -> TokenStream {
+        let field = self.cur_field.clone().expect("slots belong to a layer");
+        let name = format_ident!("{}_{}", field, opt);
+        let default = match check {
+            Check::Widths => quote!(::std::vec::Vec::from(#value)),
+            _ => value,
+        };
+        self.slots.push(Slot { name: name.clone(), opt: opt.to_string(), what: format!("{field}.{opt}"), ty, default, check });
+        quote!(__b.#name)
+    }
+
     fn activation(&mut self, kind: Kind, opts: &[(Ident, Expr)]) -> TokenStream {
         self.ident_opt(kind, opts, "activation", &[("tanh", quote!(::nct::Activation::Tanh)), ("softplus", quote!(::nct::Activation::Softplus))])
     }
@@ -273,7 +309,7 @@ impl Ctx<'_> {
 
     /// Constructor of a configuration-space coupling layer (RealNvp / AffineCoupling).
     fn coupling(&mut self, kind: Kind, span: Span, opts: &[(Ident, Expr)]) -> (TokenStream, TokenStream) {
-        let dim = self.dim;
+        let dty = self.dty.clone();
         if let Some(d) = self.dim_value {
             if d < 2 {
                 self.err(span, format!("{kind:?} splits the coordinates into two non-empty parts, so it needs dimension >= 2; this stack has dimension {d}"));
@@ -281,11 +317,13 @@ impl Ctx<'_> {
         }
         let act = self.activation(kind, opts);
         let hidden = self.list_opt(kind, opts, "hidden", &[64, 64], None);
+        let hidden = self.slot("hidden", quote!(::std::vec::Vec<usize>), hidden, Check::Widths);
         match kind {
             Kind::RealNvp => {
                 let couplings = self.int_opt(kind, opts, "couplings", 4, 1);
+                let couplings = self.slot("couplings", quote!(usize), couplings, Check::IntMin(1));
                 let masks = self.ident_opt(kind, opts, "masks", &[("halves", quote!(::nct::MaskScheme::AlternatingHalves)), ("even_odd", quote!(::nct::MaskScheme::EvenOdd)), ("random", quote!(::nct::MaskScheme::RandomPermutation))]);
-                (quote!(::nct::RealNvp<::nct::Const<#dim>>), quote!(::nct::real_nvp::<::nct::Const<#dim>>(::nct::Const::<#dim>, #couplings, &#hidden, #act, #masks, &mut __rng).expect("options validated by flow!")))
+                (quote!(::nct::RealNvp<#dty>), quote!(::nct::real_nvp::<#dty>(__b.dim, #couplings, &#hidden, #act, #masks, &mut __rng)?))
             }
             _ => {
                 let cond = match opts.iter().any(|(k, _)| k == "condition") {
@@ -293,9 +331,9 @@ impl Ctx<'_> {
                         let l = self.list_opt(kind, opts, "condition", &[0], self.dim_value);
                         quote!(#l.to_vec())
                     }
-                    false => quote!((0..(#dim) / 2).collect()),
+                    false => quote!((0..::nct::Size::value(__b.dim) / 2).collect()),
                 };
-                (quote!(::nct::AffineCoupling<::nct::Const<#dim>>), quote!(::nct::AffineCoupling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>, #cond, &#hidden, #act).expect("options validated by flow!")))
+                (quote!(::nct::AffineCoupling<#dty>), quote!(::nct::AffineCoupling::<#dty>::new(__b.dim, #cond, &#hidden, #act)?))
             }
         }
     }
@@ -313,7 +351,8 @@ impl Ctx<'_> {
     }
 
     fn resolve(&mut self, space: Space, l: &LayerDecl) -> Resolved {
-        let dim = self.dim.clone();
+        let dty = self.dty.clone();
+        self.cur_field = Some(l.field.clone());
         let pretty = l.ty.to_token_stream().to_string().replace(' ', "");
         let Some((ident, args)) = last_segment(&l.ty) else {
             return self.custom(l, pretty);
@@ -337,7 +376,7 @@ impl Ctx<'_> {
                 }
                 _ => {
                     self.err(span, "`PointTransform<B>` lifts a configuration-space bijector: write `PointTransform<RealNvp>` or `PointTransform<AffineCoupling>`");
-                    return Resolved { ty: quote!(::nct::SymplecticScaling<::nct::Const<#dim>>), ctor: quote!(::nct::SymplecticScaling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>)), builtin: true, pretty };
+                    return Resolved { ty: quote!(::nct::SymplecticScaling<#dty>), ctor: quote!(::nct::SymplecticScaling::<#dty>::new(__b.dim)), builtin: true, pretty };
                 }
             }
         }
@@ -358,29 +397,35 @@ impl Ctx<'_> {
         }
         let (ty, ctor) = match kind {
             Kind::RealNvp | Kind::AffineCoupling => self.coupling(kind, span, &l.opts),
-            Kind::LinearBijector => (quote!(::nct::LinearBijector<::nct::Const<#dim>>), quote!(::nct::LinearBijector::<::nct::Const<#dim>>::new(::nct::Const::<#dim>))),
+            Kind::LinearBijector => (quote!(::nct::LinearBijector<#dty>), quote!(::nct::LinearBijector::<#dty>::new(__b.dim))),
             Kind::LinearSymplectic => {
                 let s = self.int_opt(kind, &l.opts, "shears", 5, 1);
+                let s = self.slot("shears", quote!(usize), s, Check::IntMin(1));
                 let x = self.float_opt(kind, &l.opts, "init_scale", 0.0, false);
-                (quote!(::nct::LinearSymplectic<::nct::Const<#dim>>), quote!(::nct::LinearSymplectic::<::nct::Const<#dim>>::with_shears(::nct::Const::<#dim>, #s).with_init_scale(#x)))
+                let x = self.slot("init_scale", quote!(f64), x, Check::Float { positive: false });
+                (quote!(::nct::LinearSymplectic<#dty>), quote!(::nct::LinearSymplectic::<#dty>::with_shears(__b.dim, #s).with_init_scale(#x)))
             }
             Kind::HamiltonianFlow => {
                 let act = self.activation(kind, &l.opts);
                 let hidden = self.list_opt(kind, &l.opts, "hidden", &[32], None);
+                let hidden = self.slot("hidden", quote!(::std::vec::Vec<usize>), hidden, Check::Widths);
                 let steps = self.int_opt(kind, &l.opts, "steps", 4, 1);
+                let steps = self.slot("steps", quote!(usize), steps, Check::IntMin(1));
                 let time = self.float_opt(kind, &l.opts, "time", 1.0, true);
-                (quote!(::nct::HamiltonianFlow<::nct::Const<#dim>>), quote!(::nct::HamiltonianFlow::<::nct::Const<#dim>>::new(::nct::Const::<#dim>, &#hidden, #act, #steps, #time).expect("options validated by flow!")))
+                let time = self.slot("time", quote!(f64), time, Check::Float { positive: true });
+                (quote!(::nct::HamiltonianFlow<#dty>), quote!(::nct::HamiltonianFlow::<#dty>::new(__b.dim, &#hidden, #act, #steps, #time)?))
             }
             Kind::Kick | Kind::Drift => {
                 let act = self.activation(kind, &l.opts);
                 let hidden = self.list_opt(kind, &l.opts, "hidden", &[32], None);
+                let hidden = self.slot("hidden", quote!(::std::vec::Vec<usize>), hidden, Check::Widths);
                 let f = if kind == Kind::Kick { quote!(kick) } else { quote!(drift) };
-                (quote!(::nct::GradientShear<::nct::Const<#dim>>), quote!(::nct::GradientShear::<#dim>::#f(&#hidden, #act)))
+                (quote!(::nct::GradientShear<#dty>), quote!(::nct::GradientShear::<#dty>::#f(__b.dim, &#hidden, #act)))
             }
-            Kind::SymplecticScaling | Kind::Dense => (quote!(::nct::SymplecticScaling<::nct::Const<#dim>>), quote!(::nct::SymplecticScaling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>))),
+            Kind::SymplecticScaling | Kind::Dense => (quote!(::nct::SymplecticScaling<#dty>), quote!(::nct::SymplecticScaling::<#dty>::new(__b.dim))),
         };
         // Fallback types keep the expansion well-typed after an error.
-        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<::nct::Const<#dim>>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense || kind == Kind::LinearBijector) { (quote!(::nct::SymplecticScaling<::nct::Const<#dim>>), quote!(::nct::SymplecticScaling::<::nct::Const<#dim>>::new(::nct::Const::<#dim>))) } else { (ty, ctor) };
+        let (ty, ctor) = if space == Space::Unitary && (symplectic_only || kind == Kind::Dense) { (quote!(::nct::RealNvp<#dty>), quote!(::core::unreachable!())) } else if space == Space::Symplectic && (kind.is_coupling() || kind == Kind::Dense || kind == Kind::LinearBijector) { (quote!(::nct::SymplecticScaling<#dty>), quote!(::nct::SymplecticScaling::<#dty>::new(__b.dim))) } else { (ty, ctor) };
         Resolved { ty, ctor, builtin: true, pretty }
     }
 
@@ -401,7 +446,9 @@ impl FlowDef {
     pub fn expand(self) -> TokenStream {
         let dim = self.dim.to_token_stream();
         let dim_value = lit_usize(&self.dim);
-        let mut ctx = Ctx { dim: &dim, dim_value, errors: Vec::new() };
+        let runtime = matches!(&self.dim, Expr::Path(p) if p.path.is_ident("Dyn"));
+        let dty = if runtime { quote!(::nct::Dyn) } else { quote!(::nct::Const<#dim>) };
+        let mut ctx = Ctx { dty: dty.clone(), dim_value, errors: Vec::new(), cur_field: None, slots: Vec::new() };
         if dim_value == Some(0) {
             ctx.err(self.dim.span(), "a flow needs dimension >= 1");
         }
@@ -421,6 +468,7 @@ impl FlowDef {
         }
         let resolved: Vec<Resolved> = layers.iter().map(|l| ctx.resolve(self.space, l)).collect();
         let errors = std::mem::take(&mut ctx.errors);
+        let slots = std::mem::take(&mut ctx.slots);
         let FlowDef { attrs, vis, name, space, space_span, .. } = &self;
         let fields: Vec<&Ident> = layers.iter().map(|l| &l.field).collect();
         let tys: Vec<&TokenStream> = resolved.iter().map(|r| &r.ty).collect();
@@ -431,8 +479,81 @@ impl FlowDef {
         let pretty: Vec<&String> = resolved.iter().map(|r| &r.pretty).collect();
         let all_builtin = resolved.iter().all(|r| r.builtin);
         let kind_name = match space {
-            Space::Symplectic => format!("Symplectic<{}>", dim.to_string().replace(' ', "")),
-            Space::Unitary => format!("Unitary<{}>", dim.to_string().replace(' ', "")),
+            Space::Symplectic => "Symplectic",
+            Space::Unitary => "Unitary",
+        };
+        let flow_trait = match space {
+            Space::Symplectic => quote!(::nct::SymplecticLayer),
+            Space::Unitary => quote!(::nct::Bijector),
+        };
+        let first_field = fields.first().map(|f| quote!(#f));
+        let first_ty = tys.first().map(|t| quote!(#t));
+        let dim_fn = match (first_field, first_ty) {
+            (Some(f), Some(t)) => quote!(fn dim(&self) -> #dty { <#t as #flow_trait<#dty>>::dim(&self.#f) }),
+            _ => quote!(fn dim(&self) -> #dty { ::core::unreachable!() }),
+        };
+        // The builder: every option of every built-in layer, settable at run time.
+        let builder = format_ident!("{}Builder", name);
+        let slot_names: Vec<&Ident> = slots.iter().map(|x| &x.name).collect();
+        let slot_tys: Vec<&TokenStream> = slots.iter().map(|x| &x.ty).collect();
+        let slot_defaults: Vec<&TokenStream> = slots.iter().map(|x| &x.default).collect();
+        let setters = slots.iter().map(|x| {
+            let (n, t, what) = (&x.name, &x.ty, &x.what);
+            let doc = format!("Set option `{}` of layer `{what}` (default: the declaration's value).", x.opt);
+            match x.check {
+                Check::Widths => quote!(#[doc = #doc] pub fn #n(mut self, value: &[usize]) -> Self { self.#n = value.to_vec(); self }),
+                _ => quote!(#[doc = #doc] pub fn #n(mut self, value: #t) -> Self { self.#n = value; self }),
+            }
+        });
+        let shorthands = slots.iter().filter(|x| slots.iter().filter(|y| y.opt == x.opt).count() == 1).map(|x| {
+            let (n, t) = (&x.name, &x.ty);
+            let short = format_ident!("{}", x.opt);
+            let doc = format!("Same as `{n}` (the only layer with option `{}`).", x.opt);
+            match x.check {
+                Check::Widths => quote!(#[doc = #doc] pub fn #short(self, value: &[usize]) -> Self { self.#n(value) }),
+                _ => quote!(#[doc = #doc] pub fn #short(self, value: #t) -> Self { self.#n(value) }),
+            }
+        });
+        let checks = slots.iter().map(|x| {
+            let (n, what) = (&x.name, &x.what);
+            let (bad, allowed) = match x.check {
+                Check::IntMin(m) => (quote!(__b.#n < #m), format!("an integer >= {m}")),
+                Check::Float { positive: true } => (quote!(!(__b.#n.is_finite() && __b.#n > 0.0)), "a finite number > 0".to_string()),
+                Check::Float { positive: false } => (quote!(!(__b.#n.is_finite() && __b.#n >= 0.0)), "a finite number >= 0".to_string()),
+                Check::Widths => (quote!(__b.#n.is_empty() || __b.#n.contains(&0)), "a non-empty list of positive widths".to_string()),
+            };
+            quote!(if #bad { return ::core::result::Result::Err(::nct::ConfigError::Value { what: #what, value: ::std::format!("{:?}", __b.#n), allowed: #allowed }); })
+        });
+        let ctors_in_build = quote! {
+            #( #checks )*
+            let mut __rng = <::nct::NctRng as ::nct::rand::SeedableRng>::seed_from_u64(seed);
+            ::core::result::Result::Ok(#name { #( #fields: #ctors ),* })
+        };
+        let entry = if runtime {
+            quote! {
+                /// A builder for `dim` degrees of freedom, with the declared options as defaults.
+                pub fn builder(dim: ::nct::Dyn) -> #builder {
+                    #builder { dim, #( #slot_names: #slot_defaults ),* }
+                }
+                /// Build the stack with the declared options on `dim` degrees of freedom; random masks
+                /// are drawn from a stream seeded by `seed`. Errors name the option or dimension.
+                pub fn new(dim: ::nct::Dyn, seed: u64) -> ::core::result::Result<Self, ::nct::ConfigError> {
+                    Self::builder(dim).build(seed)
+                }
+            }
+        } else {
+            quote! {
+                /// Dimension of the stack (degrees of freedom).
+                pub const DIM: usize = #dim;
+                /// A builder with the declared options as defaults, each settable at run time.
+                pub fn builder() -> #builder {
+                    #builder { dim: ::nct::Const, #( #slot_names: #slot_defaults ),* }
+                }
+                /// Build the stack; random masks are drawn from a stream seeded by `seed`.
+                pub fn new(seed: u64) -> Self {
+                    Self::builder().build(seed).expect("options validated by flow!")
+                }
+            }
         };
         let offsets = quote! {
             #[allow(unused_assignments, unused_mut)]
@@ -450,17 +571,23 @@ impl FlowDef {
             #[derive(Clone, Debug)]
             #vis struct #name { #( pub #fields: #tys ),* }
             impl #name {
-                /// Dimension of the stack (degrees of freedom).
-                pub const DIM: usize = #dim;
+                #entry
                 /// Names of the layers, in application order.
                 pub const LAYERS: [&'static str; #k] = [#(#field_names),*];
-                /// Build the stack; random masks are drawn from a stream seeded by `seed`.
-                #[allow(unused_mut, unused_variables, unreachable_code)]
-                pub fn new(seed: u64) -> Self {
-                    let mut __rng = <::nct::NctRng as ::nct::rand::SeedableRng>::seed_from_u64(seed);
-                    Self { #( #fields: #ctors ),* }
-                }
                 #offsets
+            }
+            #[doc = ::core::concat!("Builder of [`", ::core::stringify!(#name), "`]: `<layer>_<option>` setters (and `<option>` where one layer has it), then `build(seed)`.")]
+            #[derive(Clone, Debug)]
+            #vis struct #builder { dim: #dty, #( #slot_names: #slot_tys ),* }
+            impl #builder {
+                #( #setters )*
+                #( #shorthands )*
+                /// Build the flow; random masks are drawn from a stream seeded by `seed`.
+                #[allow(unused_mut, unused_variables, unreachable_code)]
+                pub fn build(&self, seed: u64) -> ::core::result::Result<#name, ::nct::ConfigError> {
+                    let __b = self;
+                    #ctors_in_build
+                }
             }
             impl ::nct::Parametrised for #name {
                 fn n_params(&self) -> usize { self.__nct_offsets()[#k] }
@@ -478,7 +605,7 @@ impl FlowDef {
             impl ::core::fmt::Display for #name {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     let o = self.__nct_offsets();
-                    writeln!(f, "{}: {}, {} layers, {} parameters", stringify!(#name), #kind_name, #k, o[#k])?;
+                    writeln!(f, "{}: {}<{}>, {} layers, {} parameters", stringify!(#name), #kind_name, ::nct::Size::value(#flow_trait::<#dty>::dim(self)), #k, o[#k])?;
                     #( writeln!(f, "  {:<12} {:<36} {:>9} parameters", #field_names, #pretty, o[#idx + 1] - o[#idx])?; )*
                     Ok(())
                 }
@@ -488,21 +615,21 @@ impl FlowDef {
         let rev_fields: Vec<&&Ident> = fields.iter().rev().collect();
         let body = match space {
             Space::Symplectic => {
-                let trait_path = quote_spanned!(*space_span=> ::nct::SymplecticLayer<::nct::Const<#dim>>);
+                let trait_path = quote_spanned!(*space_span=> ::nct::SymplecticLayer<#dty>);
                 let batched = if all_builtin {
                     quote! {
-                        impl ::nct::BatchedSymplectic<::nct::Const<#dim>> for #name {
-                            type BatchCache = ( #( <#tys as ::nct::BatchedSymplectic<::nct::Const<#dim>>>::BatchCache, )* );
+                        impl ::nct::BatchedSymplectic<#dty> for #name {
+                            type BatchCache = ( #( <#tys as ::nct::BatchedSymplectic<#dty>>::BatchCache, )* );
                             fn forward_batch(&self, theta: &[f64], x: &::nct::PhaseBatch) -> (::nct::PhaseBatch, Self::BatchCache) {
                                 let o = self.__nct_offsets();
                                 let y = x.clone();
-                                #( let (y, #fields) = ::nct::BatchedSymplectic::<::nct::Const<#dim>>::forward_batch(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
+                                #( let (y, #fields) = ::nct::BatchedSymplectic::<#dty>::forward_batch(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
                                 (y, ( #( #fields, )* ))
                             }
                             fn vjp_batch(&self, theta: &[f64], cache: &Self::BatchCache, ybar: &::nct::PhaseBatch, g: &mut [f64]) -> ::nct::PhaseBatch {
                                 let o = self.__nct_offsets();
                                 let bar = ybar.clone();
-                                #( let bar = ::nct::BatchedSymplectic::<::nct::Const<#dim>>::vjp_batch(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                                #( let bar = ::nct::BatchedSymplectic::<#dty>::vjp_batch(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                                 bar
                             }
                         }
@@ -512,24 +639,24 @@ impl FlowDef {
                 };
                 quote! {
                     impl #trait_path for #name {
-                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::SymplecticLayer<::nct::Const<#dim>>>::Cache<D>, )* );
-                        fn dim(&self) -> ::nct::Const<#dim> { ::nct::Const }
-                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, ::nct::Const<#dim>>) -> (::nct::PhasePoint<D, ::nct::Const<#dim>>, Self::Cache<D>) {
+                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::SymplecticLayer<#dty>>::Cache<D>, )* );
+                        #dim_fn
+                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::PhasePoint<D, #dty>) -> (::nct::PhasePoint<D, #dty>, Self::Cache<D>) {
                             let o = self.__nct_offsets();
                             let y = x.clone();
-                            #( let (y, #fields) = ::nct::SymplecticLayer::<::nct::Const<#dim>>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
+                            #( let (y, #fields) = ::nct::SymplecticLayer::<#dty>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); )*
                             (y, ( #( #fields, )* ))
                         }
-                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, ::nct::Const<#dim>>) -> ::nct::PhasePoint<D, ::nct::Const<#dim>> {
+                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::PhasePoint<D, #dty>) -> ::nct::PhasePoint<D, #dty> {
                             let o = self.__nct_offsets();
                             let x = y.clone();
-                            #( let x = ::nct::SymplecticLayer::<::nct::Const<#dim>>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); )*
+                            #( let x = ::nct::SymplecticLayer::<#dty>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); )*
                             x
                         }
-                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, ::nct::Const<#dim>>, g: &mut [D]) -> ::nct::PhasePoint<D, ::nct::Const<#dim>> {
+                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::PhasePoint<D, #dty>, g: &mut [D]) -> ::nct::PhasePoint<D, #dty> {
                             let o = self.__nct_offsets();
                             let bar = ybar.clone();
-                            #( let bar = ::nct::SymplecticLayer::<::nct::Const<#dim>>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            #( let bar = ::nct::SymplecticLayer::<#dty>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                             bar
                         }
                     }
@@ -537,29 +664,29 @@ impl FlowDef {
                 }
             }
             Space::Unitary => {
-                let trait_path = quote_spanned!(*space_span=> ::nct::Bijector<::nct::Const<#dim>>);
+                let trait_path = quote_spanned!(*space_span=> ::nct::Bijector<#dty>);
                 quote! {
                     impl #trait_path for #name {
-                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::Bijector<::nct::Const<#dim>>>::Cache<D>, )* );
-                        fn dim(&self) -> ::nct::Const<#dim> { ::nct::Const }
-                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::Vector<D, ::nct::Const<#dim>>) -> (::nct::Vector<D, ::nct::Const<#dim>>, D, Self::Cache<D>) {
+                        type Cache<D: ::nct::Scalar> = ( #( <#tys as ::nct::Bijector<#dty>>::Cache<D>, )* );
+                        #dim_fn
+                        fn forward<D: ::nct::Scalar>(&self, theta: &[f64], x: &::nct::Vector<D, #dty>) -> (::nct::Vector<D, #dty>, D, Self::Cache<D>) {
                             let o = self.__nct_offsets();
                             let y = x.clone();
                             let mut ld = D::zero();
-                            #( let (y, l, #fields) = ::nct::Bijector::<::nct::Const<#dim>>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); ld += l; )*
+                            #( let (y, l, #fields) = ::nct::Bijector::<#dty>::forward(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y); ld += l; )*
                             (y, ld, ( #( #fields, )* ))
                         }
-                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::Vector<D, ::nct::Const<#dim>>) -> (::nct::Vector<D, ::nct::Const<#dim>>, D) {
+                        fn inverse<D: ::nct::Scalar>(&self, theta: &[f64], y: &::nct::Vector<D, #dty>) -> (::nct::Vector<D, #dty>, D) {
                             let o = self.__nct_offsets();
                             let x = y.clone();
                             let mut ld = D::zero();
-                            #( let (x, l) = ::nct::Bijector::<::nct::Const<#dim>>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); ld += l; )*
+                            #( let (x, l) = ::nct::Bijector::<#dty>::inverse(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x); ld += l; )*
                             (x, ld)
                         }
-                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::Vector<D, ::nct::Const<#dim>>, ldbar: D, g: &mut [D]) -> ::nct::Vector<D, ::nct::Const<#dim>> {
+                        fn vjp<D: ::nct::Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &::nct::Vector<D, #dty>, ldbar: D, g: &mut [D]) -> ::nct::Vector<D, #dty> {
                             let o = self.__nct_offsets();
                             let bar = ybar.clone();
-                            #( let bar = ::nct::Bijector::<::nct::Const<#dim>>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            #( let bar = ::nct::Bijector::<#dty>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                             bar
                         }
                     }
