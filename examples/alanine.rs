@@ -14,12 +14,17 @@ use nct::run::classical::{print_summary, summary, train_mle, plots};
 use nct::run::plot::scatter_plot;
 use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
-use rand::SeedableRng;
 use serde::Serialize;
 use serde_json::json;
 use std::path::PathBuf;
 
 const N: usize = 30;
+
+nct::flow! {
+    /// RealNVP point transformation on the 30 heavy-atom coordinates, random masks; couplings and
+    /// widths from the command line.
+    pub struct AlanineFlow: Symplectic<30> { point: PointTransform<RealNvp> { masks: random } }
+}
 
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Maximum-likelihood NCT of alanine dipeptide (units: nm, amu, kJ/mol, ps)")]
@@ -79,8 +84,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     println!("alanine dipeptide: {} frames ({} training, {} held out, contiguous blocks)", data.frames.len(), train.len(), valid_idx.len());
     let beta = 1.0 / (K_B * cli.temperature);
     let masses = coordinate_masses();
-    let mut rng = NctRng::seed_from_u64(cli.run.seed);
-    let nvp = cli.net.real_nvp(Const::<N>, MaskScheme::RandomPermutation, &mut rng)?;
+    let flow = AlanineFlow::builder().couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
     // Latent frequencies start near the data's own scale: sqrt(k_B T / (m var)) per coordinate.
     let nt = train.len() as f64;
     let mean = train.iter().fold(Vector::<f64, Const<N>>::zeros(Const), |a, x| a + *x).map(|v| v / nt);
@@ -88,7 +92,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let w0: Vec<f64> = (0..N).map(|i| (1.0 / (beta * masses[i] * (var[i] + cli.jitter * cli.jitter))).sqrt()).collect();
     let base = LatentOscillators::new(Const::<N>, beta).and_then(|b| b.with_initial_frequencies(&w0)).map_err(|e| invalid("--temperature", cli.temperature, &e.to_string()))?;
     // The flow maps latent z to configurations centred on the mean structure.
-    let model = ClassicalNct::new(PointTransform::new(nvp), base);
+    let model = ClassicalNct::new(flow, base);
     let centred: Vec<_> = train.iter().map(|x| x - mean).collect();
     let run = train_mle(&cli.run, cli, "alanine/realnvp", &model, &centred, &masses, cli.jitter)?;
     let vc: Vec<_> = valid.iter().map(|x| x - mean).collect();

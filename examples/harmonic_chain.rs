@@ -8,9 +8,18 @@ use nct::models::DynHarmonicChain;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational, ClassicalRun};
 use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
-use rand::SeedableRng;
 use serde::Serialize;
 use serde_json::json;
+
+nct::flow! {
+    /// Six symmetric shears near the identity: exact for harmonic systems.
+    pub struct ChainLinear: Symplectic<Dyn> { mix: LinearSymplectic { shears: 6, init_scale: 0.05 } }
+}
+
+nct::flow! {
+    /// RealNVP point transformation; couplings and widths come from the command line.
+    pub struct ChainNvp: Symplectic<Dyn> { point: PointTransform<RealNvp> { masks: halves } }
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
 enum Model {
@@ -59,11 +68,10 @@ fn chain(cli: &Cli) -> Result<(), RunError> {
     let h = DynHarmonicChain::new().with_n(cli.n).with_kappa(cli.kappa);
     let base = LatentOscillators::new(n, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     match cli.model {
-        Model::Linear => finish(cli, &h, ClassicalNct::new(LinearSymplectic::with_shears(n, 6).with_init_scale(0.05), base), "harmonic_chain/linear"),
+        Model::Linear => finish(cli, &h, ClassicalNct::new(ChainLinear::new(n, cli.run.seed).map_err(|e| invalid("--n", cli.n, &e.to_string()))?, base), "harmonic_chain/linear"),
         Model::Realnvp => {
-            let mut rng = NctRng::seed_from_u64(cli.run.seed);
-            let nvp = cli.net.real_nvp(n, MaskScheme::AlternatingHalves, &mut rng)?;
-            finish(cli, &h, ClassicalNct::new(PointTransform::new(nvp), base), "harmonic_chain/realnvp")
+            let flow = ChainNvp::builder(n).couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
+            finish(cli, &h, ClassicalNct::new(flow, base), "harmonic_chain/realnvp")
         }
     }
 }

@@ -10,9 +10,16 @@ use nct::run::classical::{estimate, plots, print_summary, summary, train_variati
 use nct::run::plot::scatter_plot;
 use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
-use rand::SeedableRng;
 use serde::Serialize;
 use serde_json::json;
+
+nct::flow! {
+    /// RealNVP point transformation (couplings and widths from the command line), then linear mixing.
+    pub struct RingFlow: Symplectic<2> {
+        point: PointTransform<RealNvp> { masks: halves },
+        mix: LinearSymplectic,
+    }
+}
 
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Variational NCT of a particle on a 2-D ring (units: mass 1, k_B = 1)")]
@@ -63,9 +70,8 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     let h = Ring2d::new().with_radius(cli.radius).with_width(cli.width);
     let base = LatentOscillators::new(Const::<2>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
-    let mut rng = NctRng::seed_from_u64(cli.run.seed);
-    let nvp = cli.net.real_nvp(Const::<2>, MaskScheme::AlternatingHalves, &mut rng)?;
-    let model = ClassicalNct::new(Chain::new(PointTransform::new(nvp), LinearSymplectic::new(Const::<2>)), base);
+    let flow = RingFlow::builder().couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
+    let model = ClassicalNct::new(flow, base);
     let run = train_variational(&cli.run, cli, "ring2d/realnvp+linear", &model, &h)?;
     let fe = estimate(&cli.run, &model, &h, &run.theta);
     let f_exact = exact_free_energy(cli.radius, cli.width, cli.beta);

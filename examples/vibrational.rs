@@ -21,6 +21,16 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
+nct::flow! {
+    /// Linear LU map, then a RealNVP (couplings and widths from the command line).
+    pub struct VibFlow: Unitary<Dyn> { lu: LinearBijector, nvp: RealNvp { masks: halves } }
+}
+
+nct::flow! {
+    /// The linear LU map alone (`--couplings 0`).
+    pub struct LinearFlow: Unitary<Dyn> { lu: LinearBijector }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
 enum WeightsArg {
     Equal,
@@ -179,7 +189,7 @@ fn reference(system: &str, d: usize, cli: &Cli, labels: &[Vec<usize>]) -> Option
     }
 }
 
-fn system<D: Size>(cli: &Cli, ff: Option<QuarticForceField<D>>, d: D) -> Result<(), RunError> {
+fn system(cli: &Cli, ff: Option<QuarticForceField<Dyn>>, d: Dyn) -> Result<(), RunError> {
     match (cli.system.as_str(), ff) {
         (_, Some(ff)) => solve(cli, &ff, ff.omega.clone(), K_B_CM),
         ("harmonic", None) => {
@@ -196,10 +206,9 @@ fn system<D: Size>(cli: &Cli, ff: Option<QuarticForceField<D>>, d: D) -> Result<
     }
 }
 
-fn solve<H: Separable<D>, D: Size>(cli: &Cli, h: &H, omega: Vector<f64, D>, kb: f64) -> Result<(), RunError> {
+fn solve<H: Separable<Dyn>>(cli: &Cli, h: &H, omega: Vector<f64, Dyn>, kb: f64) -> Result<(), RunError> {
     cli.run.validate()?;
     cli.run.init_threads();
-    let mut rng = <NctRng as rand::SeedableRng>::seed_from_u64(cli.run.seed);
     // Labels ordered by the true harmonic frequencies (Hessian at the origin), matched to the basis modes.
     let order_w = rank_matched(omega.as_slice(), &harmonic_frequencies(h));
     let labels = lowest_levels(&order_w, cli.states);
@@ -207,10 +216,13 @@ fn solve<H: Separable<D>, D: Size>(cli: &Cli, h: &H, omega: Vector<f64, D>, kb: 
     // Sampler tables of the trained states; the Ritz step builds its own (evaluation flags must not
     // change training).
     let n_max = labels.iter().flatten().copied().max().unwrap_or(0).max(cli.levels - 1);
-    let nvp = if cli.net.couplings > 0 { Some(cli.net.real_nvp(omega.size(), MaskScheme::AlternatingHalves, &mut rng)?) } else { None };
-    match nvp {
-        Some(nvp) => solve_flow(cli, h, omega.clone(), kb, Chain::new(LinearBijector::new(omega.size()), nvp), &labels, &ritz_basis, n_max, &order_w),
-        None => solve_flow(cli, h, omega.clone(), kb, LinearBijector::new(omega.size()), &labels, &ritz_basis, n_max, &order_w),
+    let d = omega.size();
+    if cli.net.couplings > 0 {
+        let flow = VibFlow::builder(d).couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
+        solve_flow(cli, h, omega, kb, flow, &labels, &ritz_basis, n_max, &order_w)
+    } else {
+        let flow = LinearFlow::new(d, cli.run.seed).map_err(|e| cli.net.invalid(e))?;
+        solve_flow(cli, h, omega, kb, flow, &labels, &ritz_basis, n_max, &order_w)
     }
 }
 

@@ -124,6 +124,13 @@ impl NetArgs {
     }
 }
 
+impl NetArgs {
+    /// A `flow!` builder error, reported against `--couplings` / `--hidden`.
+    pub fn invalid(&self, e: crate::error::ConfigError) -> RunError {
+        invalid("--couplings/--hidden", format!("{}/{:?}", self.couplings, self.hidden), &e.to_string())
+    }
+}
+
 /// Error for a model flag out of range.
 pub fn invalid(flag: &str, value: impl ToString, allowed: &str) -> RunError {
     RunError::InvalidArg { flag: flag.into(), value: value.to_string(), allowed: allowed.into() }
