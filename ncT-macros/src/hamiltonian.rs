@@ -32,6 +32,9 @@ pub struct HamiltonianDef {
     dof: Option<LitInt>,
     /// `dof = field;`: the degrees of freedom are the value of a `usize` parameter (runtime size).
     dof_field: Option<Ident>,
+    /// `particles = field;` / `dim = field;`: runtime particle count or spatial dimension.
+    particles_field: Option<Ident>,
+    dim_field: Option<Ident>,
     particles: Option<LitInt>,
     dim: Option<LitInt>,
     masses: Option<(Span, Vec<Expr>)>,
@@ -71,7 +74,7 @@ impl Parse for HamiltonianDef {
             }
             content.parse::<Token![,]>()?;
         }
-        let mut def = HamiltonianDef { attrs, vis, name, generic_n, params, dof: None, dof_field: None, particles: None, dim: None, masses: None, bodies: Vec::new() };
+        let mut def = HamiltonianDef { attrs, vis, name, generic_n, params, dof: None, dof_field: None, particles_field: None, dim_field: None, particles: None, dim: None, masses: None, bodies: Vec::new() };
         while !input.is_empty() {
             let key: Ident = input.parse()?;
             if input.peek(Token![=]) {
@@ -79,7 +82,9 @@ impl Parse for HamiltonianDef {
                 match key.to_string().as_str() {
                     "dof" if input.peek(Ident) => def.dof_field = Some(input.parse()?),
                     "dof" => def.dof = Some(input.parse()?),
+                    "particles" if input.peek(Ident) => def.particles_field = Some(input.parse()?),
                     "particles" => def.particles = Some(input.parse()?),
+                    "dim" if input.peek(Ident) => def.dim_field = Some(input.parse()?),
                     "dim" => def.dim = Some(input.parse()?),
                     "masses" => {
                         let c;
@@ -129,17 +134,42 @@ impl HamiltonianDef {
         let dof_tokens: TokenStream;
         let mut dof_value: Option<usize> = None;
         let is_usize = |t: &syn::Type| matches!(t, syn::Type::Path(tp) if tp.path.is_ident("usize"));
-        if let Some(f) = &self.dof_field {
+        let runtime = self.dof_field.is_some() || self.particles_field.is_some() || self.dim_field.is_some();
+        for (setting, f) in [("dof", &self.dof_field), ("particles", &self.particles_field), ("dim", &self.dim_field)] {
+            let Some(f) = f else { continue };
             match self.params.iter().find(|p| p.name == *f) {
                 Some(p) if is_usize(&p.ty) => {}
-                Some(p) => errors.push(syn::Error::new(p.name.span(), format!("`dof = {f};` needs `{f}` to be a `usize` parameter"))),
-                None => errors.push(syn::Error::new(f.span(), format!("`dof = {f};` names no parameter: declare `{f}: usize = ...` in the struct"))),
-            }
-            if self.generic_n.is_some() || self.particles.is_some() || self.dim.is_some() {
-                errors.push(syn::Error::new(f.span(), "a runtime `dof = field;` cannot be combined with `<const N: usize>`, `particles` or `dim`"));
+                Some(p) => errors.push(syn::Error::new(p.name.span(), format!("`{setting} = {f};` needs `{f}` to be a `usize` parameter"))),
+                None => errors.push(syn::Error::new(f.span(), format!("`{setting} = {f};` names no parameter: declare `{f}: usize = ...` in the struct"))),
             }
         }
-        match (&self.generic_n, if self.dof_field.is_some() { &None } else { &self.dof }, &self.particles, &self.dim) {
+        // The runtime number of degrees of freedom, as an expression of `self`.
+        let runtime_dof: Option<TokenStream> = if !runtime {
+            None
+        } else if let Some(f) = &self.dof_field {
+            if self.generic_n.is_some() || self.particles.is_some() || self.dim.is_some() || self.particles_field.is_some() || self.dim_field.is_some() {
+                errors.push(syn::Error::new(f.span(), "a runtime `dof = field;` cannot be combined with `<const N: usize>`, `particles` or `dim`"));
+            }
+            Some(quote!(self.#f))
+        } else {
+            let part = |field: &Option<Ident>, lit: &Option<LitInt>| match (field, lit) {
+                (Some(f), _) => Some(quote!(self.#f)),
+                (None, Some(l)) => Some(quote!(#l)),
+                _ => None,
+            };
+            let span = self.particles_field.as_ref().or(self.dim_field.as_ref()).map_or(self.name.span(), |f| f.span());
+            if self.generic_n.is_some() || self.dof.is_some() {
+                errors.push(syn::Error::new(span, "runtime `particles`/`dim` give the degrees of freedom; do not also write `<const N: usize>` or `dof = ...;`"));
+            }
+            match (part(&self.particles_field, &self.particles), part(&self.dim_field, &self.dim)) {
+                (Some(p), Some(k)) => Some(quote!((#p) * (#k))),
+                _ => {
+                    errors.push(syn::Error::new(span, "runtime particle systems need both `particles = ...;` and `dim = ...;` (each a literal or a `usize` parameter)"));
+                    Some(quote!(0))
+                }
+            }
+        };
+        match (&self.generic_n, if runtime { &None } else { &self.dof }, if runtime { &None } else { &self.particles }, if runtime { &None } else { &self.dim }) {
             (Some(n), None, None, None) => dof_tokens = quote!(#n),
             (None, Some(d), p, k) => {
                 dof_value = int(d).ok();
@@ -162,7 +192,7 @@ impl HamiltonianDef {
                 errors.push(syn::Error::new(n.span(), "give the degrees of freedom either as `<const N: usize>` or as `dof = ...;` / `particles = ...; dim = ...;`, not both"));
                 dof_tokens = quote!(#n);
             }
-            _ if self.dof_field.is_some() => dof_tokens = quote!(0),
+            _ if runtime => dof_tokens = quote!(0),
             _ => {
                 errors.push(syn::Error::new(self.name.span(), "missing degrees of freedom: write `struct Name<const N: usize>` or add `dof = 3;` (or `particles = 2; dim = 3;`)"));
                 dof_tokens = quote!(1);
@@ -174,10 +204,7 @@ impl HamiltonianDef {
                 Some(d) if masses.len() == d => {}
                 Some(_) if per_particle == Some(masses.len()) => {}
                 Some(d) => errors.push(syn::Error::new(*span, format!("{} masses given, but the model has {d} degrees of freedom{}", masses.len(), per_particle.map(|p| format!(" ({p} particles)")).unwrap_or_default()))),
-                None => errors.push(syn::Error::new(*span, "`masses = [...]` needs a fixed number of degrees of freedom (`dof = ...;`)")),
-            }
-            if self.dof_field.is_some() {
-                errors.push(syn::Error::new(*span, "`masses = [...]` needs a fixed number of degrees of freedom; with a runtime `dof` write `kinetic(p) = ...;`"));
+                None => errors.push(syn::Error::new(*span, "`masses = [...]` needs a fixed number of degrees of freedom (`dof = ...;`); with a runtime size write `kinetic(p) = ...;`")),
             }
         }
         // Bodies.
@@ -253,8 +280,10 @@ impl HamiltonianDef {
             }
         }).collect();
         let sv = quote!(::nct::Vector);
-        let (dim_ty, dim_val) = match &self.dof_field {
-            Some(f) => (quote!(::nct::Dyn), quote!(::nct::Dyn(self.#f))),
+        let (dim_ty, dim_val) = match &runtime_dof {
+            // After an error the expansion only has to stay well-typed (one message per mistake).
+            Some(_) if !errors.is_empty() => (quote!(::nct::Dyn), quote!(::nct::Dyn(0))),
+            Some(e) => (quote!(::nct::Dyn), quote!(::nct::Dyn(#e))),
             None => (quote!(::nct::Const<#dof_tokens>), quote!(::nct::Const)),
         };
         let failed = !errors.is_empty();
@@ -303,7 +332,7 @@ impl HamiltonianDef {
                 }
             }
         };
-        let dof_const = if self.dof_field.is_some() { quote!() } else { quote!(/// Degrees of freedom.
+        let dof_const = if runtime { quote!() } else { quote!(/// Degrees of freedom.
             pub const DOF: usize = #dof_tokens;) };
         let errs = errors.into_iter().map(|e| e.to_compile_error());
         quote! {

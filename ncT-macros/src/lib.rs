@@ -54,7 +54,8 @@ use proc_macro::TokenStream;
 ///
 /// Syntax: a struct with `name: f64 = default` parameters (each gets a `with_name` builder); the
 /// degrees of freedom as `<const N: usize>`, `dof = 3;` (a literal), `dof = n;` (a `usize` parameter: runtime
-/// dimension `Dyn`) or `particles = P; dim = d;`; optional
+/// dimension `Dyn`) or `particles = P; dim = d;` (each a literal or a `usize` parameter; with a
+/// parameter the dimension is `Dyn(P * d)`); optional
 /// `masses = [...];` (one per degree of freedom or per particle); then either `potential(q) = ...;`
 /// with an optional `kinetic(p) = ...;` (default $\sum p_i^2/2m_i$), or a non-separable
 /// `energy(q, p) = ...;`. Bodies are expressions or blocks; `sum(i in a..b) expr` sums `expr`
