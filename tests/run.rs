@@ -53,6 +53,7 @@ fn interrupted_and_resumed_run_is_bitwise_identical() {
     let first = cli(&["--out", b.to_str().unwrap(), "--quiet", "--stop-at", "17"]);
     let rb1 = train_variational(&first.run, &first, "chain4", &m, &h).unwrap();
     assert!(rb1.outcome.interrupted && rb1.outcome.steps_done == 17);
+    drop(rb1); // releases the run directory's lock, as the process's exit would
     let resume = cli(&["--resume", b.to_str().unwrap(), "--quiet"]);
     let rb2 = train_variational(&resume.run, &resume, "chain4", &m, &h).unwrap();
     assert_eq!(rb2.outcome.resumed_from, Some(17));
@@ -253,4 +254,106 @@ fn run_dir_refuses_to_wipe_foreign_files() {
     let e = RunDir::open(&c.run, &c).unwrap_err().to_string();
     assert!(e.contains("thesis.tex"), "{e}");
     assert!(tmp.path().join("thesis.tex").exists());
+}
+
+/// Every state a kill can leave: the metrics ahead of the checkpoint, a half-written last line, a
+/// leftover temporary checkpoint. Resuming from each gives the uninterrupted run bit for bit.
+#[test]
+fn resume_accepts_any_state_a_kill_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = HarmonicChain::<4>::new().with_kappa(1.0);
+    let m = model();
+    let a = tmp.path().join("a");
+    let full = cli(&["--out", a.to_str().unwrap(), "--quiet"]);
+    let ra = train_variational(&full.run, &full, "chain4", &m, &h).unwrap();
+    let reference = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    let lines: Vec<&str> = reference.lines().collect();
+    for (case, (stop, extra_lines, partial)) in [(14u64, 5usize, true), (21, 0, true), (7, 3, false), (35, 4, true)].into_iter().enumerate() {
+        let b = tmp.path().join(format!("b{case}"));
+        let first = cli(&["--out", b.to_str().unwrap(), "--quiet", "--stop-at", &stop.to_string()]);
+        train_variational(&first.run, &first, "chain4", &m, &h).unwrap();
+        // The kill came later: more steps logged after the checkpoint, the last line cut short,
+        // and a temporary checkpoint file left behind.
+        let mut text = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap();
+        for l in &lines[stop as usize..stop as usize + extra_lines] {
+            text.push_str(l);
+            text.push('\n');
+        }
+        if partial {
+            text.push_str(&lines[stop as usize + extra_lines][..17]);
+        }
+        std::fs::write(b.join("metrics.jsonl"), text).unwrap();
+        std::fs::write(b.join(".checkpoint.safetensors.tmp"), b"half a checkpoint").unwrap();
+        let resume = cli(&["--resume", b.to_str().unwrap(), "--quiet"]);
+        let rb = train_variational(&resume.run, &resume, "chain4", &m, &h).unwrap();
+        assert_eq!(rb.outcome.resumed_from, Some(stop));
+        assert!(ra.theta.iter().zip(&rb.theta).all(|(x, y)| x.to_bits() == y.to_bits()), "case {case}: parameters differ");
+        assert_eq!(metrics_without_time(&a), metrics_without_time(&b), "case {case}");
+    }
+    // A malformed line that is not the interrupted last one is real corruption: an error.
+    let c = tmp.path().join("c");
+    let first = cli(&["--out", c.to_str().unwrap(), "--quiet", "--stop-at", "14"]);
+    train_variational(&first.run, &first, "chain4", &m, &h).unwrap();
+    let text = std::fs::read_to_string(c.join("metrics.jsonl")).unwrap().replacen("\"loss\"", "\"lo", 1);
+    std::fs::write(c.join("metrics.jsonl"), text).unwrap();
+    let resume = cli(&["--resume", c.to_str().unwrap(), "--quiet"]);
+    let e = train_variational(&resume.run, &resume, "chain4", &m, &h).err().unwrap().to_string();
+    assert!(e.contains("metrics.jsonl") && e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn flipped_bits_and_checkpoints_of_other_runs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = HarmonicChain::<4>::new().with_kappa(1.0);
+    let m = model();
+    let run = |name: &str, extra: &[&str]| {
+        let d = tmp.path().join(name);
+        let mut args = vec!["--out", d.to_str().unwrap(), "--quiet", "--stop-at", "14"];
+        args.extend_from_slice(extra);
+        let c = cli(&args);
+        train_variational(&c.run, &c, "chain4", &m, &h).unwrap();
+        d
+    };
+    let resume = |d: &Path, extra: &[&str]| {
+        let mut args = vec!["--resume", d.to_str().unwrap(), "--quiet"];
+        args.extend_from_slice(extra);
+        let c = cli(&args);
+        train_variational(&c.run, &c, "chain4", &m, &h).err().map(|e| e.to_string())
+    };
+    // One flipped bit in the stored parameters (the last bytes of the file are tensor data).
+    let d = run("flip", &[]);
+    let ck = d.join("checkpoint.safetensors");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    let k = bytes.len() - 5;
+    bytes[k] ^= 0x10;
+    std::fs::write(&ck, &bytes).unwrap();
+    let e = resume(&d, &[]).expect("refused");
+    assert!(e.contains("CRC-32") && e.contains("checkpoint.safetensors"), "{e}");
+    // A checkpoint of the same architecture from a run with another seed.
+    let mine = run("mine", &[]);
+    let other = run("other", &["--seed", "9"]);
+    std::fs::copy(other.join("checkpoint.safetensors"), mine.join("checkpoint.safetensors")).unwrap();
+    let e = resume(&mine, &[]).expect("refused");
+    assert!(e.contains("--seed 9") && e.contains("another run"), "{e}");
+    // A checkpoint further along than this run's own metrics.
+    let short = run("short", &[]);
+    let c = cli(&["--out", tmp.path().join("long").to_str().unwrap(), "--quiet", "--stop-at", "35"]);
+    train_variational(&c.run, &c, "chain4", &m, &h).unwrap();
+    std::fs::copy(tmp.path().join("long/checkpoint.safetensors"), short.join("checkpoint.safetensors")).unwrap();
+    let e = resume(&short, &[]).expect("refused");
+    assert!(e.contains("step 35") && e.contains("14 steps"), "{e}");
+}
+
+#[test]
+fn a_run_directory_in_use_is_refused_with_the_pid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("busy");
+    let c = cli(&["--out", d.to_str().unwrap(), "--quiet"]);
+    let held = RunDir::open(&c.run, &c).unwrap().expect("a run directory");
+    let again = cli(&["--out", d.to_str().unwrap(), "--quiet", "--overwrite"]);
+    let e = RunDir::open(&again.run, &again).err().unwrap().to_string();
+    assert!(e.contains(&format!("pid {}", std::process::id())) && e.contains("in use"), "{e}");
+    assert!(d.join("config.json").exists(), "the directory in use was not cleared");
+    drop(held);
+    assert!(RunDir::open(&again.run, &again).unwrap().is_some(), "free again once the first run is gone");
 }

@@ -5,7 +5,8 @@
 //! Tensors (all F64, shape `[n]`): `theta` (parameters), `adam.m`, `adam.v` (optimiser moments).
 //! Metadata (strings): `format` = `nct-checkpoint`, `version` = `1`, `step` (steps completed),
 //! `adam_t`, `lr_factor` (bits of the f64, hex), `rollbacks`, `seed`, `model` (JSON of
-//! [`ModelDescription`]). Random streams are derived from `(seed, step, chunk)`, so no RNG state
+//! [`ModelDescription`]), `crc32` (CRC-32 of the three tensors' bytes, checked on load, so flipped
+//! bits are refused). Random streams are derived from `(seed, step, chunk)`, so no RNG state
 //! needs saving: resuming at `step` draws exactly the samples an uninterrupted run would.
 
 use super::atomic::{FailPoint, write_atomic_with};
@@ -54,6 +55,15 @@ fn to_bytes(v: &[f64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// CRC-32 of the tensors' bytes in the order theta, adam.m, adam.v.
+fn tensor_crc(parts: [&[u8]; 3]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize()
+}
+
 impl Checkpoint {
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let n = self.theta.len();
@@ -72,6 +82,7 @@ impl Checkpoint {
         meta.insert("adam_lr".to_string(), format!("{:016x}", self.adam.lr.to_bits()));
         meta.insert("lr_factor".to_string(), format!("{:016x}", self.lr_factor.to_bits()));
         meta.insert("rollbacks".to_string(), self.rollbacks.to_string());
+        meta.insert("crc32".to_string(), format!("{:08x}", tensor_crc([&t, &m, &v])));
         meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(|e| e.to_string())?);
         safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| e.to_string())
     }
@@ -120,6 +131,12 @@ impl Checkpoint {
             }
             Ok(t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
         };
+        let raw = |name: &str| st.tensor(name).map(|t| t.data().to_vec()).map_err(|e| err(format!("tensor `{name}`: {e}")));
+        let crc = tensor_crc([&raw("theta")?, &raw("adam.m")?, &raw("adam.v")?]);
+        let stored = u32::from_str_radix(&field("crc32")?, 16).map_err(|e| err(format!("metadata field `crc32` is not hex ({e})")))?;
+        if crc != stored {
+            return Err(err(format!("corrupted: the tensors' CRC-32 is {crc:08x}, the checkpoint recorded {stored:08x} (the file was modified or damaged after it was written)")));
+        }
         let theta = tensor("theta")?;
         if theta.iter().any(|x| !x.is_finite()) {
             return Err(err("tensor `theta` contains NaN/Inf".into()));

@@ -6,19 +6,21 @@ use super::{RunError, io_err};
 use serde::Serialize;
 use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub const CONFIG: &str = "config.json";
 pub const METRICS: &str = "metrics.jsonl";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const SUMMARY: &str = "summary.json";
+/// Held (advisory exclusive lock) for the lifetime of a [`RunDir`]; holds the owner's pid.
+pub const LOCK: &str = ".lock";
 
 /// Flags that control the run but not the model: they may change between a run and its resume.
 const CONTROL_FLAGS: &[&str] = &["steps", "out", "resume", "overwrite", "quiet", "checkpoint_every", "on_nan", "threads", "stop_at", "eval_samples"];
 
 fn ours(name: &str) -> bool {
-    [CONFIG, METRICS, CHECKPOINT, SUMMARY].contains(&name) || name.ends_with(".png") || name.ends_with(".svg") || name.starts_with('.') && name.ends_with(".tmp")
+    [CONFIG, METRICS, CHECKPOINT, SUMMARY, LOCK].contains(&name) || name.ends_with(".png") || name.ends_with(".svg") || name.starts_with('.') && name.ends_with(".tmp")
 }
 
 /// An open run directory.
@@ -27,6 +29,26 @@ pub struct RunDir {
     path: PathBuf,
     metrics: Option<BufWriter<File>>,
     resumed: bool,
+    /// The locked `.lock` file (released when the run directory is dropped or the process dies).
+    _lock: File,
+}
+
+/// Take the exclusive lock of the run directory `dir` (which must exist) and record our pid.
+fn lock(dir: &Path) -> Result<File, RunError> {
+    let p = dir.join(LOCK);
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&p).map_err(io_err(&p))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(&p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into());
+            return Err(RunError::Locked { path: dir.into(), pid });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&p)(e)),
+    }
+    f.set_len(0).map_err(io_err(&p))?;
+    write!(f, "{}", std::process::id()).map_err(io_err(&p))?;
+    f.flush().map_err(io_err(&p))?;
+    Ok(f)
 }
 
 impl RunDir {
@@ -49,12 +71,17 @@ impl RunDir {
             if !dir.join(CHECKPOINT).exists() {
                 return Err(RunError::NoRun { path: dir.clone(), why: format!("no {CHECKPOINT} in it") });
             }
+            let lock = lock(dir)?;
             write_atomic(&cpath, serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
-            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true }));
+            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, _lock: lock }));
         }
         let Some(dir) = &args.out else { return Ok(None) };
-        if dir.exists() {
-            let entries: Vec<String> = fs::read_dir(dir).map_err(io_err(dir))?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let existed = dir.exists();
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Lock first: a directory in use by another run is never cleared.
+        let lock = lock(dir)?;
+        if existed {
+            let entries: Vec<String> = fs::read_dir(dir).map_err(io_err(dir))?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != LOCK).collect();
             if !entries.is_empty() {
                 if !args.overwrite {
                     return Err(RunError::NonEmptyDir { path: dir.clone() });
@@ -67,9 +94,8 @@ impl RunDir {
                 }
             }
         }
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
         write_atomic(&dir.join(CONFIG), serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
-        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false }))
+        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, _lock: lock }))
     }
 
     fn compare(path: &Path, stored: &Value, given: &Value, control: &[&str]) -> Result<(), RunError> {
@@ -136,17 +162,23 @@ impl RunDir {
         write_atomic(&self.path.join(METRICS), text.as_bytes())
     }
 
-    /// All metrics records.
+    /// All metrics records. A last line without its newline is what a kill during a write leaves:
+    /// it is dropped (the step is redone on resume). Any other malformed line is an error.
     pub fn read_metrics(&self) -> Result<Vec<Value>, RunError> {
         let p = self.path.join(METRICS);
-        let Ok(f) = File::open(&p) else { return Ok(Vec::new()) };
+        let Ok(text) = fs::read_to_string(&p) else { return Ok(Vec::new()) };
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
         let mut out = Vec::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(io_err(&p))?;
+        for (i, line) in lines.iter().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            out.push(serde_json::from_str(&line).map_err(|e| RunError::Data { file: p.clone(), why: format!("line {}: {e}", i + 1) })?);
+            match serde_json::from_str(line) {
+                Ok(v) => out.push(v),
+                Err(_) if !complete && i + 1 == lines.len() => break,
+                Err(e) => return Err(RunError::Data { file: p.clone(), why: format!("line {}: {e}", i + 1) }),
+            }
         }
         Ok(out)
     }

@@ -34,6 +34,8 @@ pub enum RunError {
     InvalidArg { flag: String, value: String, allowed: String },
     #[error("run directory {path} is not empty: pass --resume {path} to continue it or --overwrite to start again")]
     NonEmptyDir { path: PathBuf },
+    #[error("run directory {path} is in use by pid {pid} (another process is training in it); wait for it to finish or choose another --out")]
+    Locked { path: PathBuf, pid: String },
     #[error("cannot resume {path}: {why}")]
     NoRun { path: PathBuf, why: String },
     #[error("{path}: {source}")]

@@ -88,6 +88,16 @@ impl<'a> Trainer<'a> {
         if let Some(d) = self.dir.as_mut() {
             if d.is_resumed() {
                 let ck = Checkpoint::load(&d.checkpoint_path(), &self.model)?;
+                // The checkpoint must be this run's: same seed, and the run's metrics reach its step
+                // (metrics are flushed before every checkpoint; they may run ahead after a kill).
+                let cpath = d.checkpoint_path();
+                if ck.seed != self.args.seed {
+                    return Err(RunError::Checkpoint { path: cpath, why: format!("written with --seed {}, but this run has --seed {}: it belongs to another run", ck.seed, self.args.seed) });
+                }
+                let logged = d.read_metrics()?.iter().filter_map(|r| r.get("step").and_then(Value::as_u64)).max().map_or(0, |m| m + 1);
+                if logged < ck.step {
+                    return Err(RunError::Checkpoint { path: cpath, why: format!("at step {}, but this run's metrics.jsonl ends after {logged} steps: the checkpoint belongs to another run", ck.step) });
+                }
                 start = ck.step;
                 lr_factor = ck.lr_factor;
                 rollbacks = ck.rollbacks;
