@@ -63,8 +63,11 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if !(cli.temperature.is_finite() && cli.temperature > 0.0) {
         return Err(invalid("--temperature", cli.temperature, "a temperature in kelvin > 0"));
     }
-    if !(0.0..=0.9).contains(&cli.valid_fraction) {
-        return Err(invalid("--valid-fraction", cli.valid_fraction, "between 0 and 0.9"));
+    if cli.stride == 0 {
+        return Err(invalid("--stride", 0, "at least 1 (every stride-th frame is used)"));
+    }
+    if !(cli.valid_fraction > 0.0 && cli.valid_fraction <= 0.9) {
+        return Err(invalid("--valid-fraction", cli.valid_fraction, "above 0 and at most 0.9 (held-out frames are needed for the validation NLL and the correlations)"));
     }
     if !(cli.jitter.is_finite() && cli.jitter >= 0.0) {
         return Err(invalid("--jitter", cli.jitter, "a noise level >= 0 in nm"));
@@ -81,6 +84,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let (train_idx, valid_idx) = block_split(&data.blocks, cli.valid_fraction);
     let train: Vec<_> = train_idx.iter().map(|&i| data.frames[i]).collect();
     let valid: Vec<_> = valid_idx.iter().take(cli.run.eval_samples).map(|&i| data.frames[i]).collect();
+    if valid.len() < 2 || train.len() < 2 {
+        return Err(invalid("--stride/--valid-fraction", format!("{}/{}", cli.stride, cli.valid_fraction), &format!("settings that leave at least 2 training and 2 held-out frames (they leave {} and {})", train.len(), valid.len())));
+    }
     println!("alanine dipeptide: {} frames ({} training, {} held out, contiguous blocks)", data.frames.len(), train.len(), valid_idx.len());
     let beta = 1.0 / (K_B * cli.temperature);
     let masses = coordinate_masses();

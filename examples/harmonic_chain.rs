@@ -64,6 +64,9 @@ fn chain(cli: &Cli) -> Result<(), RunError> {
     if cli.n == 0 || (cli.n < 2 && cli.model == Model::Realnvp) {
         return Err(invalid("--n", cli.n, "at least 1 particle (at least 2 for --model realnvp, whose couplings split the coordinates)"));
     }
+    if cli.model == Model::Linear {
+        nct::run::warn_ignored(&["--couplings", "--hidden"], "with --model linear");
+    }
     let n = Dyn(cli.n);
     let h = DynHarmonicChain::new().with_n(cli.n).with_kappa(cli.kappa);
     let base = LatentOscillators::new(n, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;

@@ -17,6 +17,7 @@ use nct::run::plot::{Series, level_plot, line_plot};
 use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
 use nct::*;
 use nct::quantum::metropolis::Metropolis;
+use nct::quantum::too_many_rejected;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::path::PathBuf;
@@ -154,6 +155,23 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if cli.levels < 2 {
         return Err(invalid("--levels", cli.levels, "at least 2"));
     }
+    if cli.temperature.is_none() && cli.run.batch < 2 * cli.states {
+        return Err(invalid("--batch", cli.run.batch, &format!("at least 2 x --states = {} (each state needs two walkers for its baseline, or its gradient is zero)", 2 * cli.states)));
+    }
+    if cli.temperature.is_none() {
+        nct::run::warn_ignored(&["--occupation", "--van-hidden", "--levels"], "without --temperature (T = 0 trains the --states lowest states)");
+    } else {
+        nct::run::warn_ignored(&["--states", "--weights"], "with --temperature (the occupation model chooses the states)");
+    }
+    if cli.occupation == Occupation::Psa {
+        nct::run::warn_ignored(&["--van-hidden"], "with --occupation psa");
+    }
+    if cli.force_field.is_some() || !["harmonic", "ndco"].contains(&cli.system.as_str()) {
+        nct::run::warn_ignored(&["--dim", "--coupling"], "for a force field (its modes come from the file)");
+    }
+    if cli.net.couplings == 0 {
+        nct::run::warn_ignored(&["--hidden"], "with --couplings 0 (linear map only)");
+    }
     let data_err = |file: PathBuf| move |e: nct::models::data::DataError| RunError::Data { file: file.clone(), why: e.to_string() };
     let ff = match (&cli.force_field, cli.system.as_str()) {
         (Some(p), _) => Some(QuarticForceField::<Dyn>::load(p).map_err(data_err(p.clone()))?),
@@ -166,6 +184,11 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid(if ff.is_some() { "n_modes" } else { "--dim" }, d, "at least 1 mode (at least 2 with --couplings > 0, whose couplings split the coordinates)"));
     }
     system(cli, ff, Dyn(d))
+}
+
+/// Why a step or an estimate has no value: the walkers fell into the holes of the surface.
+fn rejected_message(rejected: usize, total: usize) -> String {
+    format!("{rejected} of {total} walkers were rejected (V below the guard or not finite: they fell into the holes of this unbounded surface); lower --lr, or resume from the last checkpoint with --on-nan rollback")
 }
 
 /// Reference energies: exact for harmonic and NDCO; literature / VCI values from the data README.
@@ -233,6 +256,20 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
         LaplacianArg::Dual2 => LaplacianMethod::Dual2Passes,
         LaplacianArg::Hutchinson => LaplacianMethod::Hutchinson { probes: cli.probes },
     };
+    // Sizes that cannot fit are refused up front, with the estimate.
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let budget = 8.0 * (1u64 << 30) as f64;
+    let d = omega.len() as f64;
+    let walkers = if cli.temperature.is_some() { cli.run.batch } else { (cli.run.batch / labels.len()).max(1) * labels.len() };
+    let need = [
+        ("--levels/--states (sampler tables)", nct::quantum::hermite::HermiteSampler::table_bytes(n_max)),
+        ("--batch (walkers and per-chunk gradients)", walkers as f64 * (4.0 * d * 8.0 + 96.0) + walkers.div_ceil(32) as f64 * flow.n_params() as f64 * 8.0),
+        ("--ritz (matrices of 20 jackknife blocks)", (cli.ritz as f64).powi(2) * 8.0 * 2.0 * 21.0 + nct::quantum::hermite::HermiteSampler::table_bytes(ritz_basis.iter().flatten().copied().max().unwrap_or(0))),
+        ("--eval-samples (walkers)", cli.run.eval_samples as f64 * (4.0 * d * 8.0 + 96.0)),
+    ];
+    if let Some((what, bytes)) = need.iter().find(|(_, b)| *b > budget) {
+        return Err(invalid(what, format!("{:.1} GiB", gib(*bytes)), &format!("settings needing at most {:.0} GiB of memory", gib(budget))));
+    }
     let states = QuantumNct::new(flow, omega.clone(), h.masses(), n_max).with_laplacian(laplacian);
     let dir = RunDir::open_with_control(&cli.run, cli, EVAL_FLAGS)?;
     let engine = BatchEngine::new(32);
@@ -252,10 +289,17 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
             let theta = states.new_params(&mut stream.named("init"));
             let opt = Adam::new(theta.len(), cli.run.lr);
             let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(&name, &states));
+            let step_fn = |th: &[f64], step: u64| states.ensemble_step(th, h, labels, &weights, walkers, &engine, &stream, step);
+            // A failed step is explained from the same seeded walkers.
+            let diagnose = |th: &[f64], step: u64| {
+                let s = step_fn(th, step);
+                let total = walkers * labels.len();
+                too_many_rejected(s.rejected, total).then(|| rejected_message(s.rejected, total))
+            };
             let out = trainer.run(theta, opt, |th, step| {
-                let s = states.ensemble_step(th, h, labels, &weights, walkers, &engine, &stream, step);
+                let s = step_fn(th, step);
                 BatchSum { loss: s.loss, grad: s.grad, samples: 1 }
-            }, TrainerHooks::default())?;
+            }, TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
             let eval_stream = SeedStream::new(cli.run.seed ^ 0xe7a1);
             let mut e = match cli.sampler {
                 Sampler::Exact => states.state_energies(&out.theta, h, labels, cli.run.eval_samples, &engine, &eval_stream),
@@ -269,6 +313,9 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
                     })
                     .collect(),
             };
+            if let Some(bad) = e.iter().find(|s| too_many_rejected(s.rejected, s.samples + s.rejected)) {
+                return Err(RunError::NoEstimate { what: format!("energy of state {:?}", bad.label), why: rejected_message(bad.rejected, bad.samples + bad.rejected) });
+            }
             e.sort_by(|a, b| a.energy.total_cmp(&b.energy));
             let energies: Vec<f64> = e.iter().map(|s| s.energy).collect();
             let errs: Vec<f64> = e.iter().map(|s| s.error).collect();
@@ -361,11 +408,19 @@ fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &C
     let theta = model.new_params(&mut stream.named("init"));
     let opt = Adam::new(theta.len(), cli.run.lr);
     let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(name, &model));
+    let diagnose = |th: &[f64], step: u64| {
+        let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
+        too_many_rejected(s.rejected, cli.run.batch).then(|| rejected_message(s.rejected, cli.run.batch))
+    };
     let out = trainer.run(theta, opt, |th, step| {
         let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
         BatchSum { loss: s.f, grad: s.grad, samples: 1 }
-    }, TrainerHooks::default())?;
+    }, TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
     let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
+    let (rejected, drawn) = (est.iter().map(|s| s.rejected).sum::<usize>(), 8 * cli.run.eval_samples.div_ceil(8));
+    if too_many_rejected(rejected, drawn) || est.iter().any(|s| !s.f.is_finite()) {
+        return Err(RunError::NoEstimate { what: "free energy".into(), why: rejected_message(rejected, drawn) });
+    }
     let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
     let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
     let (k, k_err) = mean_and_error(&est.iter().map(|s| s.k).collect::<Vec<_>>());

@@ -57,3 +57,41 @@ fn vibrational_force_field_file_equals_builtin_molecule() {
     let zpe = toy["energies"][0].as_f64().unwrap();
     assert!((zpe - 4350.0).abs() < 50.0, "toy ZPE {zpe} (harmonic 4350)");
 }
+
+/// Runs an example that must fail; returns its stderr.
+fn fails(name: &str, args: &[&str], cwd: &std::path::Path) -> String {
+    let out = Command::new(example(name)).args(args).current_dir(cwd).output().expect("example runs");
+    assert!(!out.status.success(), "{name} {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn nonsense_never_ends_as_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    // The H2O surface with a far too large step: the energy explodes and the walkers fall into the
+    // holes of the surface. A clear stop, no summary.
+    let e = fails("vibrational", &["--system", "h2o", "--lr", "0.3", "--steps", "30", "--quiet", "--out", "holes"], dir.path());
+    assert!((e.contains("walkers were rejected") || e.contains("exploded")) && e.contains("--lr"), "{e}");
+    assert!(!dir.path().join("holes/summary.json").exists());
+    // A learning rate that makes the classical loss explode, even with rollbacks.
+    let e = fails("harmonic_chain", &["--lr", "50", "--steps", "300", "--on-nan", "rollback", "--quiet", "--out", "boom"], dir.path());
+    assert!(e.contains("exploded") || e.contains("non-finite"), "{e}");
+    assert!(!dir.path().join("boom/summary.json").exists());
+    // Flags that would silently train nothing, and empty statistics.
+    let e = fails("vibrational", &["--system", "h2o", "--states", "5", "--batch", "6", "--quiet"], dir.path());
+    assert!(e.contains("--batch") && e.contains("2 x --states"), "{e}");
+    let e = fails("alanine", &["--stride", "0", "--quiet"], dir.path());
+    assert!(e.contains("--stride"), "{e}");
+    let e = fails("alanine", &["--valid-fraction", "0", "--quiet"], dir.path());
+    assert!(e.contains("--valid-fraction"), "{e}");
+    // Sizes that cannot fit are refused with the estimate, not by an aborted allocation.
+    let e = fails("vibrational", &["--system", "h2o", "--batch", "1000000000", "--quiet"], dir.path());
+    assert!(e.contains("--batch") && e.contains("GiB"), "{e}");
+    let e = fails("vibrational", &["--system", "h2o", "--temperature", "100", "--levels", "100000", "--quiet"], dir.path());
+    assert!(e.contains("--levels") && e.contains("GiB"), "{e}");
+    // Benchmarks refuse zero sizes instead of panicking.
+    for (bench, flag) in [("bench_step", "--repeats"), ("bench_laplacian", "--couplings")] {
+        let e = fails(bench, &[flag, "0"], dir.path());
+        assert!(e.contains(flag) && !e.contains("panicked"), "{e}");
+    }
+}

@@ -209,3 +209,21 @@ fn autoregressive_occupation_is_exact() {
         }
     }
 }
+
+#[test]
+fn a_step_whose_walkers_are_rejected_has_no_loss() {
+    let m = Ndco::new(Const::<3>, 0.1);
+    let mut states = QuantumNct::new(LinearBijector::new(Const::<3>), m.w, m.masses(), 4);
+    let theta = vec![0.0; states.n_params()];
+    let labels = lowest_levels(m.w.as_slice(), 2);
+    let (engine, stream) = (BatchEngine::new(8), SeedStream::new(1));
+    let ok = states.ensemble_step(&theta, &m, &labels, &[0.5, 0.5], 32, &engine, &stream, 0);
+    assert!(ok.loss.is_finite() && ok.rejected == 0);
+    // A guard above every potential value rejects every walker: the loss is NaN, never 0.
+    states.v_floor = f64::INFINITY;
+    let bad = states.ensemble_step(&theta, &m, &labels, &[0.5, 0.5], 32, &engine, &stream, 0);
+    assert_eq!(bad.rejected, 64);
+    assert!(bad.loss.is_nan() && bad.energies.iter().all(|e| e.is_nan()));
+    assert!(nct::quantum::too_many_rejected(33, 64) && !nct::quantum::too_many_rejected(32, 64));
+    assert!(mean_and_error(&[]).0.is_nan());
+}

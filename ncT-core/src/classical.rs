@@ -308,9 +308,13 @@ pub fn maxwell_boltzmann<R: rand::Rng + ?Sized, N: Size>(masses: &Vector<f64, N>
     })
 }
 
-/// Mean and standard error of independent values.
+/// Mean and standard error of independent values; NaN for no values (an empty statistic is not
+/// zero).
 pub fn mean_and_error(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     (m, (var / n).sqrt())

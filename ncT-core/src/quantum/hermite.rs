@@ -56,6 +56,11 @@ pub struct HermiteSampler {
 }
 
 impl HermiteSampler {
+    /// Bytes of the tables [`HermiteSampler::new`] builds for `n_max` (grid densities and CDFs).
+    pub fn table_bytes(n_max: usize) -> f64 {
+        (8001.0 + 400.0 * n_max as f64) * (n_max as f64 + 1.0) * 16.0
+    }
+
     pub fn new(n_max: usize) -> Self {
         let half = (2.0 * n_max as f64 + 1.0).sqrt() + 9.0;
         let points = 8001 + 400 * n_max;

@@ -297,6 +297,15 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     }
 }
 
+/// A step in which more than this fraction of the walkers was rejected (fell into holes of the
+/// surface) is not an estimate: its loss is NaN, so the trainer stops or rolls back.
+pub const MAX_REJECTED_FRACTION: f64 = 0.5;
+
+/// `true` when `rejected` of `total` walkers is too many for a meaningful average.
+pub fn too_many_rejected(rejected: usize, total: usize) -> bool {
+    rejected as f64 > MAX_REJECTED_FRACTION * total as f64
+}
+
 /// Clip to mean ± k mean absolute deviations (used for the gradient coefficients only).
 pub fn clip_mad(v: &[f64], k: f64) -> Vec<f64> {
     let n = v.len().max(1) as f64;
@@ -352,7 +361,8 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
             let idx: Vec<usize> = (0..walkers).filter(|&k| !block[k].rejected).collect();
             rejected += walkers - idx.len();
             let es: Vec<f64> = idx.iter().map(|&k| block[k].e_loc).collect();
-            let mean = es.iter().sum::<f64>() / es.len().max(1) as f64;
+            // A state without accepted walkers has no energy estimate.
+            let mean = if es.is_empty() { f64::NAN } else { es.iter().sum::<f64>() / es.len() as f64 };
             energies.push(mean);
             let clipped = clip_mad(&es, 5.0);
             let cm = clipped.iter().sum::<f64>() / clipped.len().max(1) as f64;
@@ -370,7 +380,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
             (0.0, g)
         });
         let grad = BatchEngine::reduce(parts, theta.len(), total).grad;
-        let loss = energies.iter().zip(weights).map(|(e, w)| e * w).sum();
+        let loss = if too_many_rejected(rejected, total) { f64::NAN } else { energies.iter().zip(weights).map(|(e, w)| e * w).sum() };
         EnsembleStep { loss, grad, energies, rejected }
     }
 }

@@ -357,7 +357,9 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
             (0.0, g)
         });
         let grad = BatchEngine::reduce(parts, theta.len(), ok.len()).grad;
-        ThermalStep { f, f_err, e, e_err, k, k_err, v, v_err, s, grad, rejected: batch - ok.len() }
+        let rejected = batch - ok.len();
+        let f = if super::too_many_rejected(rejected, batch) { f64::NAN } else { f };
+        ThermalStep { f, f_err, e, e_err, k, k_err, v, v_err, s, grad, rejected }
     }
 }
 

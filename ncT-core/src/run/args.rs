@@ -131,6 +131,19 @@ impl NetArgs {
     }
 }
 
+/// Whether `--flag` was given on this process's command line (to warn about flags that the chosen
+/// configuration ignores; defaults and given values cannot be told apart after parsing).
+pub fn flag_given(flag: &str) -> bool {
+    std::env::args().skip(1).any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+}
+
+/// Prints a warning for every given flag of `flags` that `reason` makes irrelevant.
+pub fn warn_ignored(flags: &[&str], reason: &str) {
+    for f in flags.iter().filter(|f| flag_given(f)) {
+        eprintln!("warning: {f} is ignored {reason}");
+    }
+}
+
 /// Error for a model flag out of range.
 pub fn invalid(flag: &str, value: impl ToString, allowed: &str) -> RunError {
     RunError::InvalidArg { flag: flag.into(), value: value.to_string(), allowed: allowed.into() }

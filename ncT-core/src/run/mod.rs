@@ -19,7 +19,7 @@ pub mod dir;
 pub mod plot;
 pub mod trainer;
 
-pub use args::{NetArgs, OnNan, RunArgs, invalid, parse_from_with_defaults, parse_with_defaults};
+pub use args::{NetArgs, OnNan, RunArgs, flag_given, invalid, parse_from_with_defaults, parse_with_defaults, warn_ignored};
 pub use checkpoint::{Checkpoint, ModelDescription};
 pub use dir::RunDir;
 pub use trainer::{Trainer, TrainerHooks, TrainingOutcome};
@@ -50,6 +50,8 @@ pub enum RunError {
     NonFinite { step: u64, what: String, value: f64, sample: String },
     #[error("{file}: {why}")]
     Data { file: PathBuf, why: String },
+    #[error("{what}: {why}; no result was written to summary.json")]
+    NoEstimate { what: String, why: String },
     #[error("plot {path}: {why}")]
     Plot { path: PathBuf, why: String },
 }

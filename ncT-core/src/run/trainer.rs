@@ -17,6 +17,9 @@ use std::time::Instant;
 /// Most rollbacks before a run stops anyway.
 pub const MAX_ROLLBACKS: u32 = 3;
 
+/// A loss above `best + EXPLOSION_FACTOR * (1 + |best|)` counts as diverged.
+pub const EXPLOSION_FACTOR: f64 = 1e6;
+
 /// Optional callbacks of [`Trainer::run`].
 pub struct TrainerHooks<'a> {
     /// Describe the sample that made step `step` non-finite (reproduced from the seeded streams).
@@ -133,8 +136,13 @@ impl<'a> Trainer<'a> {
                 break;
             }
             let (loss, grad) = batch(&theta, step).mean();
+            // An exploding loss (a million times worse than the best so far) is treated like NaN:
+            // rollbacks that "recover" into such a state must not end in a result.
+            let best = losses.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
             let bad = if !loss.is_finite() {
                 Some(("loss".to_string(), loss))
+            } else if best.is_finite() && loss - best > EXPLOSION_FACTOR * (1.0 + best.abs()) {
+                Some((format!("loss: it exploded from the best value {best:.6e} so far (lower --lr)"), loss))
             } else {
                 grad.iter().enumerate().find(|(_, g)| !g.is_finite()).map(|(k, g)| (format!("gradient component {k}"), *g))
             };
