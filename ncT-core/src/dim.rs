@@ -130,11 +130,6 @@ impl<T: Copy + Send + Sync, N: Size> Vector<T, N> {
         let size = N::try_new(s.len())?;
         Some(Self::from_fn(size, |i| s[i]))
     }
-    /// The first `size.value()` items of `it` (missing items are an error: `None`).
-    pub fn try_from_iter(size: N, it: impl IntoIterator<Item = T>) -> Option<Self> {
-        let v: Vec<T> = it.into_iter().take(size.value()).collect();
-        (v.len() == size.value()).then(|| Self::from_fn(size, |i| v[i]))
-    }
     /// The dimension.
     #[inline]
     pub fn size(&self) -> N {
@@ -201,10 +196,6 @@ impl<N: Size> Vector<f64, N> {
     /// Largest absolute value (0 for an empty vector).
     pub fn amax(&self) -> f64 {
         self.iter().fold(0.0, |m, v| m.max(v.abs()))
-    }
-    /// As a heap-allocated nalgebra vector.
-    pub fn to_dvector(&self) -> nalgebra::DVector<f64> {
-        nalgebra::DVector::from_column_slice(self.as_slice())
     }
 }
 

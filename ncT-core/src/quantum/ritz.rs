@@ -116,13 +116,14 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
                     .collect();
                 for (k, n) in basis.iter().enumerate() {
                     let mut p = half;
-                    let mut f = 1.0;
                     for i in 0..d {
                         p = p * tables[i][n[i]];
-                        f *= tables[i][n[i]].re;
                     }
-                    phi[k] = f;
-                    psi[k] = p.re;
+                    // Values are the same in every block; take them from the first.
+                    if start == 0 {
+                        phi[k] = (0..d).fold(1.0, |f, i| f * tables[i][n[i]].re);
+                        psi[k] = p.re;
+                    }
                     lap[k] += p.v2;
                 }
             }

@@ -128,6 +128,8 @@ impl<'a> Trainer<'a> {
             None
         };
         let log_every = (total / 20).max(1);
+        let lowest = |l: &[(u64, f64)]| l.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        let mut best = lowest(&losses);
         let mut step = start;
         let mut interrupted = false;
         while step < total {
@@ -138,7 +140,6 @@ impl<'a> Trainer<'a> {
             let (loss, grad) = batch(&theta, step).mean();
             // An exploding loss (a million times worse than the best so far) is treated like NaN:
             // rollbacks that "recover" into such a state must not end in a result.
-            let best = losses.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
             let bad = if !loss.is_finite() {
                 Some(("loss".to_string(), loss))
             } else if best.is_finite() && loss - best > EXPLOSION_FACTOR * (1.0 + best.abs()) {
@@ -157,6 +158,7 @@ impl<'a> Trainer<'a> {
                     restore(ck, &mut theta, &mut opt);
                     d.truncate_metrics(back_to)?;
                     losses.retain(|(s, _)| *s < back_to);
+                    best = lowest(&losses);
                     let msg = format!("step {step}: non-finite {what}; rolled back to step {back_to} and halved the learning rate (rollback {rollbacks} of {MAX_ROLLBACKS})");
                     match &bar {
                         Some(b) => b.println(msg),
@@ -177,6 +179,7 @@ impl<'a> Trainer<'a> {
             opt.step(&mut theta, &grad);
             let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
             losses.push((step, loss));
+            best = best.min(loss);
             if let Some(d) = self.dir.as_mut() {
                 d.log(&json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": t0.elapsed().as_secs_f64()}))?;
             }
