@@ -95,3 +95,32 @@ fn nonsense_never_ends_as_a_result() {
         assert!(e.contains(flag) && !e.contains("panicked"), "{e}");
     }
 }
+
+#[test]
+fn resume_with_the_directory_alone_and_with_a_smaller_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--n", "6", "--model", "realnvp", "--couplings", "2", "--hidden", "8,8", "--steps", "80", "--lr", "0.01", "--quiet"];
+    let full = run("harmonic_chain", &[&flags[..], &["--out", "full"]].concat(), dir.path());
+    let out = Command::new(example("harmonic_chain")).args([&flags[..], &["--out", "part", "--stop-at", "30"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    // Every model flag comes from the stored config.
+    let resumed = run("harmonic_chain", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
+    for key in ["F_var", "F_var_err", "F_is", "omega", "steps", "mode_overlap"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    // Seconds count the whole run: they never go backwards across the resume.
+    let text = std::fs::read_to_string(dir.path().join("part/metrics.jsonl")).unwrap();
+    let secs: Vec<f64> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["seconds"].as_f64().unwrap()).collect();
+    assert!(secs.windows(2).all(|w| w[1] >= w[0]) && resumed["seconds"].as_f64().unwrap() >= secs[29]);
+    // A model flag that differs is refused; a smaller learning rate is accepted and recorded.
+    let out = Command::new(example("harmonic_chain")).args(["--resume", "part", "--n", "7", "--quiet"]).current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("`n`"));
+    let out = Command::new(example("harmonic_chain")).args([&flags[..], &["--out", "slow", "--stop-at", "30"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let out = Command::new(example("harmonic_chain")).args(["--resume", "slow", "--lr", "0.005", "--quiet"]).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lr changes from 0.01 to 0.005"));
+    let text = std::fs::read_to_string(dir.path().join("slow/metrics.jsonl")).unwrap();
+    let lr: Vec<f64> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["lr"].as_f64().unwrap()).collect();
+    assert!(lr[29] > lr[30] * 1.8, "the metrics record the rate of every step: {} then {}", lr[29], lr[30]);
+}

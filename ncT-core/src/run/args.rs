@@ -155,12 +155,61 @@ pub fn parse_with_defaults<T: clap::Parser>(defaults: &[(&'static str, &'static 
     parse_from_with_defaults(std::env::args_os(), defaults).unwrap_or_else(|e| e.exit())
 }
 
+/// The flags stored in `<DIR>/config.json` when `argv` has `--resume DIR`, as command-line strings
+/// (enums in kebab case, lists comma separated); empty when there is no readable config.
+fn stored_flags(argv: &[std::ffi::OsString]) -> Vec<(String, String)> {
+    let args: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let dir = args.iter().enumerate().find_map(|(i, a)| match a.strip_prefix("--resume") {
+        Some("") => args.get(i + 1).cloned(),
+        Some(rest) => rest.strip_prefix('=').map(str::to_string),
+        None => None,
+    });
+    let Some(dir) = dir else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(std::path::Path::new(&dir).join(super::dir::CONFIG)) else { return Vec::new() };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(&text) else { return Vec::new() };
+    let kebab = |s: &str| {
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.extend(c.to_lowercase());
+        }
+        out
+    };
+    let scalar = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) if s.chars().next().is_some_and(char::is_uppercase) => Some(kebab(s)),
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    map.into_iter()
+        .filter(|(k, _)| !["resume", "out", "overwrite", "stop_at"].contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let s = match &v {
+                serde_json::Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>()?.join(","),
+                other => scalar(other)?,
+            };
+            Some((k, s))
+        })
+        .collect()
+}
+
 /// [`parse_with_defaults`] on explicit arguments (the first is the program name).
 pub fn parse_from_with_defaults<T: clap::Parser, I: IntoIterator<Item = S>, S: Into<std::ffi::OsString> + Clone>(argv: I, defaults: &[(&'static str, &'static str)]) -> Result<T, clap::Error> {
     // Negative values (e.g. `--temperature -3`) reach validation, which names the allowed range.
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
     let mut cmd = T::command().mut_args(|a| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a });
     for &(id, v) in defaults {
         cmd = cmd.mut_arg(id, |a| a.default_value(v));
+    }
+    // `--resume DIR` alone: the stored configuration supplies every flag not given again (flags
+    // given must still match, or be control flags; RunDir checks that).
+    for (id, v) in stored_flags(&argv) {
+        if cmd.get_arguments().any(|a| a.get_id() == id.as_str() && a.get_action().takes_values()) {
+            let v: &'static str = Box::leak(v.into_boxed_str());
+            cmd = cmd.mut_arg(id, |a| a.default_value(v));
+        }
     }
     let m = cmd.try_get_matches_from(argv)?;
     T::from_arg_matches(&m)

@@ -112,6 +112,11 @@ impl RunDir {
                 eprintln!("note: {}: `{k}` is not in the stored config (older run); using {gv}", path.display());
                 continue;
             };
+            if k == "lr" && sv != gv {
+                // Allowed, e.g. to continue after a NaN stop; every metrics line records its lr.
+                eprintln!("note: {}: --lr changes from {sv} to {gv} at this resume. The run stays reproducible from its checkpoints and its metrics record the rate of every step, but it no longer equals an uninterrupted run at either rate", path.display());
+                continue;
+            }
             if sv != gv {
                 return Err(RunError::ConfigMismatch { path: path.into(), field: k.clone(), stored: sv.to_string(), given: gv.to_string() });
             }

@@ -43,6 +43,8 @@ pub struct TrainingOutcome {
     pub interrupted: bool,
     pub rollbacks: u32,
     pub resumed_from: Option<u64>,
+    /// Training seconds of the whole run: earlier segments (up to the checkpoint resumed from)
+    /// plus this invocation.
     pub seconds: f64,
 }
 
@@ -88,6 +90,7 @@ impl<'a> Trainer<'a> {
         let mut rollbacks = 0;
         let mut resumed_from = None;
         let mut losses = Vec::new();
+        let mut earlier = 0.0;
         if let Some(d) = self.dir.as_mut() {
             if d.is_resumed() {
                 let ck = Checkpoint::load(&d.checkpoint_path(), &self.model)?;
@@ -111,6 +114,8 @@ impl<'a> Trainer<'a> {
                     if let (Some(s), Some(l)) = (r.get("step").and_then(Value::as_u64), r.get("loss").and_then(Value::as_f64)) {
                         losses.push((s, l));
                     }
+                    // Seconds count the whole run: continue from the last kept step's time.
+                    earlier = r.get("seconds").and_then(Value::as_f64).unwrap_or(earlier);
                 }
             } else {
                 let ck = self.checkpoint(&theta, &opt, 0, 1.0, 0);
@@ -181,7 +186,7 @@ impl<'a> Trainer<'a> {
             losses.push((step, loss));
             best = best.min(loss);
             if let Some(d) = self.dir.as_mut() {
-                d.log(&json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": t0.elapsed().as_secs_f64()}))?;
+                d.log(&json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": earlier + t0.elapsed().as_secs_f64()}))?;
             }
             step += 1;
             if let Some(b) = &bar {
@@ -202,6 +207,6 @@ impl<'a> Trainer<'a> {
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
-        Ok(TrainingOutcome { theta, steps_done: step, losses, interrupted, rollbacks, resumed_from, seconds: t0.elapsed().as_secs_f64() })
+        Ok(TrainingOutcome { theta, steps_done: step, losses, interrupted, rollbacks, resumed_from, seconds: earlier + t0.elapsed().as_secs_f64() })
     }
 }
