@@ -13,7 +13,7 @@
 use clap::{Parser, ValueEnum};
 use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, harmonic_free_energy, ndco_normal_frequencies};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
-use nct::run::plot::{Series, level_plot, line_plot};
+use nct::run::plot::{level_plot, loss_plot};
 use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
 use nct::*;
 use nct::quantum::metropolis::Metropolis;
@@ -184,6 +184,16 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid(if ff.is_some() { "n_modes" } else { "--dim" }, d, "at least 1 mode (at least 2 with --couplings > 0, whose couplings split the coordinates)"));
     }
     system(cli, ff, Dyn(d))
+}
+
+/// Energy unit of the plots: cm^-1 for molecules (k_B in cm^-1/K), model units otherwise.
+fn energy_unit(kb: f64) -> &'static str {
+    if kb == K_B_CM { "cm^-1" } else { "model units" }
+}
+
+/// Boltzmann constant of the chosen system (cm^-1/K for force fields, 1 for model systems).
+fn kb_of(cli: &Cli) -> f64 {
+    if cli.force_field.is_some() || !["harmonic", "ndco"].contains(&cli.system.as_str()) { K_B_CM } else { 1.0 }
 }
 
 /// Why a step or an estimate has no value: the walkers fell into the holes of the surface.
@@ -378,9 +388,12 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
                 );
             }
             if let Some(d) = &trainer.dir {
-                let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
-                line_plot(d.path(), "loss", "Weighted ensemble energy", "step", "sum_n w_n E_n", &[Series { name: "loss".into(), points: pts, markers: false }], None, None)?;
-                level_plot(d.path(), "levels", &format!("{} levels", cli.system), "energy", &e.iter().map(|s| (s.energy, s.error)).collect::<Vec<_>>(), reference.as_deref().unwrap_or(&[]))?;
+                let unit = energy_unit(kb);
+                // Reference of the loss: the weighted reference levels of the trained labels.
+                let target = reference.as_ref().filter(|r| r.len() == weights.len()).map(|r| ("reference sum_n w_n E_n", r.iter().zip(&weights).map(|(e, w)| e * w).sum::<f64>()));
+                loss_plot(d.path(), "Weighted ensemble energy", "sum_n w_n E_n", &format!("sum_n w_n E_n ({unit})"), &out.losses, target)?;
+                let names: Vec<String> = e.iter().map(|s| format!("{:?}", s.label)).collect();
+                level_plot(d.path(), "levels", &format!("{} levels", cli.system), &format!("energy ({unit})"), &e.iter().map(|s| (s.energy, s.error)).collect::<Vec<_>>(), reference.as_deref().unwrap_or(&[]), &names)?;
             }
             summary.insert("steps".into(), json!(out.steps_done));
             finish(cli, trainer.dir, summary, t0)
@@ -441,8 +454,7 @@ fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &C
     summary.insert("F_exact".into(), json!(f_exact));
     println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6} (K = {k:.6} +- {k_err:.6}, V = {v:.6} +- {v_err:.6}), S = {s:.5} k_B{}", cli.system, h.dim().value(), f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
     if let Some(d) = &trainer.dir {
-        let pts: Vec<(f64, f64)> = out.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
-        line_plot(d.path(), "loss", "Free-energy estimate per step", "step", "F", &[Series { name: "F".into(), points: pts, markers: false }], f_exact.map(|x| ("exact F", x)), None)?;
+        loss_plot(d.path(), "Free-energy estimate per step", "F", &format!("F ({})", energy_unit(kb_of(cli))), &out.losses, f_exact.map(|x| ("exact F", x)))?;
     }
     summary.insert("steps".into(), json!(out.steps_done));
     finish(cli, trainer.dir, summary, t0)

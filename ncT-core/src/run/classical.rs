@@ -110,37 +110,16 @@ pub fn summary<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, model: &Classical
 /// Loss curve (with the exact value as a line) and learned vs exact frequencies.
 pub fn plots<F: SymplecticLayer<N>, N: Size>(run: &ClassicalRun, model: &ClassicalNct<F, N>, loss_name: &str, exact: Option<(&str, f64)>, omega_exact: Option<&[f64]>) -> Result<(), RunError> {
     let Some(dir) = &run.dir else { return Ok(()) };
-    let pts: Vec<(f64, f64)> = run.outcome.losses.iter().map(|&(s, l)| (s as f64, l)).collect();
-    // Clip the view to the last 90% of steps so the start does not flatten the curve.
-    let mean = running_mean(&pts, (pts.len() / 50).max(1));
-    let mut tail: Vec<f64> = pts[pts.len() / 10..].iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
-    tail.sort_by(f64::total_cmp);
-    let q = |f: f64| tail.get(((tail.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(0.0);
-    let lo = q(0.01).min(exact.map_or(f64::INFINITY, |e| e.1));
-    let hi = q(0.99).max(exact.map_or(f64::NEG_INFINITY, |e| e.1));
-    let pad = 0.05 * (hi - lo).max(1e-6);
-    let series = [Series { name: loss_name.into(), points: pts.clone(), markers: false }, Series { name: "running mean".into(), points: mean, markers: false }];
-    line_plot(dir.path(), "loss", "Training loss", "step", loss_name, &series, exact, Some((lo - pad, hi + pad)))?;
+    super::plot::loss_plot(dir.path(), "Training loss", loss_name, loss_name, &run.outcome.losses, exact)?;
     let w = model.frequencies(&run.theta);
     let mut series = vec![Series { name: "learned".into(), points: w.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v)).collect(), markers: true }];
     if let Some(we) = omega_exact {
         series.push(Series { name: "exact".into(), points: we.iter().enumerate().map(|(k, &v)| (k as f64 + 1.0, v)).collect(), markers: false });
     }
-    line_plot(dir.path(), "frequencies", "Latent frequencies (slowest first)", "mode k", "omega_k", &series, None, None)
+    line_plot(dir.path(), "frequencies", "Latent frequencies (slowest first)", "mode k", "omega_k (1 / model time unit)", &series, None, None)
 }
 
 /// Running mean over a centred window of `w` points.
-pub fn running_mean(pts: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
-    let n = pts.len();
-    (0..n)
-        .map(|i| {
-            let (a, b) = (i.saturating_sub(w / 2), (i + w / 2 + 1).min(n));
-            let v: Vec<f64> = pts[a..b].iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
-            (pts[i].0, v.iter().sum::<f64>() / v.len().max(1) as f64)
-        })
-        .collect()
-}
-
 /// Print a one-screen human summary.
 pub fn print_summary(title: &str, m: &Map<String, Value>, dir: Option<&RunDir>) {
     println!("== {title}");

@@ -60,6 +60,41 @@ fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// Tick label with as many decimals as the axis span needs, and no "-0".
+fn tick(v: f64, span: f64) -> String {
+    let decimals = if span > 0.0 && span.is_finite() { (-(span / 5.0).log10().floor()).clamp(0.0, 6.0) as usize } else { 2 };
+    let s = format!("{:.*}", decimals, v + 0.0);
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') { s.trim_start_matches('-').to_string() } else { s }
+}
+
+/// Centred running mean over `w` points (non-finite points skipped).
+pub fn running_mean(pts: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
+    let n = pts.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(w / 2), (i + w / 2 + 1).min(n));
+            let v: Vec<f64> = pts[a..b].iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
+            (pts[i].0, v.iter().sum::<f64>() / v.len().max(1) as f64)
+        })
+        .collect()
+}
+
+/// The training curve of a run: the per-step loss (faint), its running mean, the exact or
+/// reference value as a line, and a view clipped to the last 90% of steps so that the start does
+/// not flatten the curve.
+pub fn loss_plot(dir: &Path, title: &str, name: &str, ylabel: &str, losses: &[(u64, f64)], exact: Option<(&str, f64)>) -> Result<(), RunError> {
+    let pts: Vec<(f64, f64)> = losses.iter().map(|&(s, l)| (s as f64, l)).collect();
+    let mean = running_mean(&pts, (pts.len() / 50).max(1));
+    let mut tail: Vec<f64> = pts[pts.len() / 10..].iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
+    tail.sort_by(f64::total_cmp);
+    let q = |f: f64| tail.get(((tail.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(0.0);
+    let lo = q(0.01).min(exact.map_or(f64::INFINITY, |e| e.1));
+    let hi = q(0.99).max(exact.map_or(f64::NEG_INFINITY, |e| e.1));
+    let pad = 0.05 * (hi - lo).max(1e-6);
+    let series = [Series { name: name.into(), points: pts, markers: false }, Series { name: "running mean".into(), points: mean, markers: false }];
+    line_plot(dir, "loss", title, "step", ylabel, &series, exact, Some((lo - pad, hi + pad)))
+}
+
 fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, xlabel: &str, ylabel: &str, series: &[Series], hline: Option<(&str, f64)>, y_range: Option<(f64, f64)>) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -68,7 +103,7 @@ where
     let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let (y0, y1) = y_range.unwrap_or_else(|| range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).chain(hline.map(|h| h.1))));
     let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(80).build_cartesian_2d(x0..x1, y0..y1)?;
-    chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).x_label_formatter(&|x| if (x1 - x0) > 20.0 { format!("{x:.0}") } else { format!("{x}") }).draw()?;
+    chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).x_label_formatter(&|x| tick(*x, x1 - x0)).y_label_formatter(&|y| tick(*y, y1 - y0)).draw()?;
     for (i, s) in series.iter().enumerate() {
         let c = PALETTE[i % PALETTE.len()];
         if s.markers {
@@ -103,12 +138,22 @@ where
     let (x0, x1) = range(points.iter().map(|p| p.0));
     let (y0, y1) = range(points.iter().map(|p| p.1));
     let (c0, c1) = range(points.iter().map(|p| p.2));
-    let mut chart = ChartBuilder::on(root).caption(format!("{title} (colour: {colour})"), ("sans-serif", 22)).margin(15).x_label_area_size(45).y_label_area_size(80).build_cartesian_2d(x0..x1, y0..y1)?;
-    chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).draw()?;
+    let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 22)).margin(15).margin_right(125).x_label_area_size(45).y_label_area_size(80).build_cartesian_2d(x0..x1, y0..y1)?;
+    chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).x_label_formatter(&|x| tick(*x, x1 - x0)).y_label_formatter(&|y| tick(*y, y1 - y0)).draw()?;
+    // Colour bar on the right: the colour scale of the third value, with its range.
+    let hue = |t: f64| HSLColor(0.7 * (1.0 - t.clamp(0.0, 1.0)), 0.85, 0.45);
+    let (w, h) = root.dim_in_pixel();
+    let (bx, by0, by1) = (w as i32 - 95, 70, h as i32 - 60);
+    for k in 0..(by1 - by0) {
+        let t = 1.0 - k as f64 / (by1 - by0) as f64;
+        root.draw(&Rectangle::new([(bx, by0 + k), (bx + 14, by0 + k + 1)], hue(t).filled()))?;
+    }
+    let style = ("sans-serif", 14).into_font().color(&BLACK);
+    root.draw(&Text::new(tick(c1, c1 - c0), (bx + 18, by0 - 6), style.clone()))?;
+    root.draw(&Text::new(tick(c0, c1 - c0), (bx + 18, by1 - 8), style.clone()))?;
+    root.draw(&Text::new(colour.to_string(), (bx - 20, by0 - 28), style))?;
     chart.draw_series(points.iter().map(|&(x, y, c)| {
-        let t = ((c - c0) / (c1 - c0)).clamp(0.0, 1.0);
-        let col = HSLColor(0.7 * (1.0 - t), 0.85, 0.45);
-        Circle::new((x, y), 2, col.filled())
+        Circle::new((x, y), 2, hue((c - c0) / (c1 - c0)).filled())
     }))?;
     Ok(())
 }
@@ -118,14 +163,14 @@ pub fn scatter_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &
     both(dir, stem, &|r| draw_scatter(r, title, xlabel, ylabel, points, colour), &|r| draw_scatter(r, title, xlabel, ylabel, points, colour))
 }
 
-fn draw_levels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64]) -> DrawResult
+fn draw_levels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64], names: &[String]) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
     let (y0, y1) = range(levels.iter().flat_map(|l| [l.0 - l.1, l.0 + l.1]).chain(exact.iter().copied()));
     let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(90).build_cartesian_2d(-0.5f64..(levels.len() as f64 - 0.5), y0..y1)?;
-    chart.configure_mesh().x_desc("state").y_desc(ylabel).label_style(("sans-serif", 16)).x_labels(levels.len().max(1)).x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{:.0}", x) } else { String::new() }).draw()?;
+    chart.configure_mesh().x_desc("state").y_desc(ylabel).label_style(("sans-serif", 16)).x_labels(levels.len().max(1)).x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 && x.round() >= 0.0 { names.get(x.round() as usize).cloned().unwrap_or_else(|| format!("{:.0}", x)) } else { String::new() }).y_label_formatter(&|y| tick(*y, y1 - y0)).draw()?;
     let blue = PALETTE[0];
     chart.draw_series(levels.iter().enumerate().map(|(i, &(e, _))| PathElement::new(vec![(i as f64 - 0.35, e), (i as f64 + 0.35, e)], blue.stroke_width(3))))?.label("learned").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(3)));
     chart.draw_series(levels.iter().enumerate().map(|(i, &(e, s))| ErrorBar::new_vertical(i as f64, e - s, e, e + s, blue.stroke_width(1), 8)))?;
@@ -137,7 +182,24 @@ where
     Ok(())
 }
 
-/// Energy-level diagram: `(energy, error)` per state, with reference levels where known.
-pub fn level_plot(dir: &Path, stem: &str, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64]) -> Result<(), RunError> {
-    both(dir, stem, &|r| draw_levels(r, title, ylabel, levels, exact), &|r| draw_levels(r, title, ylabel, levels, exact))
+/// Energy-level diagram: `(energy, error)` per state, labelled by `names` (e.g. the quantum
+/// numbers), with reference levels where known.
+pub fn level_plot(dir: &Path, stem: &str, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64], names: &[String]) -> Result<(), RunError> {
+    both(dir, stem, &|r| draw_levels(r, title, ylabel, levels, exact, names), &|r| draw_levels(r, title, ylabel, levels, exact, names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_have_the_decimals_the_span_needs_and_no_negative_zero() {
+        assert_eq!(tick(5350.0, 300.0), "5350");
+        assert_eq!(tick(-13.6004, 0.05), "-13.60");
+        assert_eq!(tick(-0.0, 2.0), "0.0");
+        assert_eq!(tick(-0.00001, 0.5), "0.0");
+        assert_eq!(tick(2.5, 10.0), "2");
+        let m = running_mean(&[(0.0, 1.0), (1.0, 3.0), (2.0, f64::NAN), (3.0, 5.0)], 3);
+        assert_eq!(m.iter().map(|p| p.1).collect::<Vec<_>>(), vec![2.0, 2.0, 4.0, 5.0]);
+    }
 }
