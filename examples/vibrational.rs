@@ -191,11 +191,6 @@ fn energy_unit(kb: f64) -> &'static str {
     if kb == K_B_CM { "cm^-1" } else { "model units" }
 }
 
-/// Boltzmann constant of the chosen system (cm^-1/K for force fields, 1 for model systems).
-fn kb_of(cli: &Cli) -> f64 {
-    if cli.force_field.is_some() || !["harmonic", "ndco"].contains(&cli.system.as_str()) { K_B_CM } else { 1.0 }
-}
-
 /// Why a step or an estimate has no value: the walkers fell into the holes of the surface.
 fn rejected_message(rejected: usize, total: usize) -> String {
     format!("{rejected} of {total} walkers were rejected (V below the guard or not finite: they fell into the holes of this unbounded surface); lower --lr, or resume from the last checkpoint with --on-nan rollback")
@@ -403,11 +398,11 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
             match cli.occupation {
                 Occupation::Psa => {
                     let model = ThermalNct::new(states, ProductOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
-                    thermal(cli, h, model, dir, &name, t, kt, summary, t0)
+                    thermal(cli, h, model, dir, &name, (t, kt, energy_unit(kb)), summary, t0)
                 }
                 Occupation::Van => {
                     let model = ThermalNct::new(states, AutoregressiveOccupation::new(1.0 / kt, omega.as_slice(), cli.levels).with_hidden(cli.van_hidden), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
-                    thermal(cli, h, model, dir, &name, t, kt, summary, t0)
+                    thermal(cli, h, model, dir, &name, (t, kt, energy_unit(kb)), summary, t0)
                 }
             }
         }
@@ -415,7 +410,9 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
 }
 
 #[allow(clippy::too_many_arguments)]
-fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, t: f64, kt: f64, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
+/// `temperature`: (T, k_B T, energy unit).
+fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, temperature: (f64, f64, &str), mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
+    let (t, kt, unit) = temperature;
     let engine = BatchEngine::new(32);
     let stream = SeedStream::new(cli.run.seed);
     let theta = model.new_params(&mut stream.named("init"));
@@ -454,7 +451,7 @@ fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &C
     summary.insert("F_exact".into(), json!(f_exact));
     println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6} (K = {k:.6} +- {k_err:.6}, V = {v:.6} +- {v_err:.6}), S = {s:.5} k_B{}", cli.system, h.dim().value(), f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
     if let Some(d) = &trainer.dir {
-        loss_plot(d.path(), "Free-energy estimate per step", "F", &format!("F ({})", energy_unit(kb_of(cli))), &out.losses, f_exact.map(|x| ("exact F", x)))?;
+        loss_plot(d.path(), "Free-energy estimate per step", "F", &format!("F ({unit})"), &out.losses, f_exact.map(|x| ("exact F", x)))?;
     }
     summary.insert("steps".into(), json!(out.steps_done));
     finish(cli, trainer.dir, summary, t0)
