@@ -11,7 +11,7 @@ use clap::Parser;
 use nct::models::alanine::{AlanineData, K_B, circular_linear_correlation, coordinate_masses};
 use nct::models::data::block_split;
 use nct::run::classical::{print_summary, summary, train_mle, plots};
-use nct::run::plot::scatter_plot;
+use nct::run::plot::{Aspect, scatter_plot};
 use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
@@ -127,9 +127,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     plots(&run, &model, "-ln q (per frame)", None, None)?;
     if let Some(d) = &run.dir {
         let pts: Vec<(f64, f64, f64)> = zs.iter().zip(&phi).map(|(z, &p)| (z.q[order[0]], z.q[order[1]], p)).collect();
-        scatter_plot(d.path(), "latent_phi", "Two slowest latent coordinates", "Q_1 (slowest)", "Q_2", &pts, "phi (rad)")?;
+        scatter_plot(d.path(), "latent_phi", "Two slowest latent coordinates", "Q_1 (slowest)", "Q_2", &pts, "phi (rad)", Aspect::Free)?;
         let pts: Vec<(f64, f64, f64)> = zs.iter().zip(&psi).map(|(z, &p)| (z.q[order[0]], z.q[order[1]], p)).collect();
-        scatter_plot(d.path(), "latent_psi", "Two slowest latent coordinates", "Q_1 (slowest)", "Q_2", &pts, "psi (rad)")?;
+        scatter_plot(d.path(), "latent_psi", "Two slowest latent coordinates", "Q_1 (slowest)", "Q_2", &pts, "psi (rad)", Aspect::Free)?;
         d.write_summary(&serde_json::Value::Object(m.clone()))?;
     }
     print_summary("alanine dipeptide (maximum likelihood)", &m, run.dir.as_ref());

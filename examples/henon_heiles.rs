@@ -151,7 +151,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     summary.insert("potential".into(), json!(e.iter().map(|s| s.potential).collect::<Vec<_>>()));
     summary.insert("dvr".into(), json!(reference.iter().take(cli.states.max(cli.ritz)).collect::<Vec<_>>()));
     if cli.ritz > 0 {
-        let ritz = states.ritz(&out.theta, &h, &basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
+        let ritz = states.ritz_with(&out.theta, &h, &basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172), &nct::run::PhaseProgress::new(cli.run.quiet)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
         // Symmetry-degenerate pairs (E levels) may come out as a complex pair of S^-1 H with equal
         // real parts; max|Im| says how large the noise-induced splitting is.
         println!("  Ritz in the span of {} flow states ({} samples, {} rejected, max|Im| = {:.1e}):", basis.len(), ritz.samples, ritz.rejected, ritz.max_imaginary);

@@ -7,7 +7,7 @@
 use clap::Parser;
 use nct::models::Ring2d;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
-use nct::run::plot::scatter_plot;
+use nct::run::plot::{Aspect, scatter_plot};
 use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
@@ -91,7 +91,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let angle_assoc = angle_association(&pts);
     m.insert("slow_mode_angle_correlation".into(), json!(angle_assoc));
     if let Some(d) = &run.dir {
-        scatter_plot(d.path(), "latent_slowest", "Samples in configuration space", "q_x", "q_y", &pts, "slowest latent Q")?;
+        scatter_plot(d.path(), "latent_slowest", "Samples in configuration space", "q_x", "q_y", &pts, "slowest latent Q", Aspect::Equal)?;
     }
     plots(&run, &model, "H + ln q / beta", Some(("exact F", f_exact)), None)?;
     if let Some(d) = &run.dir {

@@ -14,7 +14,7 @@ use clap::{Parser, ValueEnum};
 use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, harmonic_free_energy, ndco_normal_frequencies};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{level_plot, loss_plot};
-use nct::run::{exit_on_error, NetArgs, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, NetArgs, PhaseProgress, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
 use nct::*;
 use nct::quantum::metropolis::Metropolis;
 use nct::quantum::too_many_rejected;
@@ -307,7 +307,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
             }, TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
             let eval_stream = SeedStream::new(cli.run.seed ^ 0xe7a1);
             let mut e = match cli.sampler {
-                Sampler::Exact => states.state_energies(&out.theta, h, labels, cli.run.eval_samples, &engine, &eval_stream),
+                Sampler::Exact => states.state_energies_with(&out.theta, h, labels, cli.run.eval_samples, &engine, &eval_stream, &PhaseProgress::new(cli.run.quiet)),
                 Sampler::Metropolis => labels
                     .iter()
                     .map(|n| {
@@ -353,7 +353,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
                 } else {
                     &states
                 };
-                let ritz = ritz_states.ritz(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
+                let ritz = ritz_states.ritz_with(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172), &PhaseProgress::new(cli.run.quiet)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
                 let seconds = t.elapsed().as_secs_f64();
                 let es: Vec<f64> = ritz.levels.iter().map(|l| l.energy).collect();
                 println!("  Ritz in the span of the {} lowest flow states ({} samples, {} rejected, max|S - 1| = {:.1e}, max|Im| = {:.1e}, {seconds:.1} s):", ritz_basis.len(), ritz.samples, ritz.rejected, ritz.overlap_deviation, ritz.max_imaginary);

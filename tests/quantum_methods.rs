@@ -222,3 +222,41 @@ fn ritz_on_the_h2o_force_field_matches_vci_in_the_same_basis() {
         assert!(l.error < 4.0, "level {k}: error {}", l.error);
     }
 }
+
+/// Records the phases a long computation reports.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, u64, u64, bool)>>);
+
+impl Progress for Recorder {
+    fn start(&self, what: &str, total: u64) {
+        self.0.lock().unwrap().push((what.into(), total, 0, false));
+    }
+    fn advance(&self, n: u64) {
+        self.0.lock().unwrap().last_mut().unwrap().2 += n;
+    }
+    fn finish(&self) {
+        self.0.lock().unwrap().last_mut().unwrap().3 = true;
+    }
+}
+
+#[test]
+fn long_phases_report_all_their_work_and_progress_changes_no_result() {
+    let h = Ndco::new(Const::<3>, 0.3);
+    let (flow, theta) = random_flow::<3>(3);
+    let model = QuantumNct::new(flow, h.w, h.masses(), 4);
+    let basis = nct::quantum::basis::lowest_levels(&h.w, 6);
+    let (engine, stream) = (BatchEngine::new(16), SeedStream::new(9));
+    let rec = Recorder::default();
+    let with = model.ritz_with(&theta, &h, &basis, 1200, 10, &engine, &stream, &rec).unwrap();
+    let without = model.ritz(&theta, &h, &basis, 1200, 10, &engine, &stream).unwrap();
+    assert_eq!(format!("{with:?}"), format!("{without:?}"));
+    let phases = rec.0.lock().unwrap().clone();
+    assert_eq!(phases.len(), 2, "{phases:?}");
+    assert_eq!((phases[0].1, phases[0].2, phases[0].3), (1200, 1200, true), "{phases:?}");
+    assert_eq!((phases[1].1, phases[1].2, phases[1].3), (11, 11, true), "{phases:?}");
+    let rec = Recorder::default();
+    let a = model.state_energies_with(&theta, &h, &basis, 300, &engine, &stream, &rec);
+    let b = model.state_energies(&theta, &h, &basis, 300, &engine, &stream);
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    assert_eq!(rec.0.lock().unwrap().iter().map(|p| (p.1, p.2, p.3)).collect::<Vec<_>>(), vec![(6, 6, true)]);
+}

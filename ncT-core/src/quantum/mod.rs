@@ -22,6 +22,7 @@ use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
 use crate::layer::Bijector;
 use crate::params::Parametrised;
+use crate::progress::{NoProgress, Progress};
 use crate::scalar::Scalar;
 use hermite::{HermiteSampler, hermite, hermite_with_derivative};
 use crate::dim::{Size, Vector};
@@ -286,14 +287,24 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
 
     /// Energies of the states `labels` (frozen flow) from `walkers` independent samples each.
     pub fn state_energies<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], walkers: usize, engine: &BatchEngine, stream: &SeedStream) -> Vec<StateEnergy> {
-        labels
+        self.state_energies_with(theta, h, labels, walkers, engine, stream, &NoProgress)
+    }
+
+    /// [`Self::state_energies`], reporting the states done to `progress` (one phase).
+    #[allow(clippy::too_many_arguments)]
+    pub fn state_energies_with<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], walkers: usize, engine: &BatchEngine, stream: &SeedStream, progress: &dyn Progress) -> Vec<StateEnergy> {
+        progress.start(&format!("energies of {} states ({walkers} samples each)", labels.len()), labels.len() as u64);
+        let out = labels
             .iter()
             .enumerate()
             .map(|(s, n)| {
                 let ws = engine.map(walkers, stream, s as u64, |_, rng| self.walker(theta, h, n, rng));
+                progress.advance(1);
                 StateEnergy::from_walkers(n, &ws)
             })
-            .collect()
+            .collect();
+        progress.finish();
+        out
     }
 }
 

@@ -20,9 +20,12 @@ use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
 use crate::jet::LapJet;
 use crate::layer::Bijector;
+use crate::progress::{NoProgress, Progress};
 use crate::stats::jackknife_error;
 use crate::dim::{Size, Vector};
 use nalgebra::DMatrix;
+#[cfg(test)]
+use nalgebra::DVector;
 use num_dual::DualNum;
 use thiserror::Error;
 
@@ -144,6 +147,13 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// exact samples of the basis mixture, with jackknife errors over `blocks` blocks.
     #[allow(clippy::too_many_arguments)]
     pub fn ritz<H: Separable<D>>(&self, theta: &[f64], h: &H, basis: &[Vec<usize>], samples: usize, blocks: usize, engine: &BatchEngine, stream: &SeedStream) -> Result<Ritz, RitzError> {
+        self.ritz_with(theta, h, basis, samples, blocks, engine, stream, &NoProgress)
+    }
+
+    /// [`Self::ritz`], reporting two phases to `progress`: the samples drawn, then the
+    /// `blocks + 1` generalised eigenproblems (all data, then each jackknife leave-one-out).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ritz_with<H: Separable<D>>(&self, theta: &[f64], h: &H, basis: &[Vec<usize>], samples: usize, blocks: usize, engine: &BatchEngine, stream: &SeedStream, progress: &dyn Progress) -> Result<Ritz, RitzError> {
         let k = basis.len();
         if k == 0 {
             return Err(RitzError::EmptyBasis);
@@ -158,6 +168,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
             return Err(RitzError::Value { what: "samples", value: samples, allowed: "at least blocks x basis size" });
         }
         let per_block = samples / blocks;
+        progress.start(&format!("Ritz samples (K = {k})"), (per_block * blocks) as u64);
         let block_sums: Vec<Sums> = (0..blocks)
             .map(|b| {
                 let parts = engine.map_chunks(per_block, stream, b as u64, |range, rng| {
@@ -184,6 +195,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
                             }
                         }
                     }
+                    progress.advance(acc.accepted as u64 + acc.rejected as u64);
                     acc
                 });
                 let mut total = Sums::zero(k);
@@ -218,23 +230,25 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
             let im = eig.iter().map(|c| c.im.abs()).fold(0.0, f64::max);
             Some((re, im, a))
         };
+        progress.finish();
         let singular = RitzError::Singular { accepted: all.accepted };
+        progress.start(&format!("Ritz eigenproblems (K = {k}, all data + {blocks} jackknife)"), blocks as u64 + 1);
         let (energies, max_imaginary, a) = solve(None).ok_or(singular.clone())?;
+        progress.advance(1);
         let mut loo = Vec::with_capacity(blocks);
         for b in 0..blocks {
             loo.push(solve(Some(b)).ok_or(singular.clone())?.0);
+            progress.advance(1);
         }
+        progress.finish();
+        let vectors = ritz_vectors(&all.s, &all.h, &a, &energies);
         let levels = energies
             .iter()
             .enumerate()
             .map(|(j, &e)| {
                 let error = jackknife_error(&loo.iter().map(|v| v[j]).collect::<Vec<_>>());
                 let excitation_error = jackknife_error(&loo.iter().map(|v| v[j] - v[0]).collect::<Vec<_>>());
-                // Ritz vector: the null vector of A - e I (smallest singular value).
-                let shifted = &a - DMatrix::<f64>::identity(k, k) * e;
-                let svd = shifted.svd(false, true);
-                let jmin = (0..k).min_by(|&p, &q| svd.singular_values[p].total_cmp(&svd.singular_values[q])).unwrap_or(0);
-                let c: Vec<f64> = svd.v_t.as_ref().map(|vt| vt.row(jmin).iter().copied().collect()).unwrap_or_else(|| vec![1.0; k]);
+                let c = &vectors[j];
                 let norm: f64 = c.iter().map(|x| x * x).sum();
                 let (best, w) = c.iter().enumerate().map(|(i, x)| (i, x * x / norm)).fold((0, 0.0), |acc, p| if p.1 > acc.1 { p } else { acc });
                 RitzLevel { energy: e, error, excitation_error, label: basis[best].clone(), weight: w }
@@ -243,5 +257,66 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
         let s_mean = &all.s / drawn;
         let overlap_deviation = (0..k).flat_map(|m| (0..k).map(move |n| (m, n))).map(|(m, n)| (s_mean[(m, n)] - if m == n { 1.0 } else { 0.0 }).abs()).fold(0.0, f64::max);
         Ok(Ritz { levels, basis: basis.to_vec(), samples: per_block * blocks, rejected: all.rejected, overlap_deviation, max_imaginary })
+    }
+}
+
+/// Ritz vectors (coefficients in the basis), one per entry of `energies` (ascending), in
+/// $O(K^3)$: the symmetric generalised problem $\bar H c = E S c$ with $\bar H = (H + H^T)/2$,
+/// solved by Cholesky $S = L L^T$ and one symmetric eigendecomposition of $L^{-1}\bar H L^{-T}$;
+/// vector $j$ belongs to its $j$-th lowest eigenvalue. Where $S$ is not numerically positive
+/// definite, each vector is the null vector of $A - E_j$ (an SVD per level, $O(K^4)$).
+fn ritz_vectors(s: &DMatrix<f64>, h: &DMatrix<f64>, a: &DMatrix<f64>, energies: &[f64]) -> Vec<Vec<f64>> {
+    let k = s.nrows();
+    let hs = (h + h.transpose()) * 0.5;
+    if let Some(chol) = s.clone().cholesky() {
+        let l = chol.l();
+        if let Some(linv) = l.clone().try_inverse() {
+            let c = &linv * &hs * linv.transpose();
+            let eig = nalgebra::SymmetricEigen::new((&c + c.transpose()) * 0.5);
+            let mut order: Vec<usize> = (0..k).collect();
+            order.sort_by(|&p, &q| eig.eigenvalues[p].total_cmp(&eig.eigenvalues[q]));
+            let back = linv.transpose() * &eig.eigenvectors;
+            if back.iter().all(|v| v.is_finite()) {
+                return order.iter().take(energies.len()).map(|&j| back.column(j).iter().copied().collect()).collect();
+            }
+        }
+    }
+    energies
+        .iter()
+        .map(|&e| {
+            let shifted = a - DMatrix::<f64>::identity(k, k) * e;
+            let svd = shifted.svd(false, true);
+            let jmin = (0..k).min_by(|&p, &q| svd.singular_values[p].total_cmp(&svd.singular_values[q])).unwrap_or(0);
+            svd.v_t.as_ref().map(|vt| vt.row(jmin).iter().copied().collect()).unwrap_or_else(|| vec![1.0; k])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Cholesky path gives the same vectors (up to sign) as the null vectors of $S^{-1}H - E$.
+    #[test]
+    fn ritz_vectors_equal_the_null_vectors_of_the_shifted_matrix() {
+        let k = 7;
+        let b = DMatrix::from_fn(k, k, |i, j| ((i * 7 + j * 3) as f64 * 0.37).sin() + if i == j { 2.0 } else { 0.0 });
+        let s = &b * b.transpose();
+        let g = DMatrix::from_fn(k, k, |i, j| ((i + j) as f64 * 0.91).cos() + if i == j { i as f64 } else { 0.0 });
+        let h = (&g + g.transpose()) * 0.5;
+        let a = s.clone().lu().solve(&h).unwrap();
+        let mut e: Vec<f64> = a.complex_eigenvalues().iter().map(|c| c.re).collect();
+        e.sort_by(f64::total_cmp);
+        let fast = ritz_vectors(&s, &h, &a, &e);
+        let singular = DMatrix::<f64>::zeros(k, k);
+        let slow = ritz_vectors(&singular, &h, &a, &e);
+        for j in 0..k {
+            let (f, sl) = (DVector::from_column_slice(&fast[j]), DVector::from_column_slice(&slow[j]));
+            let cos = f.dot(&sl).abs() / (f.norm() * sl.norm());
+            assert!((cos - 1.0).abs() < 1e-8, "level {j}: |cos| = {cos}");
+            // And each one solves H c = E S c.
+            let r = &h * &f - &s * &f * e[j];
+            assert!(r.norm() < 1e-8 * (h.norm() * f.norm()), "level {j}: residual {}", r.norm());
+        }
     }
 }

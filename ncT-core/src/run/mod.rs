@@ -17,11 +17,13 @@ pub mod checkpoint;
 pub mod classical;
 pub mod dir;
 pub mod plot;
+pub mod progress;
 pub mod trainer;
 
 pub use args::{NetArgs, OnNan, RunArgs, flag_given, invalid, parse_from_with_defaults, parse_with_defaults, warn_ignored};
 pub use checkpoint::{Checkpoint, ModelDescription};
 pub use dir::RunDir;
+pub use progress::PhaseProgress;
 pub use trainer::{Trainer, TrainerHooks, TrainingOutcome};
 
 use std::path::PathBuf;

@@ -60,11 +60,12 @@ fn range(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// Tick label with as many decimals as the axis span needs, and no "-0".
+/// Tick label with as many decimals as the axis span needs, a minus sign (U+2212), and no "-0".
 fn tick(v: f64, span: f64) -> String {
     let decimals = if span > 0.0 && span.is_finite() { (-(span / 5.0).log10().floor()).clamp(0.0, 6.0) as usize } else { 2 };
     let s = format!("{:.*}", decimals, v + 0.0);
-    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') { s.trim_start_matches('-').to_string() } else { s }
+    // A typographic minus: the hyphen of a monospaced font sits in a wide cell and reads as "- 4".
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') { s.trim_start_matches('-').to_string() } else { s.replace('-', "\u{2212}") }
 }
 
 /// Centred running mean over `w` points (non-finite points skipped).
@@ -120,8 +121,24 @@ where
     if let Some((label, v)) = hline {
         chart.draw_series(LineSeries::new(vec![(x0, v), (x1, v)], BLACK.stroke_width(1)))?.label(label.to_string()).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 16)).draw()?;
+    let corner = emptiest_corner(series.iter().flat_map(|s| s.points.iter().copied()), (x0, x1), (y0, y1));
+    chart.configure_series_labels().position(corner).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 16)).draw()?;
     Ok(())
+}
+
+/// The corner of the plot (a third of the width, a quarter of the height) holding the fewest
+/// data points, for the legend box.
+fn emptiest_corner(points: impl Iterator<Item = (f64, f64)>, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let mut count = [0usize; 4]; // upper right, upper left, lower right, lower left
+    for (px, py) in points.filter(|p| p.0.is_finite() && p.1.is_finite()) {
+        let (u, v) = ((px - x.0) / (x.1 - x.0), (py - y.0) / (y.1 - y.0));
+        let (right, left, top, bottom) = (u > 2.0 / 3.0, u < 1.0 / 3.0, v > 0.75, v < 0.25);
+        for (k, inside) in [right && top, left && top, right && bottom, left && bottom].into_iter().enumerate() {
+            count[k] += inside as usize;
+        }
+    }
+    let best = (0..4).min_by_key(|&k| count[k]).unwrap_or(0);
+    [SeriesLabelPosition::UpperRight, SeriesLabelPosition::UpperLeft, SeriesLabelPosition::LowerRight, SeriesLabelPosition::LowerLeft][best].clone()
 }
 
 /// Lines or markers against a shared x axis, with an optional horizontal reference line (e.g. the
@@ -130,15 +147,46 @@ pub fn line_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str
     both(dir, stem, &|r| draw_lines(r, title, xlabel, ylabel, series, hline, y_range), &|r| draw_lines(r, title, xlabel, ylabel, series, hline, y_range))
 }
 
-fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str) -> DrawResult
+/// Axis scaling of a [`scatter_plot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aspect {
+    /// Each axis spans its own data range.
+    Free,
+    /// One unit is as long on both axes (for isotropic spaces: positions in a plane); the
+    /// shorter range is widened about its centre.
+    Equal,
+}
+
+/// Widen `(x0, x1)` or `(y0, y1)` about its centre so that x units per pixel equal y units per
+/// pixel on a `w` x `h` pixel plotting area.
+fn equal_aspect(x: (f64, f64), y: (f64, f64), w: f64, h: f64) -> ((f64, f64), (f64, f64)) {
+    let (sx, sy) = ((x.1 - x.0) / w, (y.1 - y.0) / h);
+    let widen = |r: (f64, f64), span: f64| {
+        let c = 0.5 * (r.0 + r.1);
+        (c - 0.5 * span, c + 0.5 * span)
+    };
+    if sx > sy { (x, widen(y, sx * h)) } else { (widen(x, sy * w), y) }
+}
+
+fn draw_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str, aspect: Aspect) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let (x0, x1) = range(points.iter().map(|p| p.0));
-    let (y0, y1) = range(points.iter().map(|p| p.1));
+    let (mut x0, mut x1) = range(points.iter().map(|p| p.0));
+    let (mut y0, mut y1) = range(points.iter().map(|p| p.1));
     let (c0, c1) = range(points.iter().map(|p| p.2));
-    let mut chart = ChartBuilder::on(root).caption(title, ("sans-serif", 22)).margin(15).margin_right(125).x_label_area_size(45).y_label_area_size(80).build_cartesian_2d(x0..x1, y0..y1)?;
+    let area = root.titled(title, ("sans-serif", 22))?;
+    let builder = || {
+        let mut b = ChartBuilder::on(&area);
+        b.margin(15).margin_right(125).x_label_area_size(45).y_label_area_size(80);
+        b
+    };
+    if aspect == Aspect::Equal {
+        let (w, h) = builder().build_cartesian_2d(x0..x1, y0..y1)?.plotting_area().dim_in_pixel();
+        ((x0, x1), (y0, y1)) = equal_aspect((x0, x1), (y0, y1), w as f64, h as f64);
+    }
+    let mut chart = builder().build_cartesian_2d(x0..x1, y0..y1)?;
     chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).label_style(("sans-serif", 16)).x_label_formatter(&|x| tick(*x, x1 - x0)).y_label_formatter(&|y| tick(*y, y1 - y0)).draw()?;
     // Colour bar on the right: the colour scale of the third value, with its range.
     let hue = |t: f64| HSLColor(0.7 * (1.0 - t.clamp(0.0, 1.0)), 0.85, 0.45);
@@ -158,9 +206,10 @@ where
     Ok(())
 }
 
-/// Scatter of `(x, y)` coloured by a third value (blue = low, red = high).
-pub fn scatter_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str) -> Result<(), RunError> {
-    both(dir, stem, &|r| draw_scatter(r, title, xlabel, ylabel, points, colour), &|r| draw_scatter(r, title, xlabel, ylabel, points, colour))
+/// Scatter of `(x, y)` coloured by a third value (blue = low, red = high), with a colour bar.
+#[allow(clippy::too_many_arguments)]
+pub fn scatter_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str, aspect: Aspect) -> Result<(), RunError> {
+    both(dir, stem, &|r| draw_scatter(r, title, xlabel, ylabel, points, colour, aspect), &|r| draw_scatter(r, title, xlabel, ylabel, points, colour, aspect))
 }
 
 fn draw_levels<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64], names: &[String]) -> DrawResult
@@ -195,10 +244,14 @@ mod tests {
     #[test]
     fn tick_labels_have_the_decimals_the_span_needs_and_no_negative_zero() {
         assert_eq!(tick(5350.0, 300.0), "5350");
-        assert_eq!(tick(-13.6004, 0.05), "-13.60");
+        assert_eq!(tick(-13.6004, 0.05), "\u{2212}13.60");
         assert_eq!(tick(-0.0, 2.0), "0.0");
         assert_eq!(tick(-0.00001, 0.5), "0.0");
         assert_eq!(tick(2.5, 10.0), "2");
+        let ((x0, x1), (y0, y1)) = equal_aspect((0.0, 4.0), (-1.0, 1.0), 800.0, 400.0);
+        assert_eq!(((x0, x1), (y0, y1)), ((0.0, 4.0), (-1.0, 1.0)));
+        let ((x0, x1), (y0, y1)) = equal_aspect((0.0, 1.0), (-1.0, 1.0), 800.0, 400.0);
+        assert_eq!(((x0, x1), (y0, y1)), ((-1.5, 2.5), (-1.0, 1.0)));
         let m = running_mean(&[(0.0, 1.0), (1.0, 3.0), (2.0, f64::NAN), (3.0, 5.0)], 3);
         assert_eq!(m.iter().map(|p| p.1).collect::<Vec<_>>(), vec![2.0, 2.0, 4.0, 5.0]);
     }
