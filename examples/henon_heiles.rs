@@ -14,10 +14,11 @@
 use clap::Parser;
 use nalgebra::DMatrix;
 use nct::quantum::basis::lowest_levels;
-use nct::run::{exit_on_error, invalid, parse_with_defaults, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks};
+use nct::driver::{Driver, Ensemble, Observable};
+use nct::run::{exit_on_error, invalid, parse_with_defaults, PhaseProgress, RunArgs, RunError};
 use nct::*;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 nct::hamiltonian! {
     /// Hénon–Heiles potential, unit masses and frequencies.
@@ -107,7 +108,6 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if !(10..=60).contains(&cli.dvr_points) {
         return Err(invalid("--dvr-points", cli.dvr_points, "10..=60 (the DVR matrix has points^2 rows)"));
     }
-    cli.run.init_threads();
     let h = HenonHeiles::new().with_lambda(cli.lambda);
     let omega = Vector::from([1.0, 1.0]);
     let labels = lowest_levels(omega.as_slice(), cli.states);
@@ -116,42 +116,22 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let flow = HenonHeilesFlow::new(cli.run.seed);
     print!("{flow}");
     let states = QuantumNct::new(flow, omega, h.masses(), n_max);
-    let dir = RunDir::open_with_control(&cli.run, cli, &["ritz", "ritz_samples", "dvr_points"])?;
-    let engine = BatchEngine::new(32);
-    let stream = SeedStream::new(cli.run.seed);
-    let t0 = std::time::Instant::now();
-    let weights = Weights::Equal.values(labels.len());
-    let walkers = (cli.run.batch / labels.len()).max(1);
-    let theta = states.new_params(&mut stream.named("init"));
-    let opt = Adam::new(theta.len(), cli.run.lr);
-    let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of("henon_heiles/lu+realnvp", &states));
-    let out = trainer.run(
-        theta,
-        opt,
-        |th, step| {
-            let s = states.ensemble_step(th, &h, &labels, &weights, walkers, &engine, &stream, step);
-            BatchSum { loss: s.loss, grad: s.grad, samples: 1 }
-        },
-        TrainerHooks::default(),
-    )?;
+    let objective = Ensemble::new(&states, &h, labels.clone(), Weights::Equal, cli.run.batch);
+    let trained = Driver::new("henon_heiles/lu+realnvp", objective).control_flags(&["ritz", "ritz_samples", "dvr_points"]).run(&cli.run, cli)?;
     let t_dvr = std::time::Instant::now();
     let reference = dvr_levels(&h, cli.dvr_points, 7.0);
     let dvr_seconds = t_dvr.elapsed().as_secs_f64();
-    let mut e = states.state_energies(&out.theta, &h, &labels, cli.run.eval_samples, &engine, &SeedStream::new(cli.run.seed ^ 0xe7a1));
-    e.sort_by(|a, b| a.energy.total_cmp(&b.energy));
-    println!("== Hénon–Heiles, lambda = {}: {} states, {} steps in {:.1} s; DVR {}^2 points in {dvr_seconds:.1} s", cli.lambda, labels.len(), out.steps_done, out.seconds, cli.dvr_points);
+    let e = trained.objective.energies(&trained.theta, cli.run.eval_samples, cli.run.seed, &PhaseProgress::new(cli.run.quiet));
+    println!("== Hénon–Heiles, lambda = {}: {} states, {} steps in {:.1} s; DVR {}^2 points in {dvr_seconds:.1} s", cli.lambda, labels.len(), trained.outcome.steps_done, trained.outcome.seconds, cli.dvr_points);
     println!("  {:<4} {:>12} {:>10} {:>10} {:>10} {:>12}", "n", "energy", "+-", "K", "V", "DVR");
     for (k, s) in e.iter().enumerate() {
         println!("  {:<4} {:>12.6} {:>10.2e} {:>10.5} {:>10.5} {:>12.6}", k, s.energy, s.error, s.kinetic, s.potential, reference[k]);
     }
-    let mut summary = Map::new();
-    summary.insert("energies".into(), json!(e.iter().map(|s| s.energy).collect::<Vec<_>>()));
-    summary.insert("energies_err".into(), json!(e.iter().map(|s| s.error).collect::<Vec<_>>()));
-    summary.insert("kinetic".into(), json!(e.iter().map(|s| s.kinetic).collect::<Vec<_>>()));
-    summary.insert("potential".into(), json!(e.iter().map(|s| s.potential).collect::<Vec<_>>()));
-    summary.insert("dvr".into(), json!(reference.iter().take(cli.states.max(cli.ritz)).collect::<Vec<_>>()));
+    // Virial theorem check on the ground state: <x . grad V> = 2 <K> for an eigenstate.
+    let obs = trained.objective.observe(&trained.theta, &labels[0], &[Observable::potential_of(&h), Observable::virial_of(&h)], cli.run.eval_samples, cli.run.seed);
+    let mut summary = trained.summary().energies(&e).observables(&obs).insert("dvr", reference.iter().take(cli.states.max(cli.ritz)).collect::<Vec<_>>());
     if cli.ritz > 0 {
-        let ritz = states.ritz_with(&out.theta, &h, &basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172), &nct::run::PhaseProgress::new(cli.run.quiet)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
+        let ritz = states.ritz_with(&trained.theta, &h, &basis, cli.ritz_samples, 20, &BatchEngine::new(32), &SeedStream::new(cli.run.seed ^ 0x5172), &PhaseProgress::new(cli.run.quiet)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
         // Symmetry-degenerate pairs (E levels) may come out as a complex pair of S^-1 H with equal
         // real parts; max|Im| says how large the noise-induced splitting is.
         println!("  Ritz in the span of {} flow states ({} samples, {} rejected, max|Im| = {:.1e}):", basis.len(), ritz.samples, ritz.rejected, ritz.max_imaginary);
@@ -159,12 +139,10 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         for (k, l) in ritz.levels.iter().enumerate().take(10) {
             println!("  {:<4} {:>12.6} {:>10.2e} {:>12.6} {:>10.2e}", k, l.energy, l.error, reference[k], l.energy - reference[k]);
         }
-        summary.insert("ritz".into(), json!({"energies": ritz.levels.iter().map(|l| l.energy).collect::<Vec<_>>(), "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(), "samples": ritz.samples, "rejected": ritz.rejected}));
+        summary = summary.insert("ritz", json!({"energies": ritz.levels.iter().map(|l| l.energy).collect::<Vec<_>>(), "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(), "samples": ritz.samples, "rejected": ritz.rejected}));
     }
-    summary.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
-    summary.insert("seed".into(), json!(cli.run.seed));
-    if let Some(d) = &trainer.dir {
-        d.write_summary(&Value::Object(summary))?;
+    summary.write()?;
+    if let Some(d) = &trained.dir {
         println!("  run dir {}", d.path().display());
     }
     Ok(())

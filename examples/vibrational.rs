@@ -14,7 +14,9 @@ use clap::{Parser, ValueEnum};
 use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, harmonic_free_energy, ndco_normal_frequencies};
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{level_plot, loss_plot};
-use nct::run::{exit_on_error, NetArgs, PhaseProgress, ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, invalid, parse_with_defaults};
+use nct::driver::objective::rejected_message;
+use nct::driver::{Driver, Ensemble, Thermal};
+use nct::run::{exit_on_error, NetArgs, PhaseProgress, RunArgs, RunDir, RunError, invalid, parse_with_defaults};
 use nct::*;
 use nct::quantum::metropolis::Metropolis;
 use nct::quantum::too_many_rejected;
@@ -191,11 +193,6 @@ fn energy_unit(kb: f64) -> &'static str {
     if kb == K_B_CM { "cm^-1" } else { "model units" }
 }
 
-/// Why a step or an estimate has no value: the walkers fell into the holes of the surface.
-fn rejected_message(rejected: usize, total: usize) -> String {
-    format!("{rejected} of {total} walkers were rejected (V below the guard or not finite: they fell into the holes of this unbounded surface); lower --lr, or resume from the last checkpoint with --on-nan rollback")
-}
-
 /// Reference energies: exact for harmonic and NDCO; literature / VCI values from the data README.
 fn reference(system: &str, d: usize, cli: &Cli, labels: &[Vec<usize>]) -> Option<Vec<f64>> {
     match system {
@@ -278,9 +275,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
     let states = QuantumNct::new(flow, omega.clone(), h.masses(), n_max).with_laplacian(laplacian);
     let dir = RunDir::open_with_control(&cli.run, cli, EVAL_FLAGS)?;
     let engine = BatchEngine::new(32);
-    let stream = SeedStream::new(cli.run.seed);
     let mut summary = Map::new();
-    let t0 = std::time::Instant::now();
     let name = format!("vibrational/{}/{}", cli.system, if cli.net.couplings > 0 { "linear+realnvp" } else { "linear" });
     match cli.temperature {
         None => {
@@ -288,26 +283,12 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
             let weights = match cli.weights {
                 WeightsArg::Equal => Weights::Equal,
                 WeightsArg::Decreasing => Weights::Decreasing,
-            }
-            .values(labels.len());
-            let walkers = (cli.run.batch / labels.len()).max(1);
-            let theta = states.new_params(&mut stream.named("init"));
-            let opt = Adam::new(theta.len(), cli.run.lr);
-            let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(&name, &states));
-            let step_fn = |th: &[f64], step: u64| states.ensemble_step(th, h, labels, &weights, walkers, &engine, &stream, step);
-            // A failed step is explained from the same seeded walkers.
-            let diagnose = |th: &[f64], step: u64| {
-                let s = step_fn(th, step);
-                let total = walkers * labels.len();
-                too_many_rejected(s.rejected, total).then(|| rejected_message(s.rejected, total))
             };
-            let out = trainer.run(theta, opt, |th, step| {
-                let s = step_fn(th, step);
-                BatchSum { loss: s.loss, grad: s.grad, samples: 1 }
-            }, TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
+            let trained = Driver::new(&name, Ensemble::new(&states, h, labels.to_vec(), weights, cli.run.batch)).run_in(&cli.run, dir)?;
+            let (out, weights) = (&trained.outcome, &trained.objective.weights);
             let eval_stream = SeedStream::new(cli.run.seed ^ 0xe7a1);
             let mut e = match cli.sampler {
-                Sampler::Exact => states.state_energies_with(&out.theta, h, labels, cli.run.eval_samples, &engine, &eval_stream, &PhaseProgress::new(cli.run.quiet)),
+                Sampler::Exact => trained.objective.energies(&out.theta, cli.run.eval_samples, cli.run.seed, &PhaseProgress::new(cli.run.quiet)),
                 Sampler::Metropolis => labels
                     .iter()
                     .map(|n| {
@@ -382,27 +363,27 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
                     }),
                 );
             }
-            if let Some(d) = &trainer.dir {
+            if let Some(d) = &trained.dir {
                 let unit = energy_unit(kb);
                 // Reference of the loss: the weighted reference levels of the trained labels.
-                let target = reference.as_ref().filter(|r| r.len() == weights.len()).map(|r| ("reference sum_n w_n E_n", r.iter().zip(&weights).map(|(e, w)| e * w).sum::<f64>()));
+                let target = reference.as_ref().filter(|r| r.len() == weights.len()).map(|r| ("reference sum_n w_n E_n", r.iter().zip(weights).map(|(e, w)| e * w).sum::<f64>()));
                 loss_plot(d.path(), "Weighted ensemble energy", "sum_n w_n E_n", &format!("sum_n w_n E_n ({unit})"), &out.losses, target)?;
                 let names: Vec<String> = e.iter().map(|s| format!("{:?}", s.label)).collect();
                 level_plot(d.path(), "levels", &format!("{} levels", cli.system), &format!("energy ({unit})"), &e.iter().map(|s| (s.energy, s.error)).collect::<Vec<_>>(), reference.as_deref().unwrap_or(&[]), &names)?;
             }
-            summary.insert("steps".into(), json!(out.steps_done));
-            finish(cli, trainer.dir, summary, t0)
+            let std = trained.summary().into_value();
+            finish(cli, trained.dir.as_ref(), std, summary)
         }
         Some(t) => {
             let kt = kb * t;
             match cli.occupation {
                 Occupation::Psa => {
                     let model = ThermalNct::new(states, ProductOccupation::new(1.0 / kt, omega.as_slice(), cli.levels), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
-                    thermal(cli, h, model, dir, &name, (t, kt, energy_unit(kb)), summary, t0)
+                    thermal(cli, h, model, dir, &name, (t, kt, energy_unit(kb)), summary)
                 }
                 Occupation::Van => {
                     let model = ThermalNct::new(states, AutoregressiveOccupation::new(1.0 / kt, omega.as_slice(), cli.levels).with_hidden(cli.van_hidden), Some(order_w.to_vec())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
-                    thermal(cli, h, model, dir, &name, (t, kt, energy_unit(kb)), summary, t0)
+                    thermal(cli, h, model, dir, &name, (t, kt, energy_unit(kb)), summary)
                 }
             }
         }
@@ -411,59 +392,27 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
 
 #[allow(clippy::too_many_arguments)]
 /// `temperature`: (T, k_B T, energy unit).
-fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, temperature: (f64, f64, &str), mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
+fn thermal<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size>(cli: &Cli, h: &H, model: ThermalNct<B, O, D>, dir: Option<RunDir>, name: &str, temperature: (f64, f64, &str), mut summary: Map<String, Value>) -> Result<(), RunError> {
     let (t, kt, unit) = temperature;
-    let engine = BatchEngine::new(32);
-    let stream = SeedStream::new(cli.run.seed);
-    let theta = model.new_params(&mut stream.named("init"));
-    let opt = Adam::new(theta.len(), cli.run.lr);
-    let mut trainer = Trainer::new(&cli.run, dir, ModelDescription::of(name, &model));
-    let diagnose = |th: &[f64], step: u64| {
-        let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
-        too_many_rejected(s.rejected, cli.run.batch).then(|| rejected_message(s.rejected, cli.run.batch))
-    };
-    let out = trainer.run(theta, opt, |th, step| {
-        let s = model.step(th, h, cli.run.batch, &engine, &stream, step);
-        BatchSum { loss: s.f, grad: s.grad, samples: 1 }
-    }, TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
-    let est: Vec<_> = (0..8).map(|k| model.step(&out.theta, h, cli.run.eval_samples.div_ceil(8), &engine, &SeedStream::new(cli.run.seed ^ (0xf00d + k)), 0)).collect();
-    let (rejected, drawn) = (est.iter().map(|s| s.rejected).sum::<usize>(), 8 * cli.run.eval_samples.div_ceil(8));
-    if too_many_rejected(rejected, drawn) || est.iter().any(|s| !s.f.is_finite()) {
-        return Err(RunError::NoEstimate { what: "free energy".into(), why: rejected_message(rejected, drawn) });
-    }
-    let (f, f_err) = mean_and_error(&est.iter().map(|s| s.f).collect::<Vec<_>>());
-    let (e, e_err) = mean_and_error(&est.iter().map(|s| s.e).collect::<Vec<_>>());
-    let (k, k_err) = mean_and_error(&est.iter().map(|s| s.k).collect::<Vec<_>>());
-    let (v, v_err) = mean_and_error(&est.iter().map(|s| s.v).collect::<Vec<_>>());
-    let s_sample = mean_and_error(&est.iter().map(|s| s.s).collect::<Vec<_>>()).0;
-    let s = model.occupation.exact_entropy(model.split(&out.theta).1).unwrap_or(s_sample);
-    summary.insert("F".into(), json!(f));
-    summary.insert("F_err".into(), json!(f_err));
-    summary.insert("E".into(), json!(e));
-    summary.insert("E_err".into(), json!(e_err));
-    summary.insert("K".into(), json!(k));
-    summary.insert("K_err".into(), json!(k_err));
-    summary.insert("V".into(), json!(v));
-    summary.insert("V_err".into(), json!(v_err));
-    summary.insert("S".into(), json!(s));
+    let trained = Driver::new(name, Thermal::new(&model, h, cli.run.batch)).run_in(&cli.run, dir)?;
+    let est = trained.objective.estimate(&trained.theta, cli.run.eval_samples, cli.run.seed)?;
+    let ((f, f_err), (e, e_err), (k, k_err), (v, v_err), s) = (est.f, est.e, est.k, est.v, est.s);
     summary.insert("temperature".into(), json!(t));
     let f_exact: Option<f64> = (cli.system == "ndco").then(|| harmonic_free_energy(&ndco_normal_frequencies(h.dim().value(), cli.coupling), kt));
     summary.insert("F_exact".into(), json!(f_exact));
     println!("== {} ({} modes) at T = {t}: F = {f:.6} +- {f_err:.6}, E = {e:.6} +- {e_err:.6} (K = {k:.6} +- {k_err:.6}, V = {v:.6} +- {v_err:.6}), S = {s:.5} k_B{}", cli.system, h.dim().value(), f_exact.map_or(String::new(), |x| format!("; exact F = {x:.10}")));
-    if let Some(d) = &trainer.dir {
-        loss_plot(d.path(), "Free-energy estimate per step", "F", &format!("F ({unit})"), &out.losses, f_exact.map(|x| ("exact F", x)))?;
-    }
-    summary.insert("steps".into(), json!(out.steps_done));
-    finish(cli, trainer.dir, summary, t0)
+    trained.loss_plot("Free-energy estimate per step", unit, f_exact.map(|x| ("exact F", x)))?;
+    let std = trained.summary().thermal(&est).into_value();
+    finish(cli, trained.dir.as_ref(), std, summary)
 }
 
-fn finish(cli: &Cli, dir: Option<RunDir>, mut summary: Map<String, Value>, t0: std::time::Instant) -> Result<(), RunError> {
-    summary.insert("seconds".into(), json!(t0.elapsed().as_secs_f64()));
-    summary.insert("seed".into(), json!(cli.run.seed));
-    summary.insert("system".into(), json!(cli.system));
-    summary.insert("batch".into(), json!(cli.run.batch));
-    if let Some(d) = &dir {
-        d.write_summary(&Value::Object(summary))?;
+/// The standard summary (`std`, from the driver), the example's own fields on top.
+fn finish(cli: &Cli, dir: Option<&RunDir>, std: Value, summary: Map<String, Value>) -> Result<(), RunError> {
+    let Value::Object(mut all) = std else { unreachable!("a summary is a JSON object") };
+    all.extend(summary);
+    all.insert("system".into(), json!(cli.system));
+    if let Some(d) = dir {
+        d.write_summary(&Value::Object(all))?;
         println!("  run dir {}", d.path().display());
     }
     Ok(())

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod batched;
 pub mod chain;
 pub mod derivative;
+pub mod driver;
 pub mod dim;
 pub mod coupling;
 pub mod dense;

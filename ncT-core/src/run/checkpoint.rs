@@ -4,7 +4,7 @@
 //!
 //! Tensors (all F64, shape `[n]`): `theta` (parameters), `adam.m`, `adam.v` (optimiser moments).
 //! Metadata (strings): `format` = `nct-checkpoint`, `version` = `1`, `step` (steps completed),
-//! `adam_t`, `lr_factor` (bits of the f64, hex), `rollbacks`, `seed`, `model` (JSON of
+//! `adam_t`, `lr_factor` (bits of the f64, hex), `rollbacks`, `seed`, `schedule` ([`Schedule::encode`]), `model` (JSON of
 //! [`ModelDescription`]), `crc32` (CRC-32 of the three tensors' bytes, checked on load, so flipped
 //! bits are refused). Random streams are derived from `(seed, step, chunk)`, so no RNG state
 //! needs saving: resuming at `step` draws exactly the samples an uninterrupted run would.
@@ -12,6 +12,7 @@
 use super::atomic::{FailPoint, write_atomic_with};
 use super::{RunError, io_err};
 use crate::optim::Adam;
+use crate::train::Schedule;
 use crate::params::{ParamGroup, Parametrised};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,9 @@ pub struct Checkpoint {
     pub adam: Adam,
     pub lr_factor: f64,
     pub rollbacks: u32,
+    /// The learning-rate schedule the run was planned with (`None` in checkpoints written
+    /// before schedules were stored).
+    pub schedule: Option<Schedule>,
 }
 
 fn to_bytes(v: &[f64]) -> Vec<u8> {
@@ -82,6 +86,9 @@ impl Checkpoint {
         meta.insert("adam_lr".to_string(), format!("{:016x}", self.adam.lr.to_bits()));
         meta.insert("lr_factor".to_string(), format!("{:016x}", self.lr_factor.to_bits()));
         meta.insert("rollbacks".to_string(), self.rollbacks.to_string());
+        if let Some(sch) = &self.schedule {
+            meta.insert("schedule".to_string(), sch.encode());
+        }
         meta.insert("crc32".to_string(), format!("{:08x}", tensor_crc([&t, &m, &v])));
         meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(|e| e.to_string())?);
         safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| e.to_string())
@@ -145,6 +152,10 @@ impl Checkpoint {
         adam.m = tensor("adam.m")?;
         adam.v = tensor("adam.v")?;
         adam.t = int("adam_t")?;
-        Ok(Self { step: int("step")?, seed: int("seed")?, theta, adam, lr_factor: bits("lr_factor")?, rollbacks: int("rollbacks")? as u32, model })
+        let schedule = match meta.get("schedule") {
+            None => None,
+            Some(text) => Some(Schedule::decode(text).ok_or_else(|| err(format!("metadata field `schedule` is malformed (`{text}`)")))?),
+        };
+        Ok(Self { step: int("step")?, seed: int("seed")?, theta, adam, lr_factor: bits("lr_factor")?, rollbacks: int("rollbacks")? as u32, model, schedule })
     }
 }

@@ -71,7 +71,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn checkpoint(&self, theta: &[f64], opt: &Adam, step: u64, lr_factor: f64, rollbacks: u32) -> Checkpoint {
-        Checkpoint { model: self.model.clone(), step, seed: self.args.seed, theta: theta.to_vec(), adam: opt.clone(), lr_factor, rollbacks }
+        Checkpoint { model: self.model.clone(), step, seed: self.args.seed, theta: theta.to_vec(), adam: opt.clone(), lr_factor, rollbacks, schedule: Some(self.schedule) }
     }
 
     fn save(&mut self, ck: &Checkpoint) -> Result<(), RunError> {
@@ -103,6 +103,14 @@ impl<'a> Trainer<'a> {
                 let logged = d.read_metrics()?.iter().filter_map(|r| r.get("step").and_then(Value::as_u64)).max().map_or(0, |m| m + 1);
                 if logged < ck.step {
                     return Err(RunError::Checkpoint { path: cpath, why: format!("at step {}, but this run's metrics.jsonl ends after {logged} steps: the checkpoint belongs to another run", ck.step) });
+                }
+                // The schedule keeps the plan the run started with; a changed --steps extends or
+                // shortens the run, it does not re-plan the decay.
+                if let Some(planned) = ck.schedule.filter(|s| *s != self.schedule) {
+                    if !self.args.quiet {
+                        eprintln!("note: {}: the run was planned with a {}; this invocation asks for a {} (--steps {}). The run keeps its plan{}, so it equals an uninterrupted run with the original flags followed by the extra steps; start a new run to re-plan the schedule", cpath.display(), planned.describe(), self.schedule.describe(), self.args.steps, match planned { Schedule::Cosine { total, min_factor } if self.args.steps > total => format!(" (after step {total} the rate stays at {min_factor} of the base rate)"), _ => String::new() });
+                    }
+                    self.schedule = planned;
                 }
                 start = ck.step;
                 lr_factor = ck.lr_factor;

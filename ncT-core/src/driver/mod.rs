@@ -1,0 +1,143 @@
+//! One driver for every kind of system: an [`Objective`] (what a step computes: classical
+//! variational or maximum likelihood, a T = 0 ensemble of quantum states, finite temperature), an
+//! optimiser with per-group rates, and a learning-rate [`Schedule`] are separate values; the
+//! [`Driver`] runs them through the run machinery (run directory, checkpoints, bitwise resume,
+//! NaN/explosion policy, progress) and returns a [`Trained`] value, whose [`Summary`] writes the
+//! standard `summary.json` (schema in `docs/summary.md`).
+//!
+//! ```ignore
+//! let objective = Variational::new(&model, &h, args.batch);
+//! let trained = Driver::new("chain8/linear", objective).run(&args, &config)?;
+//! let fe = trained.objective.free_energy(&trained.theta, args.eval_samples, args.seed);
+//! trained.summary().results(&fe).reference("F_exact", f_exact).write()?;
+//! ```
+
+pub mod objective;
+pub mod observable;
+pub mod summary;
+
+pub use objective::{Ensemble, MaximumLikelihood, Thermal, ThermalEstimate, Variational, VariationalPerSample};
+pub use observable::{Observable, ObservableValue};
+pub use summary::{SCHEMA, Summary};
+
+use crate::batch::{BatchSum, SeedStream};
+use crate::optim::Adam;
+use crate::params::Parametrised;
+use crate::run::{ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, TrainingOutcome};
+use crate::train::Schedule;
+use serde::Serialize;
+
+/// What one optimisation step computes: the summed loss and gradient of a batch, from the seeded
+/// stream of the run (so the step is reproducible from `(theta, step)` alone).
+pub trait Objective: Sync {
+    /// The trained parameters (their count, groups and seeded initialisation).
+    fn model(&self) -> &dyn Parametrised;
+    /// Summed loss and gradient of step `step`.
+    fn batch(&self, theta: &[f64], step: u64, stream: &SeedStream) -> BatchSum;
+    /// Why step `step` gave a non-finite loss, reproduced from the same seeded stream (e.g. the
+    /// sample, or how many walkers were rejected). `None`: no explanation.
+    fn diagnose(&self, _theta: &[f64], _step: u64, _stream: &SeedStream) -> Option<String> {
+        None
+    }
+    /// Name of the loss in logs and plots (`F_var`, `sum_n w_n E_n`, ...).
+    fn loss_name(&self) -> &str;
+    /// Kind of system for the summary (`classical`, `quantum`, `quantum-thermal`).
+    fn kind(&self) -> &'static str;
+}
+
+/// Per-group learning-rate factors: parameters of every group whose name starts with the prefix
+/// learn at `factor` times the base rate.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupRate {
+    pub prefix: String,
+    pub factor: f64,
+}
+
+/// Drives an [`Objective`] with Adam under a [`Schedule`].
+pub struct Driver<O: Objective> {
+    pub name: String,
+    pub objective: O,
+    /// Learning-rate schedule; `None`: cosine decay over `--steps` to 2% (the examples' default).
+    pub schedule: Option<Schedule>,
+    pub group_rates: Vec<GroupRate>,
+    /// Flags of the example that may change on resume (evaluation settings).
+    pub control_flags: Vec<&'static str>,
+}
+
+impl<O: Objective> Driver<O> {
+    /// `name` identifies the model in checkpoints (a checkpoint of another name is refused).
+    pub fn new(name: &str, objective: O) -> Self {
+        Driver { name: name.into(), objective, schedule: None, group_rates: Vec::new(), control_flags: Vec::new() }
+    }
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+    /// Groups whose name starts with `prefix` learn at `factor` x the base rate.
+    pub fn group_rate(mut self, prefix: &str, factor: f64) -> Self {
+        self.group_rates.push(GroupRate { prefix: prefix.into(), factor });
+        self
+    }
+    pub fn control_flags(mut self, flags: &[&'static str]) -> Self {
+        self.control_flags.extend_from_slice(flags);
+        self
+    }
+
+    /// Validate the flags, open the run directory (`config`: the example's whole resolved
+    /// configuration), train (or resume) and return the trained state.
+    pub fn run(self, args: &RunArgs, config: &impl Serialize) -> Result<Trained<O>, RunError> {
+        args.validate()?;
+        args.init_threads();
+        let dir = RunDir::open_with_control(args, config, &self.control_flags)?;
+        self.run_in(args, dir)
+    }
+
+    /// [`Driver::run`] in an already opened run directory (or none).
+    pub fn run_in(self, args: &RunArgs, dir: Option<RunDir>) -> Result<Trained<O>, RunError> {
+        let model = self.objective.model();
+        let stream = SeedStream::new(args.seed);
+        let theta = model.new_params(&mut stream.named("init"));
+        let groups = model.param_groups();
+        let mut opt = Adam::new(theta.len(), args.lr);
+        for g in &self.group_rates {
+            opt = opt.with_group_rate(&groups, &g.prefix, g.factor);
+        }
+        let mut trainer = Trainer::new(args, dir, ModelDescription::of(&self.name, model));
+        if let Some(s) = self.schedule {
+            trainer.schedule = s;
+        }
+        let objective = &self.objective;
+        let diagnose = |th: &[f64], step: u64| objective.diagnose(th, step, &stream);
+        let outcome = trainer.run(theta, opt, |th, step| objective.batch(th, step, &stream), TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
+        let dir = trainer.dir.take();
+        Ok(Trained { name: self.name, theta: outcome.theta.clone(), outcome, dir, objective: self.objective, seed: args.seed, batch: args.batch })
+    }
+}
+
+/// The state after training: parameters, the training record, the run directory and the
+/// objective (for evaluation).
+pub struct Trained<O: Objective> {
+    pub name: String,
+    pub theta: Vec<f64>,
+    pub outcome: TrainingOutcome,
+    pub dir: Option<RunDir>,
+    pub objective: O,
+    pub seed: u64,
+    pub batch: usize,
+}
+
+impl<O: Objective> Trained<O> {
+    /// The standard summary, pre-filled with the run's fields; add results, then
+    /// [`Summary::write`].
+    pub fn summary(&self) -> Summary<'_> {
+        Summary::new(self.dir.as_ref(), self.objective.kind(), &self.name, self.objective.model().n_params(), self.seed, self.batch, &self.outcome)
+    }
+
+    /// The loss curve (`loss.png`/`loss.svg`) with an optional reference line.
+    pub fn loss_plot(&self, title: &str, unit: &str, reference: Option<(&str, f64)>) -> Result<(), RunError> {
+        let Some(d) = &self.dir else { return Ok(()) };
+        let name = self.objective.loss_name();
+        let ylabel = if unit.is_empty() { name.to_string() } else { format!("{name} ({unit})") };
+        crate::run::plot::loss_plot(d.path(), title, name, &ylabel, &self.outcome.losses, reference)
+    }
+}
