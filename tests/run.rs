@@ -6,6 +6,7 @@ use nct::run::atomic::FailPoint;
 use nct::run::classical::train_variational;
 use nct::run::{Checkpoint, ModelDescription, OnNan, RunArgs, RunDir, RunError, parse_from_with_defaults};
 use nct::*;
+use nct::Schedule;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
@@ -115,7 +116,7 @@ fn checkpoint(n: usize, step: u64, fill: f64) -> Checkpoint {
     adam.m = vec![fill * 0.1; n];
     adam.v = vec![fill * 0.01; n];
     adam.t = step;
-    Checkpoint { model: desc, step, seed: 3, theta: (0..n).map(|i| fill + i as f64).collect(), adam, lr_factor: 1.0, rollbacks: 0 }
+    Checkpoint { model: desc, step, seed: 3, theta: (0..n).map(|i| fill + i as f64).collect(), adam, lr_factor: 1.0, rollbacks: 0, schedule: Some(Schedule::Exponential { gamma: 0.9, every: 7, floor: 0.1 }) }
 }
 
 #[test]
@@ -356,4 +357,37 @@ fn a_run_directory_in_use_is_refused_with_the_pid() {
     assert!(d.join("config.json").exists(), "the directory in use was not cleared");
     drop(held);
     assert!(RunDir::open(&again.run, &again).unwrap().is_some(), "free again once the first run is gone");
+}
+
+#[test]
+fn schedules_round_trip_and_a_resume_with_more_steps_keeps_the_plan() {
+    for s in [Schedule::Constant, Schedule::Cosine { total: 40, min_factor: 0.02 }, Schedule::Exponential { gamma: 0.3f64.sqrt(), every: 9, floor: 1.0 / 3.0 }] {
+        assert_eq!(Schedule::decode(&s.encode()), Some(s));
+    }
+    assert_eq!(Schedule::decode("cosine:40"), None);
+    let e = Schedule::Exponential { gamma: 0.5, every: 10, floor: 0.2 };
+    assert_eq!((e.factor(0), e.factor(10), e.factor(100)), (1.0, 0.5, 0.2));
+    // The checkpoint stores the schedule (and refuses a malformed one).
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = checkpoint(5, 3, 0.5);
+    let p = tmp.path().join("ck.safetensors");
+    ck.save(&p).unwrap();
+    assert_eq!(Checkpoint::load(&p, &ck.model).unwrap().schedule, ck.schedule);
+    // A 40-step run stopped at 20 and resumed with --steps 60: steps 20..39 follow the original
+    // cosine plan bit for bit, steps 40..59 stay at the floor (2% of the base rate).
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let h = HarmonicChain::<4>::new().with_kappa(1.0);
+    let m = model();
+    let full = cli(&["--out", a.to_str().unwrap(), "--quiet"]);
+    train_variational(&full.run, &full, "chain4", &m, &h).unwrap();
+    let first = cli(&["--out", b.to_str().unwrap(), "--quiet", "--stop-at", "20"]);
+    drop(train_variational(&first.run, &first, "chain4", &m, &h).unwrap());
+    let more = cli(&["--resume", b.to_str().unwrap(), "--steps", "60", "--quiet"]);
+    let r = train_variational(&more.run, &more, "chain4", &m, &h).unwrap();
+    assert_eq!(r.outcome.steps_done, 60);
+    let (ma, mb) = (metrics_without_time(&a), metrics_without_time(&b));
+    assert_eq!(ma[..], mb[..40], "the first 40 steps equal the uninterrupted 40-step run");
+    for rec in &mb[40..] {
+        assert_eq!(rec["lr"].as_f64().unwrap(), 0.02 * 0.02, "{rec}");
+    }
 }
