@@ -61,6 +61,18 @@ pub struct RunArgs {
     pub stop_at: Option<u64>,
 }
 
+/// The command-line defaults (for runs set up in code: `RunArgs { steps: 400, ..Default::default() }`).
+impl Default for RunArgs {
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        <Only as clap::Parser>::parse_from(["nct"]).run
+    }
+}
+
 impl RunArgs {
     /// Check ranges; the error names the flag, the value and what is allowed.
     pub fn validate(&self) -> Result<(), RunError> {

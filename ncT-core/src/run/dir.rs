@@ -167,25 +167,9 @@ impl RunDir {
         write_atomic(&self.path.join(METRICS), text.as_bytes())
     }
 
-    /// All metrics records. A last line without its newline is what a kill during a write leaves:
-    /// it is dropped (the step is redone on resume). Any other malformed line is an error.
+    /// All metrics records (see [`read_metrics_file`]).
     pub fn read_metrics(&self) -> Result<Vec<Value>, RunError> {
-        let p = self.path.join(METRICS);
-        let Ok(text) = fs::read_to_string(&p) else { return Ok(Vec::new()) };
-        let complete = text.ends_with('\n');
-        let lines: Vec<&str> = text.lines().collect();
-        let mut out = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(line) {
-                Ok(v) => out.push(v),
-                Err(_) if !complete && i + 1 == lines.len() => break,
-                Err(e) => return Err(RunError::Data { file: p.clone(), why: format!("line {}: {e}", i + 1) }),
-            }
-        }
-        Ok(out)
+        read_metrics_file(&self.path.join(METRICS))
     }
 
     /// Write `name` (JSON, pretty) atomically.
@@ -196,4 +180,25 @@ impl RunDir {
     pub fn write_summary(&self, value: &Value) -> Result<(), RunError> {
         self.write_json(SUMMARY, value)
     }
+}
+
+/// All records of a `metrics.jsonl` (none when the file does not exist). A last line without its
+/// newline is what a kill during a write leaves: it is dropped (the step is redone on resume). Any
+/// other malformed line is an error naming the file and the line.
+pub fn read_metrics_file(p: &Path) -> Result<Vec<Value>, RunError> {
+    let Ok(text) = fs::read_to_string(p) else { return Ok(Vec::new()) };
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if !complete && i + 1 == lines.len() => break,
+            Err(e) => return Err(RunError::Data { file: p.to_path_buf(), why: format!("line {}: {e}", i + 1) }),
+        }
+    }
+    Ok(out)
 }

@@ -18,6 +18,7 @@ pub mod classical;
 pub mod dir;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod trainer;
 
 pub use args::{NetArgs, OnNan, RunArgs, flag_given, invalid, parse_from_with_defaults, parse_with_defaults, warn_ignored};
