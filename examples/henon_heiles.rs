@@ -12,7 +12,7 @@
 //! `cargo run --release --example henon_heiles [-- --states 6 --ritz 21 --out runs/hh]`
 
 use clap::Parser;
-use nalgebra::DMatrix;
+use nct::models::dvr::sinc_dvr_levels;
 use nct::quantum::basis::lowest_levels;
 use nct::driver::{Driver, Ensemble, Observable};
 use nct::run::{exit_on_error, invalid, parse_with_defaults, PhaseProgress, RunArgs, RunError};
@@ -63,37 +63,6 @@ fn main() {
     exit_on_error(run(&cli));
 }
 
-/// Colbert–Miller sinc-DVR on $[-L, L]^2$: kinetic matrix
-/// $T_{ij} = \frac{(-1)^{i-j}}{2\Delta x^2}\,\{\pi^2/3 \text{ if } i = j;\ 2/(i-j)^2 \text{ else}\}$ per coordinate,
-/// potential diagonal on the grid. Returns the ascending eigenvalues.
-fn dvr_levels(h: &HenonHeiles, points: usize, half_width: f64) -> Vec<f64> {
-    let dx = 2.0 * half_width / (points - 1) as f64;
-    let grid: Vec<f64> = (0..points).map(|i| -half_width + dx * i as f64).collect();
-    let t1 = DMatrix::from_fn(points, points, |i, j| {
-        let sign = if (i + j) % 2 == 0 { 1.0 } else { -1.0 };
-        let d = i as f64 - j as f64;
-        sign / (2.0 * dx * dx) * if i == j { std::f64::consts::PI.powi(2) / 3.0 } else { 2.0 / (d * d) }
-    });
-    let n = points * points;
-    let hm = DMatrix::from_fn(n, n, |a, b| {
-        let (ia, ja, ib, jb) = (a / points, a % points, b / points, b % points);
-        let mut v = 0.0;
-        if ja == jb {
-            v += t1[(ia, ib)];
-        }
-        if ia == ib {
-            v += t1[(ja, jb)];
-        }
-        if a == b {
-            v += h.potential(&Vector::from([grid[ia], grid[ja]]));
-        }
-        v
-    });
-    let mut e: Vec<f64> = hm.symmetric_eigen().eigenvalues.iter().copied().collect();
-    e.sort_by(f64::total_cmp);
-    e
-}
-
 fn run(cli: &Cli) -> Result<(), RunError> {
     cli.run.validate()?;
     if !(0.0..=0.2).contains(&cli.lambda) {
@@ -119,7 +88,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let objective = Ensemble::new(&states, &h, labels.clone(), Weights::Equal, cli.run.batch);
     let trained = Driver::new("henon_heiles/lu+realnvp", objective).control_flags(&["ritz", "ritz_samples", "dvr_points"]).run(&cli.run, cli)?;
     let t_dvr = std::time::Instant::now();
-    let reference = dvr_levels(&h, cli.dvr_points, 7.0);
+    let reference = sinc_dvr_levels(&h, cli.dvr_points, 7.0, cli.states.max(cli.ritz).max(10)).map_err(|e| invalid("--dvr-points", cli.dvr_points, &e.to_string()))?;
     let dvr_seconds = t_dvr.elapsed().as_secs_f64();
     let e = trained.objective.energies(&trained.theta, cli.run.eval_samples, cli.run.seed, &PhaseProgress::new(cli.run.quiet));
     println!("== Hénon–Heiles, lambda = {}: {} states, {} steps in {:.1} s; DVR {}^2 points in {dvr_seconds:.1} s", cli.lambda, labels.len(), trained.outcome.steps_done, trained.outcome.seconds, cli.dvr_points);

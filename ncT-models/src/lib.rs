@@ -10,6 +10,7 @@ extern crate nct_core as nct;
 pub mod alanine;
 pub mod classical;
 pub mod data;
+pub mod dvr;
 pub mod vibrational;
 
 pub use classical::{DynHarmonicChain, HarmonicChain, HarmonicOscillator, Ring2d};
