@@ -53,8 +53,11 @@ pub struct GroupRate {
     pub factor: f64,
 }
 
+/// A function of the objective and the parameters whose values are logged while training.
+pub type Monitor<'m, O> = Box<dyn Fn(&O, &[f64]) -> Vec<ObservableValue> + 'm>;
+
 /// Drives an [`Objective`] with Adam under a [`Schedule`].
-pub struct Driver<O: Objective> {
+pub struct Driver<'m, O: Objective> {
     pub name: String,
     pub objective: O,
     /// Learning-rate schedule; `None`: cosine decay over `--steps` to 2% (the examples' default).
@@ -62,12 +65,14 @@ pub struct Driver<O: Objective> {
     pub group_rates: Vec<GroupRate>,
     /// Flags of the example that may change on resume (evaluation settings).
     pub control_flags: Vec<&'static str>,
+    /// Observables logged in `metrics.jsonl` every `.0` steps (fields `NAME` and `NAME_err`).
+    pub monitor: Option<(u64, Monitor<'m, O>)>,
 }
 
-impl<O: Objective> Driver<O> {
+impl<'m, O: Objective> Driver<'m, O> {
     /// `name` identifies the model in checkpoints (a checkpoint of another name is refused).
     pub fn new(name: &str, objective: O) -> Self {
-        Driver { name: name.into(), objective, schedule: None, group_rates: Vec::new(), control_flags: Vec::new() }
+        Driver { name: name.into(), objective, schedule: None, group_rates: Vec::new(), control_flags: Vec::new(), monitor: None }
     }
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = Some(schedule);
@@ -80,6 +85,14 @@ impl<O: Objective> Driver<O> {
     }
     pub fn control_flags(mut self, flags: &[&'static str]) -> Self {
         self.control_flags.extend_from_slice(flags);
+        self
+    }
+
+    /// Log observables every `every` steps: `f(objective, theta)` (e.g. a closure calling
+    /// [`Variational::observe`] with a fixed seed) gives their values, written into the metrics
+    /// line of the step as `NAME` and `NAME_err`.
+    pub fn log_observables(mut self, every: u64, f: impl Fn(&O, &[f64]) -> Vec<ObservableValue> + 'm) -> Self {
+        self.monitor = Some((every.max(1), Box::new(f)));
         self
     }
 
@@ -108,7 +121,11 @@ impl<O: Objective> Driver<O> {
         }
         let objective = &self.objective;
         let diagnose = |th: &[f64], step: u64| objective.diagnose(th, step, &stream);
-        let outcome = trainer.run(theta, opt, |th, step| objective.batch(th, step, &stream), TrainerHooks { diagnose: Some(Box::new(diagnose)) })?;
+        let monitor = self.monitor.as_ref().map(|(every, f)| {
+            let log = move |th: &[f64], _step: u64| f(objective, th).into_iter().flat_map(|o| [(o.name.clone(), o.mean), (format!("{}_err", o.name), o.error)]).collect::<Vec<_>>();
+            (*every, Box::new(log) as Box<dyn Fn(&[f64], u64) -> Vec<(String, f64)> + '_>)
+        });
+        let outcome = trainer.run(theta, opt, |th, step| objective.batch(th, step, &stream), TrainerHooks { diagnose: Some(Box::new(diagnose)), monitor })?;
         let dir = trainer.dir.take();
         Ok(Trained { name: self.name, theta: outcome.theta.clone(), outcome, dir, objective: self.objective, seed: args.seed, batch: args.batch })
     }

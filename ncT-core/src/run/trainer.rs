@@ -24,11 +24,15 @@ pub const EXPLOSION_FACTOR: f64 = 1e6;
 pub struct TrainerHooks<'a> {
     /// Describe the sample that made step `step` non-finite (reproduced from the seeded streams).
     pub diagnose: Option<Box<dyn Fn(&[f64], u64) -> Option<String> + 'a>>,
+    /// Extra fields of the metrics line every `.0` steps (e.g. observables), computed from the
+    /// parameters before the step's update; they must depend only on `(theta, step)` and seeded
+    /// streams, so a resumed run logs them bit for bit.
+    pub monitor: Option<(u64, Box<dyn Fn(&[f64], u64) -> Vec<(String, f64)> + 'a>)>,
 }
 
 impl Default for TrainerHooks<'_> {
     fn default() -> Self {
-        Self { diagnose: None }
+        Self { diagnose: None, monitor: None }
     }
 }
 
@@ -188,13 +192,22 @@ impl<'a> Trainer<'a> {
                 return Err(RunError::NonFinite { step, what, value, sample });
             }
             let lr = self.args.lr * self.schedule.factor(step) * lr_factor;
+            let before = if hooks.monitor.is_some() && self.dir.is_some() { theta.clone() } else { Vec::new() };
             opt.set_learning_rate(lr);
             opt.step(&mut theta, &grad);
             let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
             losses.push((step, loss));
             best = best.min(loss);
             if let Some(d) = self.dir.as_mut() {
-                d.log(&json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": earlier + t0.elapsed().as_secs_f64()}))?;
+                let mut record = json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": earlier + t0.elapsed().as_secs_f64()});
+                if let (Some((every, f)), Some(m)) = (&hooks.monitor, record.as_object_mut()) {
+                    if step % every.max(&1) == 0 {
+                        for (k, v) in f(&before, step) {
+                            m.insert(k, if v.is_finite() { json!(v) } else { Value::Null });
+                        }
+                    }
+                }
+                d.log(&record)?;
             }
             step += 1;
             if let Some(b) = &bar {
