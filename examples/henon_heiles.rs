@@ -18,7 +18,6 @@ use nct::driver::{Driver, Ensemble, Observable};
 use nct::run::{exit_on_error, invalid, parse_with_defaults, PhaseProgress, RunArgs, RunError};
 use nct::*;
 use serde::Serialize;
-use serde_json::json;
 
 nct::hamiltonian! {
     /// Hénon–Heiles potential, unit masses and frequencies.
@@ -50,7 +49,7 @@ struct Cli {
     /// Samples of the Ritz matrix elements.
     #[arg(long, default_value_t = 200_000)]
     ritz_samples: usize,
-    /// Sinc-DVR grid points per coordinate for the reference (on [-7, 7]).
+    /// Sinc-DVR grid points per coordinate for the reference (on [-7, 7]; at most 77).
     #[arg(long, default_value_t = 40)]
     dvr_points: usize,
     #[command(flatten)]
@@ -64,51 +63,37 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {
-    cli.run.validate()?;
-    if !(0.0..=0.2).contains(&cli.lambda) {
-        return Err(invalid("--lambda", cli.lambda, "0 <= lambda <= 0.2 (the surface is unbounded; larger couplings leave few bound levels)"));
-    }
-    if cli.states == 0 {
-        return Err(invalid("--states", 0, "at least 1"));
-    }
-    if cli.ritz > 0 && cli.ritz_samples < 20 * cli.ritz {
-        return Err(invalid("--ritz-samples", cli.ritz_samples, "at least 20 x --ritz"));
-    }
-    if !(10..=60).contains(&cli.dvr_points) {
-        return Err(invalid("--dvr-points", cli.dvr_points, "10..=60 (the DVR matrix has points^2 rows)"));
+    let checks = [(!(0.0..=0.2).contains(&cli.lambda), "--lambda", cli.lambda.to_string(), "0 <= lambda <= 0.2 (the surface is unbounded; larger couplings leave few bound levels)"), (cli.states == 0, "--states", "0".into(), "at least 1"), (cli.ritz > 0 && cli.ritz_samples < 20 * cli.ritz, "--ritz-samples", cli.ritz_samples.to_string(), "at least 20 x --ritz")];
+    if let Some((_, flag, value, allowed)) = checks.into_iter().find(|c| c.0) {
+        return Err(invalid(flag, value, allowed));
     }
     let h = HenonHeiles::new().with_lambda(cli.lambda);
-    let omega = Vector::from([1.0, 1.0]);
-    let labels = lowest_levels(omega.as_slice(), cli.states);
-    let basis = lowest_levels(omega.as_slice(), cli.ritz);
-    let n_max = labels.iter().chain(&basis).flatten().copied().max().unwrap_or(0).max(1);
+    let reference = sinc_dvr_levels(&h, cli.dvr_points, 7.0, cli.states.max(cli.ritz).max(10)).map_err(|e| invalid("--dvr-points", cli.dvr_points, &e.to_string()))?;
+    let (labels, basis) = (lowest_levels(&[1.0, 1.0], cli.states), lowest_levels(&[1.0, 1.0], cli.ritz));
     let flow = HenonHeilesFlow::new(cli.run.seed);
     print!("{flow}");
-    let states = QuantumNct::new(flow, omega, h.masses(), n_max);
-    let objective = Ensemble::new(&states, &h, labels.clone(), Weights::Equal, cli.run.batch);
-    let trained = Driver::new("henon_heiles/lu+realnvp", objective).control_flags(&["ritz", "ritz_samples", "dvr_points"]).run(&cli.run, cli)?;
-    let t_dvr = std::time::Instant::now();
-    let reference = sinc_dvr_levels(&h, cli.dvr_points, 7.0, cli.states.max(cli.ritz).max(10)).map_err(|e| invalid("--dvr-points", cli.dvr_points, &e.to_string()))?;
-    let dvr_seconds = t_dvr.elapsed().as_secs_f64();
-    let e = trained.objective.energies(&trained.theta, cli.run.eval_samples, cli.run.seed, &PhaseProgress::new(cli.run.quiet));
-    println!("== Hénon–Heiles, lambda = {}: {} states, {} steps in {:.1} s; DVR {}^2 points in {dvr_seconds:.1} s", cli.lambda, labels.len(), trained.outcome.steps_done, trained.outcome.seconds, cli.dvr_points);
+    let n_max = labels.iter().chain(&basis).flatten().copied().max().unwrap_or(0).max(1);
+    let states = QuantumNct::new(flow, Vector::from([1.0, 1.0]), h.masses(), n_max);
+    let trained = Driver::new("henon_heiles/lu+realnvp", Ensemble::new(&states, &h, labels.clone(), Weights::Equal, cli.run.batch)).control_flags(&["ritz", "ritz_samples", "dvr_points"]).run(&cli.run, cli)?;
+    let (ensemble, theta, progress) = (&trained.objective, &trained.theta, PhaseProgress::new(cli.run.quiet));
+    let e = ensemble.energies(theta, cli.run.eval_samples, cli.run.seed, &progress);
+    println!("== Hénon–Heiles, lambda = {}: {} states, {} steps in {:.1} s", cli.lambda, labels.len(), trained.outcome.steps_done, trained.outcome.seconds);
     println!("  {:<4} {:>12} {:>10} {:>10} {:>10} {:>12}", "n", "energy", "+-", "K", "V", "DVR");
     for (k, s) in e.iter().enumerate() {
         println!("  {:<4} {:>12.6} {:>10.2e} {:>10.5} {:>10.5} {:>12.6}", k, s.energy, s.error, s.kinetic, s.potential, reference[k]);
     }
-    // Virial theorem check on the ground state: <x . grad V> = 2 <K> for an eigenstate.
-    let obs = trained.objective.observe(&trained.theta, &labels[0], &[Observable::potential_of(&h), Observable::virial_of(&h)], cli.run.eval_samples, cli.run.seed);
-    let mut summary = trained.summary().energies(&e).observables(&obs).insert("dvr", reference.iter().take(cli.states.max(cli.ritz)).collect::<Vec<_>>());
+    // Virial theorem in the ground state: <x . grad V> = 2 <K> for an eigenstate.
+    let obs = ensemble.observe(theta, &labels[0], &[Observable::potential_of(&h), Observable::virial_of(&h)], cli.run.eval_samples, cli.run.seed);
+    let mut summary = trained.summary().energies(&e).observables(&obs).insert("dvr", &reference[..cli.states.max(cli.ritz)]);
     if cli.ritz > 0 {
-        let ritz = states.ritz_with(&trained.theta, &h, &basis, cli.ritz_samples, 20, &BatchEngine::new(32), &SeedStream::new(cli.run.seed ^ 0x5172), &PhaseProgress::new(cli.run.quiet)).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
-        // Symmetry-degenerate pairs (E levels) may come out as a complex pair of S^-1 H with equal
-        // real parts; max|Im| says how large the noise-induced splitting is.
+        let t = std::time::Instant::now();
+        let ritz = ensemble.ritz(theta, &basis, cli.ritz_samples, cli.run.seed, &progress).map_err(|err| invalid("--ritz", cli.ritz, &err.to_string()))?;
+        // Degenerate pairs (E symmetry) may come out as a complex pair of S^-1 H; max|Im| says how large.
         println!("  Ritz in the span of {} flow states ({} samples, {} rejected, max|Im| = {:.1e}):", basis.len(), ritz.samples, ritz.rejected, ritz.max_imaginary);
-        println!("  {:<4} {:>12} {:>10} {:>12} {:>10}", "n", "energy", "+-", "DVR", "diff");
         for (k, l) in ritz.levels.iter().enumerate().take(10) {
-            println!("  {:<4} {:>12.6} {:>10.2e} {:>12.6} {:>10.2e}", k, l.energy, l.error, reference[k], l.energy - reference[k]);
+            println!("  {:<4} {:>12.6} {:>10.2e}   DVR {:>12.6} {:>10.2e}", k, l.energy, l.error, reference[k], l.energy - reference[k]);
         }
-        summary = summary.insert("ritz", json!({"energies": ritz.levels.iter().map(|l| l.energy).collect::<Vec<_>>(), "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(), "samples": ritz.samples, "rejected": ritz.rejected}));
+        summary = summary.ritz(&ritz, t.elapsed().as_secs_f64(), Some(&reference[..basis.len()]));
     }
     summary.write()?;
     if let Some(d) = &trained.dir {
@@ -116,4 +101,3 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     Ok(())
 }
-

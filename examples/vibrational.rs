@@ -15,6 +15,7 @@ use nct::models::vibrational::{HarmonicModes, Ndco, QuarticForceField, harmonic_
 use nct::quantum::basis::{harmonic_energy, harmonic_frequencies, lowest_levels, rank_matched};
 use nct::run::plot::{level_plot, loss_plot};
 use nct::driver::objective::rejected_message;
+use nct::driver::summary::ritz_json;
 use nct::driver::{Driver, Ensemble, Thermal};
 use nct::run::{exit_on_error, NetArgs, PhaseProgress, RunArgs, RunDir, RunError, invalid, parse_with_defaults};
 use nct::*;
@@ -326,15 +327,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
             }
             if cli.ritz > 0 {
                 let t = std::time::Instant::now();
-                let ritz_n_max = ritz_basis.iter().flatten().copied().max().unwrap_or(0);
-                let extended;
-                let ritz_states = if ritz_n_max > states.n_max() {
-                    extended = states.clone().with_n_max(ritz_n_max);
-                    &extended
-                } else {
-                    &states
-                };
-                let ritz = ritz_states.ritz_with(&out.theta, h, ritz_basis, cli.ritz_samples, 20, &engine, &SeedStream::new(cli.run.seed ^ 0x5172), &PhaseProgress::new(cli.run.quiet)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
+                let ritz = trained.objective.ritz(&out.theta, ritz_basis, cli.ritz_samples, cli.run.seed, &PhaseProgress::new(cli.run.quiet)).map_err(|e| invalid("--ritz", cli.ritz, &e.to_string()))?;
                 let seconds = t.elapsed().as_secs_f64();
                 let es: Vec<f64> = ritz.levels.iter().map(|l| l.energy).collect();
                 println!("  Ritz in the span of the {} lowest flow states ({} samples, {} rejected, max|S - 1| = {:.1e}, max|Im| = {:.1e}, {seconds:.1} s):", ritz_basis.len(), ritz.samples, ritz.rejected, ritz.overlap_deviation, ritz.max_imaginary);
@@ -343,25 +336,7 @@ fn solve_flow<B: Bijector<D> + Clone, H: Separable<D>, D: Size>(cli: &Cli, h: &H
                     let r = reference_ritz.as_ref().and_then(|r| r.get(k)).map_or("-".to_string(), |v| format!("{v:.6}"));
                     println!("  {:<4} {:>16.6} {:>10.2e} {:>14.4} {:>10.2e} {:>16} {:>10}", k, l.energy, l.error, l.energy - es[0], l.excitation_error, r, format!("{:?}", l.label));
                 }
-                summary.insert(
-                    "ritz".into(),
-                    json!({
-                        "energies": es,
-                        "energies_err": ritz.levels.iter().map(|l| l.error).collect::<Vec<_>>(),
-                        "zpe": es[0],
-                        "excitations": es.iter().map(|x| x - es[0]).collect::<Vec<_>>(),
-                        "excitations_err": ritz.levels.iter().map(|l| l.excitation_error).collect::<Vec<_>>(),
-                        "labels": ritz.levels.iter().map(|l| l.label.clone()).collect::<Vec<_>>(),
-                        "label_weights": ritz.levels.iter().map(|l| l.weight).collect::<Vec<_>>(),
-                        "basis": ritz.basis,
-                        "samples": ritz.samples,
-                        "rejected": ritz.rejected,
-                        "overlap_deviation": ritz.overlap_deviation,
-                        "max_imaginary": ritz.max_imaginary,
-                        "seconds": seconds,
-                        "reference": reference_ritz,
-                    }),
-                );
+                summary.insert("ritz".into(), ritz_json(&ritz, seconds, reference_ritz.as_deref()));
             }
             if let Some(d) = &trained.dir {
                 let unit = energy_unit(kb);

@@ -162,6 +162,23 @@ impl<B: Bijector<D>, H: Separable<D>, D: Size> Ensemble<'_, B, H, D> {
     }
 }
 
+impl<B: Bijector<D> + Clone, H: Separable<D>, D: Size> Ensemble<'_, B, H, D> {
+    /// The Ritz step in the span of the flow states `basis` of the trained flow (jackknife over 20
+    /// blocks, `samples` samples from a stream separate from training; the sampler tables are
+    /// extended when the basis reaches higher quanta than the trained states).
+    pub fn ritz(&self, theta: &[f64], basis: &[Vec<usize>], samples: usize, seed: u64, progress: &dyn crate::progress::Progress) -> Result<crate::quantum::ritz::Ritz, crate::quantum::ritz::RitzError> {
+        let top = basis.iter().flatten().copied().max().unwrap_or(0);
+        let extended;
+        let states = if top > self.states.n_max() {
+            extended = self.states.clone().with_n_max(top);
+            &extended
+        } else {
+            self.states
+        };
+        states.ritz_with(theta, self.h, basis, samples, 20, &self.engine, &SeedStream::new(seed ^ 0x5172), progress)
+    }
+}
+
 impl<B: Bijector<D>, H: Separable<D>, D: Size> Objective for Ensemble<'_, B, H, D> {
     fn model(&self) -> &dyn Parametrised {
         self.states

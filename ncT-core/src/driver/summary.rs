@@ -7,6 +7,7 @@ use super::objective::ThermalEstimate;
 use super::observable::ObservableValue;
 use crate::classical::FreeEnergy;
 use crate::quantum::StateEnergy;
+use crate::quantum::ritz::Ritz;
 use crate::run::{RunDir, RunError, TrainingOutcome};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -17,6 +18,31 @@ pub const SCHEMA: &str = "nct.summary/1";
 /// JSON of a number, `null` when it is not finite.
 pub fn finite(v: f64) -> Value {
     if v.is_finite() { json!(v) } else { Value::Null }
+}
+
+/// The `ritz` block: `energies`, `energies_err`, `zpe`, `excitations`, `excitations_err`, `labels`,
+/// `label_weights`, `basis`, `samples`, `rejected`, `overlap_deviation`, `max_imaginary`, `seconds`,
+/// `reference`.
+pub fn ritz_json(r: &Ritz, seconds: f64, reference: Option<&[f64]>) -> Value {
+    let es: Vec<f64> = r.levels.iter().map(|l| l.energy).collect();
+    let zpe = es.first().copied().unwrap_or(f64::NAN);
+    let col = |v: Vec<f64>| Value::Array(v.into_iter().map(finite).collect());
+    json!({
+        "energies": col(es.clone()),
+        "energies_err": col(r.levels.iter().map(|l| l.error).collect()),
+        "zpe": finite(zpe),
+        "excitations": col(es.iter().map(|x| x - zpe).collect()),
+        "excitations_err": col(r.levels.iter().map(|l| l.excitation_error).collect()),
+        "labels": r.levels.iter().map(|l| l.label.clone()).collect::<Vec<_>>(),
+        "label_weights": col(r.levels.iter().map(|l| l.weight).collect()),
+        "basis": r.basis,
+        "samples": r.samples,
+        "rejected": r.rejected,
+        "overlap_deviation": finite(r.overlap_deviation),
+        "max_imaginary": finite(r.max_imaginary),
+        "seconds": seconds,
+        "reference": reference,
+    })
 }
 
 /// A summary being filled; [`Summary::write`] puts it into the run directory.
@@ -107,6 +133,11 @@ impl<'a> Summary<'a> {
             }
         }
         self
+    }
+
+    /// A Ritz step under `ritz` (see [`ritz_json`]).
+    pub fn ritz(self, r: &Ritz, seconds: f64, reference: Option<&[f64]>) -> Self {
+        self.insert("ritz", ritz_json(r, seconds, reference))
     }
 
     /// Refuse to write a summary whose headline result `key` is missing or not finite.
