@@ -21,6 +21,7 @@ pub mod dim;
 pub mod coupling;
 pub mod dense;
 pub mod error;
+pub mod fermion;
 pub mod gradcheck;
 pub mod hamiltonian;
 pub mod jet;

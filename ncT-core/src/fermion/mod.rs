@@ -1,0 +1,23 @@
+//! Fermions in a harmonic trap: the building blocks of fermionic NCT (Xie, Zhang & Wang,
+//! "Ab-initio study of interacting fermions at finite temperature with neural canonical
+//! transformation", J. Mach. Learn. 1, 38 (2022), arXiv:2105.08644).
+//!
+//! * [`orbitals`]: d-dimensional harmonic-oscillator orbitals with analytic gradients and
+//!   Laplacians, ordered by shell.
+//! * [`slater`]: Slater determinants $\Phi(r_1..r_N) = \det[\phi_j(r_i)]$: $\ln|\Phi|$, its sign, and
+//!   the gradient and Laplacian of $\ln|\Phi|$ from the inverse matrix in $O(N^3 + N^2 d)$.
+//! * [`states`]: the many-body states (sets of occupied orbitals, spin-polarised or N↑ + N↓)
+//!   within an excitation window ΔE of the ground state.
+//! * [`free`]: exact thermodynamics of non-interacting fermions in the trap (the canonical
+//!   recursion, untruncated and truncated to a ΔE space): the reference of every finite-temperature
+//!   run at zero coupling.
+
+pub mod free;
+pub mod orbitals;
+pub mod slater;
+pub mod states;
+
+pub use free::{FreeFermions, Thermo};
+pub use orbitals::HoOrbitals;
+pub use slater::{SlaterError, SlaterEval, slater};
+pub use states::{ManyBodyState, enumerate_states};
