@@ -8,16 +8,22 @@
 //!   the gradient and Laplacian of $\ln|\Phi|$ from the inverse matrix in $O(N^3 + N^2 d)$.
 //! * [`states`]: the many-body states (sets of occupied orbitals, spin-polarised or N↑ + N↓)
 //!   within an excitation window ΔE of the ground state.
+//! * [`dpp`]: exact sampling of $|\Phi|^2/N!$ (a projection determinantal point process), no MCMC.
+//! * [`local`]: local energies of Slater states from the analytic derivatives.
 //! * [`free`]: exact thermodynamics of non-interacting fermions in the trap (the canonical
 //!   recursion, untruncated and truncated to a ΔE space): the reference of every finite-temperature
 //!   run at zero coupling.
 
+pub mod dpp;
 pub mod free;
+pub mod local;
 pub mod orbitals;
 pub mod slater;
 pub mod states;
 
+pub use dpp::DppSampler;
 pub use free::{FreeFermions, Thermo};
+pub use local::{local_kinetic, trap_potential};
 pub use orbitals::HoOrbitals;
 pub use slater::{SlaterError, SlaterEval, slater};
 pub use states::{ManyBodyState, enumerate_states};

@@ -1,0 +1,154 @@
+//! Fermions in the trap without a flow: the exact DPP sampler against exact one-body and pair
+//! densities (chi-squared at the 1% level), the zero-variance local energy of Slater eigenstates,
+//! and the Monte Carlo free energy of six free fermions at beta = 3 against the exact truncated
+//! value (acceptance rung 1 of the quantum-dot issue).
+
+use nct::fermion::{DppSampler, FreeFermions, HoOrbitals, enumerate_states, local_kinetic, trap_potential};
+use nct::*;
+use rand::{RngExt, SeedableRng};
+
+/// 99% quantiles of the chi-squared distribution (df = 11, 15).
+const CHI2_99_DF11: f64 = 24.725;
+const CHI2_99_DF15: f64 = 30.578;
+
+fn density(o: &HoOrbitals, occ: &[usize], r: &[f64]) -> f64 {
+    o.values(occ, r).iter().map(|v| v * v).sum()
+}
+
+#[test]
+fn dpp_one_body_density_matches_the_exact_radial_distribution() {
+    // N = 3 in 2D, the ground state: orbitals 0, 1, 2 (shells 0 and 1).
+    let o = HoOrbitals::shells(2, 1);
+    let occ = [0usize, 1, 2];
+    let sampler = DppSampler::new(o.clone());
+    let mut rng = NctRng::seed_from_u64(11);
+    let samples = 6000;
+    let edges: Vec<f64> = (0..=15).map(|k| 0.22 * k as f64).collect();
+    let mut counts = vec![0usize; 16];
+    for _ in 0..samples {
+        let (x, _) = sampler.sample(&occ, &mut rng).unwrap();
+        for i in 0..3 {
+            let r = (x[2 * i].powi(2) + x[2 * i + 1].powi(2)).sqrt();
+            counts[edges.iter().filter(|&&e| e <= r).count().min(16) - 1] += 1;
+        }
+    }
+    // Exact bin probabilities: integral of rho(r)/N over annuli, by polar quadrature.
+    let bin_prob = |a: f64, b: f64| -> f64 {
+        let (nr, nt) = (200, 64);
+        let mut s = 0.0;
+        for i in 0..nr {
+            let r = a + (b - a) * (i as f64 + 0.5) / nr as f64;
+            for t in 0..nt {
+                let th = 2.0 * std::f64::consts::PI * (t as f64 + 0.5) / nt as f64;
+                s += density(&o, &occ, &[r * th.cos(), r * th.sin()]) * r;
+            }
+        }
+        s * (b - a) / nr as f64 * 2.0 * std::f64::consts::PI / nt as f64 / 3.0
+    };
+    let mut p: Vec<f64> = edges.windows(2).map(|w| bin_prob(w[0], w[1])).collect();
+    p.push(1.0 - p.iter().sum::<f64>());
+    let n = (3 * samples) as f64;
+    let chi2: f64 = counts.iter().zip(&p).map(|(&c, &q)| (c as f64 - n * q).powi(2) / (n * q)).sum();
+    assert!(chi2 < CHI2_99_DF15, "chi2 = {chi2} over 16 bins; counts {counts:?}, expected {:?}", p.iter().map(|q| q * n).collect::<Vec<_>>());
+}
+
+#[test]
+fn dpp_pair_distances_match_an_independent_importance_sampled_reference() {
+    let o = HoOrbitals::shells(2, 1);
+    let occ = [0usize, 1, 2];
+    let sampler = DppSampler::new(o.clone());
+    let mut rng = NctRng::seed_from_u64(12);
+    let bins = 12;
+    let width = 0.35;
+    let bin = |s: f64| ((s / width) as usize).min(bins - 1);
+    // DPP: all three pair distances of each sample.
+    let samples = 6000;
+    let mut counts = vec![0.0; bins];
+    for _ in 0..samples {
+        let (x, _) = sampler.sample(&occ, &mut rng).unwrap();
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            counts[bin(((x[2 * i] - x[2 * j]).powi(2) + (x[2 * i + 1] - x[2 * j + 1]).powi(2)).sqrt())] += 1.0;
+        }
+    }
+    let n_dpp = (3 * samples) as f64;
+    // Reference: the pair density rho2(r, r') = K(r,r)K(r',r') - K(r,r')^2 over N(N-1), by
+    // importance sampling of r, r' independently from K(r,r)/N (exact Hermite mixtures).
+    let hermite = nct::quantum::hermite::HermiteSampler::new(1);
+    let draw = |rng: &mut NctRng| -> Vec<f64> {
+        let j = occ[rng.random_range(0..3)];
+        o.labels[j].iter().map(|&na| hermite.sample_with(na, rng.random::<f64>())).collect()
+    };
+    let n_ref = 400_000;
+    let (mut sum, mut sum2) = (vec![0.0; bins], vec![0.0; bins]);
+    for _ in 0..n_ref {
+        let (r, s) = (draw(&mut rng), draw(&mut rng));
+        let (vr, vs) = (o.values(&occ, &r), o.values(&occ, &s));
+        let (krr, kss, krs): (f64, f64, f64) = (vr.iter().map(|a| a * a).sum(), vs.iter().map(|a| a * a).sum(), vr.iter().zip(&vs).map(|(a, b)| a * b).sum());
+        let w = (krr * kss - krs * krs) / (krr * kss) * 9.0 / 6.0;
+        let b = bin(((r[0] - s[0]).powi(2) + (r[1] - s[1]).powi(2)).sqrt());
+        sum[b] += w;
+        sum2[b] += w * w;
+    }
+    let mut chi2 = 0.0;
+    for b in 0..bins {
+        let p_ref = sum[b] / n_ref as f64;
+        let var_ref = (sum2[b] / n_ref as f64 - p_ref * p_ref) / n_ref as f64;
+        let p_dpp = counts[b] / n_dpp;
+        // Pairs of one sample are correlated; three pairs per sample: inflate the DPP variance by 3.
+        let var_dpp = 3.0 * p_ref * (1.0 - p_ref) / n_dpp;
+        chi2 += (p_dpp - p_ref).powi(2) / (var_dpp + var_ref);
+    }
+    assert!(chi2 < CHI2_99_DF11, "chi2 = {chi2} over {bins} bins");
+}
+
+#[test]
+fn local_energy_of_free_slater_states_is_their_energy_everywhere() {
+    let (o, states) = enumerate_states(2, 6, 0, 4);
+    let sampler = DppSampler::new(o.clone());
+    let mut rng = NctRng::seed_from_u64(3);
+    for st in states.iter().step_by(37) {
+        let (x, _) = sampler.sample(&st.up, &mut rng).unwrap();
+        let e = local_kinetic(&o, st, &x).unwrap() + trap_potential(&x);
+        assert!((e - st.energy(&o)).abs() < 1e-8, "{st:?}: E_loc = {e}, E = {}", st.energy(&o));
+    }
+    // Spinful: 2 up + 2 down in 3D.
+    let (o, states) = enumerate_states(3, 2, 2, 1);
+    let sampler = DppSampler::new(o.clone());
+    for st in &states {
+        let (mut x, _) = sampler.sample(&st.up, &mut rng).unwrap();
+        x.extend(sampler.sample(&st.down, &mut rng).unwrap().0);
+        let e = local_kinetic(&o, st, &x).unwrap() + trap_potential(&x);
+        assert!((e - st.energy(&o)).abs() < 1e-8, "{st:?}: {e}");
+    }
+}
+
+#[test]
+fn monte_carlo_free_energy_of_six_free_fermions_matches_the_truncated_value() {
+    // kappa = 0, identity flow, Boltzmann occupations over the dE = 4 space, beta = 3.
+    let beta = 3.0;
+    let free = FreeFermions { dim: 2, n_up: 6, n_down: 0 };
+    let exact = free.truncated_thermo(beta, 4);
+    let (o, states) = enumerate_states(2, 6, 0, 4);
+    let p = free.boltzmann_weights(beta, 4);
+    let cdf: Vec<f64> = p.iter().scan(0.0, |c, x| {
+        *c += x;
+        Some(*c)
+    }).collect();
+    let sampler = DppSampler::new(o.clone());
+    let mut rng = NctRng::seed_from_u64(7);
+    let draws = 3000;
+    let (mut f, mut e) = (Vec::new(), Vec::new());
+    for _ in 0..draws {
+        let u: f64 = rng.random();
+        let n = cdf.partition_point(|&c| c < u).min(states.len() - 1);
+        let (x, _) = sampler.sample(&states[n].up, &mut rng).unwrap();
+        let e_loc = local_kinetic(&o, &states[n], &x).unwrap() + trap_potential(&x);
+        e.push(e_loc);
+        f.push(p[n].ln() / beta + e_loc);
+    }
+    let (fm, fe) = mean_and_error(&f);
+    let (em, ee) = mean_and_error(&e);
+    assert!((fm - exact.f).abs() < 3.0 * fe + 1e-8, "F = {fm} +- {fe} vs {}", exact.f);
+    assert!((em - exact.e).abs() < 3.0 * ee, "E = {em} +- {ee} vs {}", exact.e);
+    assert!(fe < 1e-9, "with exact eigenstates and the Boltzmann law, F has zero variance: {fe}");
+}
