@@ -66,7 +66,7 @@ pub use params::{ParamGroup, Parametrised};
 pub use point::PointTransform;
 pub use progress::{NoProgress, Progress};
 pub use quantum::{LaplacianMethod, QuantumNct, StateEnergy, Weights};
-pub use quantum::occupation::{AutoregressiveOccupation, OccupationModel, ProductOccupation, ThermalNct};
+pub use quantum::occupation::{AutoregressiveOccupation, CategoricalOccupation, OccupationModel, ProductOccupation, ThermalNct};
 pub use scalar::Scalar;
 pub use train::{Schedule, StepStats, TrainError, run_steps};
 pub use shear::{GradientShear, HamiltonianFlow, ShearTarget};

@@ -11,6 +11,7 @@ pub mod alanine;
 pub mod classical;
 pub mod data;
 pub mod dvr;
+pub mod quantum_dot;
 pub mod vibrational;
 
 pub use classical::{DynHarmonicChain, HarmonicChain, HarmonicOscillator, Ring2d};
