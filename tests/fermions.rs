@@ -152,3 +152,26 @@ fn monte_carlo_free_energy_of_six_free_fermions_matches_the_truncated_value() {
     assert!((em - exact.e).abs() < 3.0 * ee, "E = {em} +- {ee} vs {}", exact.e);
     assert!(fe < 1e-9, "with exact eigenstates and the Boltzmann law, F has zero variance: {fe}");
 }
+
+#[test]
+fn metropolis_agrees_with_the_exact_sampler_and_the_virial_theorem() {
+    // For an eigenstate of the free trap, <sum r_i^2> = 2 <V> = E (virial theorem).
+    let (o, states) = enumerate_states(2, 3, 0, 2);
+    let sampler = DppSampler::new(o.clone());
+    let mut rng = NctRng::seed_from_u64(21);
+    let r2 = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>();
+    for st in [&states[0], &states[states.len() - 1]] {
+        let exact = st.energy(&o);
+        let m = 20_000;
+        let dpp: Vec<f64> = (0..m).map(|_| r2(&sampler.sample(&st.up, &mut rng).unwrap().0)).collect();
+        let (dm, de) = mean_and_error(&dpp);
+        assert!((dm - exact).abs() < 4.0 * de, "DPP {dm} +- {de} vs {exact}");
+        // Metropolis from non-nodal starts (a grid of distinct points), not from the DPP.
+        let starts: Vec<Vec<f64>> = (0..64).map(|w| (0..6).map(|k| 0.4 * (((w * 6 + k) * 37 % 17) as f64 - 8.0) / 8.0 + 0.3 * k as f64).collect()).collect();
+        let mut chain = nct::fermion::SlaterMetropolis::new(&o, st, starts);
+        let b = chain.estimate(&o, st, 200, 2000, r2, &mut rng);
+        assert!((b.mean - exact).abs() < 4.0 * b.error, "Metropolis {} +- {} vs {exact}", b.mean, b.error);
+        assert!((b.mean - dm).abs() < 4.0 * (b.error.powi(2) + de * de).sqrt());
+        assert!((0.3..0.7).contains(&chain.acceptance()), "acceptance {}", chain.acceptance());
+    }
+}

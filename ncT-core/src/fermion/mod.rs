@@ -17,6 +17,7 @@
 pub mod dpp;
 pub mod free;
 pub mod local;
+pub mod metropolis;
 pub mod orbitals;
 pub mod slater;
 pub mod states;
@@ -24,6 +25,7 @@ pub mod states;
 pub use dpp::DppSampler;
 pub use free::{FreeFermions, Thermo};
 pub use local::{local_kinetic, trap_potential};
+pub use metropolis::SlaterMetropolis;
 pub use orbitals::HoOrbitals;
 pub use slater::{SlaterError, SlaterEval, slater};
 pub use states::{ManyBodyState, enumerate_states};
