@@ -33,6 +33,7 @@ pub mod mlp;
 pub mod classical;
 pub mod optim;
 pub mod params;
+pub mod periodic;
 pub mod point;
 pub mod progress;
 pub mod quantum;

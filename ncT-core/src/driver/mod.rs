@@ -5,7 +5,7 @@
 //! NaN/explosion policy, progress) and returns a [`Trained`] value, whose [`Summary`] writes the
 //! standard `summary.json` (schema in `docs/summary.md`).
 //!
-//! ```ignore
+//! ```text
 //! let objective = Variational::new(&model, &h, args.batch);
 //! let trained = Driver::new("chain8/linear", objective).run(&args, &config)?;
 //! let fe = trained.objective.free_energy(&trained.theta, args.eval_samples, args.seed);

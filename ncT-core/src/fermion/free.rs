@@ -36,6 +36,37 @@ fn thermo(beta: f64, ln_z: impl Fn(Dual64) -> Dual64) -> Thermo {
     Thermo { f, e, s: beta * (e - f) }
 }
 
+/// $\ln Z_N(\beta)$ of N fermions in one-body levels `(energy, degeneracy)`: the elementary
+/// symmetric polynomial $e_N$ of the Boltzmann factors, level by level (a level of $g$ orbitals
+/// with factor $x$ maps $e_k \mapsto \sum_m \binom{g}{m} x^m e_{k-m}$). Every term is positive, so
+/// no digits are lost at any temperature. Energies are measured from the lowest level (factors
+/// <= 1). `None`-free: N larger than the number of orbitals gives $-\infty$. Generic over the
+/// scalar (a dual number in β gives the energy).
+pub fn ln_z_levels<D: crate::scalar::Scalar>(levels: &[(f64, usize)], n: usize, beta: D) -> D {
+    let e_min = levels.iter().map(|l| l.0).fold(f64::INFINITY, f64::min);
+    let mut e: Vec<D> = vec![D::zero(); n + 1];
+    e[0] = D::one();
+    for &(energy, g) in levels {
+        let x = (beta * -(energy - e_min)).exp();
+        let mut next = e.clone();
+        for k in 1..=n {
+            let (mut binom, mut xm) = (1.0, D::one());
+            for m in 1..=g.min(k) {
+                binom *= (g - m + 1) as f64 / m as f64;
+                xm = xm * x;
+                next[k] = next[k] + xm * e[k - m] * binom;
+            }
+        }
+        e = next;
+    }
+    e[n].ln() - beta * (e_min * n as f64)
+}
+
+/// F, E, S of N fermions in the given one-body levels at inverse temperature `beta`.
+pub fn levels_thermo(levels: &[(f64, usize)], n: usize, beta: f64) -> Thermo {
+    thermo(beta, |b| ln_z_levels(levels, n, b))
+}
+
 impl FreeFermions {
     /// $\ln Z_N$ of one species as the elementary symmetric polynomial $e_N$ of the one-body
     /// Boltzmann factors, built shell by shell (a shell of $g$ orbitals with factor $x$ maps
@@ -52,24 +83,8 @@ impl FreeFermions {
             fermi += 1;
         }
         let top = fermi + (45.0 / beta.re()).ceil() as usize + 5;
-        // Energies measured from the lowest orbital keep the factors <= 1.
-        let mut e: Vec<D> = vec![D::zero(); n + 1];
-        e[0] = D::one();
-        for s in 0..=top {
-            let g = shell_degeneracy(s, self.dim);
-            let x = (beta * -(s as f64)).exp();
-            let mut next = e.clone();
-            for k in 1..=n {
-                let (mut binom, mut xm) = (1.0, D::one());
-                for m in 1..=g.min(k) {
-                    binom *= (g - m + 1) as f64 / m as f64;
-                    xm = xm * x;
-                    next[k] = next[k] + xm * e[k - m] * binom;
-                }
-            }
-            e = next;
-        }
-        e[n].ln() - beta * (0.5 * self.dim as f64 * n as f64)
+        let levels: Vec<(f64, usize)> = (0..=top).map(|s| (s as f64 + 0.5 * self.dim as f64, shell_degeneracy(s, self.dim))).collect();
+        ln_z_levels(&levels, n, beta)
     }
 
     /// The canonical recursion $Z_N = N^{-1}\sum_k (-1)^{k-1} z(k\beta) Z_{N-k}$ (a cross-check, accurate

@@ -23,7 +23,7 @@ pub mod slater;
 pub mod states;
 
 pub use dpp::DppSampler;
-pub use free::{FreeFermions, Thermo};
+pub use free::{FreeFermions, Thermo, levels_thermo, ln_z_levels};
 pub use local::{local_kinetic, trap_potential};
 pub use metropolis::SlaterMetropolis;
 pub use orbitals::HoOrbitals;
