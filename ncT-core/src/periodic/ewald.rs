@@ -1,8 +1,8 @@
 //! Ewald sums for unit point charges in a periodic orthorhombic cell with a uniform neutralising
 //! background (the one-component plasma of the uniform electron gas), in 2D (charges and
 //! $1/r$ interaction in a plane) and 3D. With splitting parameter $\alpha$:
-//! $$ \varphi(r) = \sum_{n} \frac{\operatorname{erfc}(\alpha|r+n|)}{|r+n|}
-//!    + \frac{c_d}{V}\sum_{G\ne0} \hat f(G)\cos(G\cdot r) - \frac{b_d}{V}, \qquad
+//! $$ \varphi(r) = \sum_{n} \frac{\operatorname{erfc}(\alpha|r+n|)}{|r+n|} +
+//!    \frac{c_d}{V}\sum_{G\ne0} \hat f(G)\cos(G\cdot r) - \frac{b_d}{V}, \qquad
 //!    \xi = \lim_{r\to0}\Big[\varphi(r) - \frac1r\Big], $$
 //! with $\hat f(G) = e^{-G^2/4\alpha^2}/G^2$, $c_3 = 4\pi$, $b_3 = \pi/\alpha^2$ in 3D and
 //! $\hat f(G) = \operatorname{erfc}(G/2\alpha)/G$, $c_2 = 2\pi$, $b_2 = 2\sqrt\pi/\alpha$ in 2D (V the

@@ -1,8 +1,11 @@
 //! Periodic cells for the uniform electron gas (Xie, Zhang & Wang, SciPost Phys. 14, 154 (2023)):
-//! the Ewald sum of the one-component plasma in 2D and 3D, and twisted plane-wave orbitals.
+//! the Ewald sum of the one-component plasma in 2D and 3D, twisted plane-wave orbitals, their
+//! complex Slater determinants and an exact sampler of them.
 
 pub mod ewald;
 pub mod plane_waves;
+pub mod slater;
 
 pub use ewald::{Ewald, EwaldError};
 pub use plane_waves::{TwistedPlaneWaves, free_electron_thermo};
+pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_slater};
