@@ -112,11 +112,8 @@ fn resume_checks_the_model_and_the_directory() {
 
 fn checkpoint(n: usize, step: u64, fill: f64) -> Checkpoint {
     let desc = ModelDescription { name: "test".into(), n_params: n, groups: vec![("all".into(), n)] };
-    let mut adam = Adam::new(n, 0.01);
-    adam.m = vec![fill * 0.1; n];
-    adam.v = vec![fill * 0.01; n];
-    adam.t = step;
-    Checkpoint { model: desc, step, seed: 3, theta: (0..n).map(|i| fill + i as f64).collect(), adam, lr_factor: 1.0, rollbacks: 0, schedule: Some(Schedule::Exponential { gamma: 0.9, every: 7, floor: 0.1 }) }
+    let optimizer = nct::optim::OptimizerState { kind: "adam".into(), lr: 0.01, t: step, tensors: vec![("m".into(), vec![fill * 0.1; n]), ("v".into(), vec![fill * 0.01; n])] };
+    Checkpoint { model: desc, step, seed: 3, theta: (0..n).map(|i| fill + i as f64).collect(), optimizer, lr_factor: 1.0, rollbacks: 0, schedule: Some(Schedule::Exponential { gamma: 0.9, every: 7, floor: 0.1 }) }
 }
 
 #[test]
@@ -132,7 +129,7 @@ fn failed_checkpoint_write_keeps_the_previous_one() {
         let back = Checkpoint::load(&path, &good.model).unwrap();
         assert_eq!(back.step, 10);
         assert_eq!(back.theta, good.theta);
-        assert_eq!(back.adam.m, good.adam.m);
+        assert_eq!(back.optimizer, good.optimizer);
     }
     newer.save(&path).unwrap();
     assert_eq!(Checkpoint::load(&path, &good.model).unwrap().step, 20);

@@ -62,7 +62,7 @@ pub use classical::{ClassicalNct, FreeEnergy, VariationalSample, free_energy_fro
 pub use linear::{LinearSymplectic, SymplecticScaling};
 pub use lu::LinearBijector;
 pub use mlp::Mlp;
-pub use optim::{Adam, GroupRates, Optimizer, Sgd};
+pub use optim::{Adam, Checkpointed, GroupRates, Optimizer, OptimizerState, Sgd};
 pub use params::{ParamGroup, Parametrised};
 pub use point::PointTransform;
 pub use progress::{NoProgress, Progress};

@@ -12,6 +12,40 @@ pub trait Optimizer {
     fn set_learning_rate(&mut self, lr: f64);
 }
 
+/// What a checkpoint stores of an optimiser: its kind, learning rate, step counter and state
+/// vectors (each as long as the parameters), by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// `adam` or `sgd`.
+    pub kind: String,
+    pub lr: f64,
+    pub t: u64,
+    pub tensors: Vec<(String, Vec<f64>)>,
+}
+
+/// An optimiser whose state goes into checkpoints (so a resumed run continues bit for bit).
+pub trait Checkpointed: Optimizer + Clone {
+    fn state(&self) -> OptimizerState;
+    /// Restore the moments and step count (the rate groups stay those of the current run). An
+    /// error names what does not fit (another optimiser kind, a missing tensor, a wrong length).
+    fn restore(&mut self, state: &OptimizerState) -> Result<(), String>;
+}
+
+fn tensor<'a>(state: &'a OptimizerState, name: &str, n: usize) -> Result<&'a [f64], String> {
+    let t = state.tensors.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice()).ok_or_else(|| format!("optimiser state `{name}` is missing"))?;
+    if t.len() != n {
+        return Err(format!("optimiser state `{name}` has {} values, the model has {n} parameters", t.len()));
+    }
+    Ok(t)
+}
+
+fn same_kind(state: &OptimizerState, kind: &str) -> Result<(), String> {
+    if state.kind != kind {
+        return Err(format!("written by the `{}` optimiser, but this run uses `{kind}` (resume with the same optimiser)", state.kind));
+    }
+    Ok(())
+}
+
 /// Learning-rate multipliers on parameter ranges (later entries win).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupRates {
@@ -95,6 +129,20 @@ impl Optimizer for Adam {
     }
 }
 
+impl Checkpointed for Adam {
+    fn state(&self) -> OptimizerState {
+        OptimizerState { kind: "adam".into(), lr: self.lr, t: self.t, tensors: vec![("m".into(), self.m.clone()), ("v".into(), self.v.clone())] }
+    }
+    fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
+        same_kind(state, "adam")?;
+        let n = self.m.len();
+        self.m = tensor(state, "m", n)?.to_vec();
+        self.v = tensor(state, "v", n)?.to_vec();
+        self.t = state.t;
+        Ok(())
+    }
+}
+
 /// Stochastic gradient descent with (heavy-ball) momentum.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sgd {
@@ -128,6 +176,17 @@ impl Optimizer for Sgd {
     }
     fn set_learning_rate(&mut self, lr: f64) {
         self.lr = lr;
+    }
+}
+
+impl Checkpointed for Sgd {
+    fn state(&self) -> OptimizerState {
+        OptimizerState { kind: "sgd".into(), lr: self.lr, t: 0, tensors: vec![("velocity".into(), self.velocity.clone())] }
+    }
+    fn restore(&mut self, state: &OptimizerState) -> Result<(), String> {
+        same_kind(state, "sgd")?;
+        self.velocity = tensor(state, "velocity", self.velocity.len())?.to_vec();
+        Ok(())
     }
 }
 

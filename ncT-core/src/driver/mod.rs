@@ -1,6 +1,6 @@
 //! One driver for every kind of system: an [`Objective`] (what a step computes: classical
 //! variational or maximum likelihood, a T = 0 ensemble of quantum states, finite temperature), an
-//! optimiser with per-group rates, and a learning-rate [`Schedule`] are separate values; the
+//! [`Optimiser`] with per-group rates, and a learning-rate [`Schedule`] are separate values; the
 //! [`Driver`] runs them through the run machinery (run directory, checkpoints, bitwise resume,
 //! NaN/explosion policy, progress) and returns a [`Trained`] value, whose [`Summary`] writes the
 //! standard `summary.json` (schema in `docs/summary.md`).
@@ -21,7 +21,7 @@ pub use observable::{Observable, ObservableValue};
 pub use summary::{SCHEMA, Summary};
 
 use crate::batch::{BatchSum, SeedStream};
-use crate::optim::Adam;
+use crate::optim::{Adam, Sgd};
 use crate::params::Parametrised;
 use crate::run::{ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, TrainingOutcome};
 use crate::train::Schedule;
@@ -53,6 +53,21 @@ pub struct GroupRate {
     pub factor: f64,
 }
 
+/// The optimiser of a [`Driver`] (its state is checkpointed; a run resumes only with the same one).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimiser {
+    /// Adam (Kingma & Ba 2015); with `weight_decay > 0` AdamW.
+    Adam { weight_decay: f64 },
+    /// Stochastic gradient descent with heavy-ball momentum.
+    Sgd { momentum: f64 },
+}
+
+impl Default for Optimiser {
+    fn default() -> Self {
+        Optimiser::Adam { weight_decay: 0.0 }
+    }
+}
+
 /// A function of the objective and the parameters whose values are logged while training.
 pub type Monitor<'m, O> = Box<dyn Fn(&O, &[f64]) -> Vec<ObservableValue> + 'm>;
 
@@ -67,15 +82,21 @@ pub struct Driver<'m, O: Objective> {
     pub control_flags: Vec<&'static str>,
     /// Observables logged in `metrics.jsonl` every `.0` steps (fields `NAME` and `NAME_err`).
     pub monitor: Option<(u64, Monitor<'m, O>)>,
+    pub optimiser: Optimiser,
 }
 
 impl<'m, O: Objective> Driver<'m, O> {
     /// `name` identifies the model in checkpoints (a checkpoint of another name is refused).
     pub fn new(name: &str, objective: O) -> Self {
-        Driver { name: name.into(), objective, schedule: None, group_rates: Vec::new(), control_flags: Vec::new(), monitor: None }
+        Driver { name: name.into(), objective, schedule: None, group_rates: Vec::new(), control_flags: Vec::new(), monitor: None, optimiser: Optimiser::default() }
     }
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.schedule = Some(schedule);
+        self
+    }
+    /// The optimiser (default: Adam).
+    pub fn optimiser(mut self, optimiser: Optimiser) -> Self {
+        self.optimiser = optimiser;
         self
     }
     /// Groups whose name starts with `prefix` learn at `factor` x the base rate.
@@ -111,10 +132,6 @@ impl<'m, O: Objective> Driver<'m, O> {
         let stream = SeedStream::new(args.seed);
         let theta = model.new_params(&mut stream.named("init"));
         let groups = model.param_groups();
-        let mut opt = Adam::new(theta.len(), args.lr);
-        for g in &self.group_rates {
-            opt = opt.with_group_rate(&groups, &g.prefix, g.factor);
-        }
         let mut trainer = Trainer::new(args, dir, ModelDescription::of(&self.name, model));
         if let Some(s) = self.schedule {
             trainer.schedule = s;
@@ -125,7 +142,24 @@ impl<'m, O: Objective> Driver<'m, O> {
             let log = move |th: &[f64], _step: u64| f(objective, th).into_iter().flat_map(|o| [(o.name.clone(), o.mean), (format!("{}_err", o.name), o.error)]).collect::<Vec<_>>();
             (*every, Box::new(log) as Box<dyn Fn(&[f64], u64) -> Vec<(String, f64)> + '_>)
         });
-        let outcome = trainer.run(theta, opt, |th, step| objective.batch(th, step, &stream), TrainerHooks { diagnose: Some(Box::new(diagnose)), monitor })?;
+        let hooks = TrainerHooks { diagnose: Some(Box::new(diagnose)), monitor };
+        let batch = |th: &[f64], step: u64| objective.batch(th, step, &stream);
+        let outcome = match self.optimiser {
+            Optimiser::Adam { weight_decay } => {
+                let mut opt = Adam::new(theta.len(), args.lr).with_weight_decay(weight_decay);
+                for g in &self.group_rates {
+                    opt = opt.with_group_rate(&groups, &g.prefix, g.factor);
+                }
+                trainer.run(theta, opt, batch, hooks)?
+            }
+            Optimiser::Sgd { momentum } => {
+                let mut opt = Sgd::new(theta.len(), args.lr, momentum);
+                for g in &self.group_rates {
+                    opt = opt.with_group_rate(&groups, &g.prefix, g.factor);
+                }
+                trainer.run(theta, opt, batch, hooks)?
+            }
+        };
         let dir = trainer.dir.take();
         Ok(Trained { name: self.name, theta: outcome.theta.clone(), outcome, dir, objective: self.objective, seed: args.seed, batch: args.batch })
     }

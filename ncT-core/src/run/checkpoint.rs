@@ -2,16 +2,17 @@
 //! little-endian tensors; <https://github.com/huggingface/safetensors>). No unchecked deserialiser
 //! is involved: the header is validated by the safetensors crate and every field is checked here.
 //!
-//! Tensors (all F64, shape `[n]`): `theta` (parameters), `adam.m`, `adam.v` (optimiser moments).
+//! Tensors (all F64, shape `[n]`): `theta` (parameters) and the optimiser's state: `adam.m`,
+//! `adam.v` (Adam's moments) or `sgd.velocity`.
 //! Metadata (strings): `format` = `nct-checkpoint`, `version` = `1`, `step` (steps completed),
-//! `adam_t`, `lr_factor` (bits of the f64, hex), `rollbacks`, `seed`, `schedule` ([`Schedule::encode`]), `model` (JSON of
-//! [`ModelDescription`]), `crc32` (CRC-32 of the three tensors' bytes, checked on load, so flipped
+//! `optimizer` (`adam` when absent), `adam_t`/`adam_lr` (or `sgd_t`/`sgd_lr`), `lr_factor` (bits of the f64, hex), `rollbacks`, `seed`, `schedule` ([`Schedule::encode`]), `model` (JSON of
+//! [`ModelDescription`]), `crc32` (CRC-32 of the tensors' bytes, checked on load, so flipped
 //! bits are refused). Random streams are derived from `(seed, step, chunk)`, so no RNG state
 //! needs saving: resuming at `step` draws exactly the samples an uninterrupted run would.
 
 use super::atomic::{FailPoint, write_atomic_with};
 use super::{RunError, io_err};
-use crate::optim::Adam;
+use crate::optim::OptimizerState;
 use crate::train::Schedule;
 use crate::params::{ParamGroup, Parametrised};
 use safetensors::tensor::{Dtype, TensorView};
@@ -47,7 +48,8 @@ pub struct Checkpoint {
     pub step: u64,
     pub seed: u64,
     pub theta: Vec<f64>,
-    pub adam: Adam,
+    /// The optimiser's state ([`OptimizerState`]).
+    pub optimizer: OptimizerState,
     pub lr_factor: f64,
     pub rollbacks: u32,
     /// The learning-rate schedule the run was planned with (`None` in checkpoints written
@@ -59,8 +61,8 @@ fn to_bytes(v: &[f64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// CRC-32 of the tensors' bytes in the order theta, adam.m, adam.v.
-fn tensor_crc(parts: [&[u8]; 3]) -> u32 {
+/// CRC-32 of the tensors' bytes in the order theta, then the optimiser's tensors.
+fn tensor_crc(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for p in parts {
         h.update(p);
@@ -69,27 +71,36 @@ fn tensor_crc(parts: [&[u8]; 3]) -> u32 {
 }
 
 impl Checkpoint {
+    /// Tensor names of the optimiser state: `adam.m`, `adam.v`, `sgd.velocity`, ...
+    fn tensor_names(&self) -> Vec<String> {
+        self.optimizer.tensors.iter().map(|(k, _)| format!("{}.{k}", self.optimizer.kind)).collect()
+    }
+
     pub fn to_bytes(&self) -> Result<Vec<u8>, String> {
         let n = self.theta.len();
-        let (t, m, v) = (to_bytes(&self.theta), to_bytes(&self.adam.m), to_bytes(&self.adam.v));
-        let views = [("theta", TensorView::new(Dtype::F64, vec![n], &t)), ("adam.m", TensorView::new(Dtype::F64, vec![n], &m)), ("adam.v", TensorView::new(Dtype::F64, vec![n], &v))];
+        let mut bytes = vec![to_bytes(&self.theta)];
+        bytes.extend(self.optimizer.tensors.iter().map(|(_, v)| to_bytes(v)));
+        let mut names = vec!["theta".to_string()];
+        names.extend(self.tensor_names());
         let mut tensors = Vec::new();
-        for (name, view) in views {
-            tensors.push((name, view.map_err(|e| e.to_string())?));
+        for (name, b) in names.iter().zip(&bytes) {
+            tensors.push((name.as_str(), TensorView::new(Dtype::F64, vec![n], b).map_err(|e| e.to_string())?));
         }
+        let kind = &self.optimizer.kind;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("version".to_string(), VERSION.to_string());
         meta.insert("step".to_string(), self.step.to_string());
         meta.insert("seed".to_string(), self.seed.to_string());
-        meta.insert("adam_t".to_string(), self.adam.t.to_string());
-        meta.insert("adam_lr".to_string(), format!("{:016x}", self.adam.lr.to_bits()));
+        meta.insert("optimizer".to_string(), kind.clone());
+        meta.insert(format!("{kind}_t"), self.optimizer.t.to_string());
+        meta.insert(format!("{kind}_lr"), format!("{:016x}", self.optimizer.lr.to_bits()));
         meta.insert("lr_factor".to_string(), format!("{:016x}", self.lr_factor.to_bits()));
         meta.insert("rollbacks".to_string(), self.rollbacks.to_string());
         if let Some(sch) = &self.schedule {
             meta.insert("schedule".to_string(), sch.encode());
         }
-        meta.insert("crc32".to_string(), format!("{:08x}", tensor_crc([&t, &m, &v])));
+        meta.insert("crc32".to_string(), format!("{:08x}", tensor_crc(&bytes.iter().map(|b| b.as_slice()).collect::<Vec<_>>())));
         meta.insert("model".to_string(), serde_json::to_string(&self.model).map_err(|e| e.to_string())?);
         safetensors::tensor::serialize(tensors, Some(meta)).map_err(|e| e.to_string())
     }
@@ -100,7 +111,7 @@ impl Checkpoint {
     }
 
     pub fn save_with(&self, path: &Path, fail: FailPoint) -> Result<(), RunError> {
-        if self.theta.iter().chain(&self.adam.m).chain(&self.adam.v).any(|x| !x.is_finite()) {
+        if self.theta.iter().chain(self.optimizer.tensors.iter().flat_map(|(_, v)| v)).any(|x| !x.is_finite()) {
             return Err(RunError::Checkpoint { path: path.into(), why: "refusing to write a state with NaN/Inf".into() });
         }
         let bytes = self.to_bytes().map_err(|why| RunError::Checkpoint { path: path.into(), why })?;
@@ -139,7 +150,18 @@ impl Checkpoint {
             Ok(t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
         };
         let raw = |name: &str| st.tensor(name).map(|t| t.data().to_vec()).map_err(|e| err(format!("tensor `{name}`: {e}")));
-        let crc = tensor_crc([&raw("theta")?, &raw("adam.m")?, &raw("adam.v")?]);
+        // Checkpoints from before optimisers were named are Adam's.
+        let kind = meta.get("optimizer").cloned().unwrap_or_else(|| "adam".to_string());
+        let names: Vec<&str> = match kind.as_str() {
+            "adam" => vec!["m", "v"],
+            "sgd" => vec!["velocity"],
+            other => return Err(err(format!("metadata field `optimizer` is `{other}`; this build knows `adam` and `sgd`"))),
+        };
+        let mut parts = vec![raw("theta")?];
+        for nm in &names {
+            parts.push(raw(&format!("{kind}.{nm}"))?);
+        }
+        let crc = tensor_crc(&parts.iter().map(|b| b.as_slice()).collect::<Vec<_>>());
         let stored = u32::from_str_radix(&field("crc32")?, 16).map_err(|e| err(format!("metadata field `crc32` is not hex ({e})")))?;
         if crc != stored {
             return Err(err(format!("corrupted: the tensors' CRC-32 is {crc:08x}, the checkpoint recorded {stored:08x} (the file was modified or damaged after it was written)")));
@@ -148,14 +170,15 @@ impl Checkpoint {
         if theta.iter().any(|x| !x.is_finite()) {
             return Err(err("tensor `theta` contains NaN/Inf".into()));
         }
-        let mut adam = Adam::new(model.n_params, bits("adam_lr")?);
-        adam.m = tensor("adam.m")?;
-        adam.v = tensor("adam.v")?;
-        adam.t = int("adam_t")?;
+        let mut tensors = Vec::new();
+        for nm in &names {
+            tensors.push((nm.to_string(), tensor(&format!("{kind}.{nm}"))?));
+        }
+        let optimizer = OptimizerState { lr: bits(&format!("{kind}_lr"))?, t: int(&format!("{kind}_t"))?, kind, tensors };
         let schedule = match meta.get("schedule") {
             None => None,
             Some(text) => Some(Schedule::decode(text).ok_or_else(|| err(format!("metadata field `schedule` is malformed (`{text}`)")))?),
         };
-        Ok(Self { step: int("step")?, seed: int("seed")?, theta, adam, lr_factor: bits("lr_factor")?, rollbacks: int("rollbacks")? as u32, model, schedule })
+        Ok(Self { step: int("step")?, seed: int("seed")?, theta, optimizer, lr_factor: bits("lr_factor")?, rollbacks: int("rollbacks")? as u32, model, schedule })
     }
 }

@@ -7,7 +7,7 @@ use super::checkpoint::{Checkpoint, ModelDescription};
 use super::dir::RunDir;
 use super::RunError;
 use crate::batch::BatchSum;
-use crate::optim::{Adam, Optimizer};
+use crate::optim::Checkpointed;
 use crate::train::Schedule;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -54,11 +54,10 @@ pub struct TrainingOutcome {
 
 /// Put the state of a checkpoint into the parameters and the optimiser (its moments and step count;
 /// the learning-rate groups stay those of the current run).
-fn restore(ck: Checkpoint, theta: &mut Vec<f64>, opt: &mut Adam) {
+fn restore<O: Checkpointed>(ck: Checkpoint, path: &std::path::Path, theta: &mut Vec<f64>, opt: &mut O) -> Result<(), RunError> {
+    opt.restore(&ck.optimizer).map_err(|why| RunError::Checkpoint { path: path.into(), why })?;
     *theta = ck.theta;
-    opt.m = ck.adam.m;
-    opt.v = ck.adam.v;
-    opt.t = ck.adam.t;
+    Ok(())
 }
 
 /// Drives one run.
@@ -74,8 +73,8 @@ impl<'a> Trainer<'a> {
         Self { args, dir, model, schedule: Schedule::Cosine { total: args.steps, min_factor: 0.02 } }
     }
 
-    fn checkpoint(&self, theta: &[f64], opt: &Adam, step: u64, lr_factor: f64, rollbacks: u32) -> Checkpoint {
-        Checkpoint { model: self.model.clone(), step, seed: self.args.seed, theta: theta.to_vec(), adam: opt.clone(), lr_factor, rollbacks, schedule: Some(self.schedule) }
+    fn checkpoint<O: Checkpointed>(&self, theta: &[f64], opt: &O, step: u64, lr_factor: f64, rollbacks: u32) -> Checkpoint {
+        Checkpoint { model: self.model.clone(), step, seed: self.args.seed, theta: theta.to_vec(), optimizer: opt.state(), lr_factor, rollbacks, schedule: Some(self.schedule) }
     }
 
     fn save(&mut self, ck: &Checkpoint) -> Result<(), RunError> {
@@ -87,7 +86,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Train from `theta` with the optimiser `opt` (or from the checkpoint when resuming).
-    pub fn run(&mut self, mut theta: Vec<f64>, mut opt: Adam, mut batch: impl FnMut(&[f64], u64) -> BatchSum, hooks: TrainerHooks<'_>) -> Result<TrainingOutcome, RunError> {
+    pub fn run<O: Checkpointed>(&mut self, mut theta: Vec<f64>, mut opt: O, mut batch: impl FnMut(&[f64], u64) -> BatchSum, hooks: TrainerHooks<'_>) -> Result<TrainingOutcome, RunError> {
         let t0 = Instant::now();
         let mut start = 0;
         let mut lr_factor = 1.0;
@@ -120,7 +119,7 @@ impl<'a> Trainer<'a> {
                 lr_factor = ck.lr_factor;
                 rollbacks = ck.rollbacks;
                 resumed_from = Some(ck.step);
-                restore(ck, &mut theta, &mut opt);
+                restore(ck, &cpath, &mut theta, &mut opt)?;
                 d.truncate_metrics(start)?;
                 for r in d.read_metrics()? {
                     if let (Some(s), Some(l)) = (r.get("step").and_then(Value::as_u64), r.get("loss").and_then(Value::as_f64)) {
@@ -172,7 +171,7 @@ impl<'a> Trainer<'a> {
                     let back_to = ck.step;
                     rollbacks += 1;
                     lr_factor = ck.lr_factor * 0.5;
-                    restore(ck, &mut theta, &mut opt);
+                    restore(ck, &d.checkpoint_path(), &mut theta, &mut opt)?;
                     d.truncate_metrics(back_to)?;
                     losses.retain(|(s, _)| *s < back_to);
                     best = lowest(&losses);
