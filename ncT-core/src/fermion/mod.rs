@@ -19,6 +19,7 @@ pub mod free;
 pub mod local;
 pub mod metropolis;
 pub mod orbitals;
+pub mod radial;
 pub mod slater;
 pub mod states;
 
@@ -27,5 +28,6 @@ pub use free::{FreeFermions, Thermo, levels_thermo, ln_z_levels};
 pub use local::{local_kinetic, trap_potential};
 pub use metropolis::SlaterMetropolis;
 pub use orbitals::HoOrbitals;
+pub use radial::RadialScaling;
 pub use slater::{SlaterError, SlaterEval, slater};
 pub use states::{ManyBodyState, enumerate_states};
