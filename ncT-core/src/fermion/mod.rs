@@ -21,6 +21,7 @@ pub mod metropolis;
 pub mod orbitals;
 pub mod radial;
 pub mod slater;
+pub mod state;
 pub mod states;
 
 pub use dpp::DppSampler;
@@ -30,4 +31,5 @@ pub use metropolis::SlaterMetropolis;
 pub use orbitals::HoOrbitals;
 pub use radial::RadialScaling;
 pub use slater::{SlaterError, SlaterEval, slater};
+pub use state::{FermiState, GroundState};
 pub use states::{ManyBodyState, enumerate_states};

@@ -24,12 +24,19 @@ pub struct RadialScaling {
     pub dim: usize,
     /// The length scales $s_k$ of the profile.
     pub scales: Vec<f64>,
+    /// Initial parameters (default zero: the identity).
+    pub init: Option<Vec<f64>>,
 }
 
 impl RadialScaling {
     /// Scales $s_k$ default to 0.5, 1, 2 (trap units).
     pub fn new(particles: usize, dim: usize) -> Self {
-        RadialScaling { particles, dim, scales: vec![0.5, 1.0, 2.0] }
+        RadialScaling { particles, dim, scales: vec![0.5, 1.0, 2.0], init: None }
+    }
+    /// Start from `theta` instead of the identity (ignored unless it has `1 + scales` values).
+    pub fn with_initial(mut self, theta: &[f64]) -> Self {
+        self.init = (theta.len() == 1 + self.scales.len()).then(|| theta.to_vec());
+        self
     }
     fn coefs(&self, theta: &[f64]) -> Vec<f64> {
         let k = self.scales.len() as f64;
@@ -56,7 +63,10 @@ impl Parametrised for RadialScaling {
         1 + self.scales.len()
     }
     fn init_params(&self, _rng: &mut dyn rand::Rng, theta: &mut [f64]) {
-        theta.iter_mut().for_each(|t| *t = 0.0);
+        match &self.init {
+            Some(t) => theta.copy_from_slice(t),
+            None => theta.iter_mut().for_each(|t| *t = 0.0),
+        }
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
         vec![ParamGroup::new("radial", 0..self.n_params())]

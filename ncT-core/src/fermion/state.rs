@@ -1,0 +1,177 @@
+//! Fermionic NCT states $\psi(x) = \Phi(z(x))\,|\det\partial z/\partial x|^{1/2}$ with $\Phi$ a Slater
+//! determinant of trap orbitals and $z = f(x)$ a permutation-equivariant bijector (so $\psi$ is
+//! antisymmetric and normalised): exact sampling ($z$ from the DPP, $x = f^{-1}(z)$), the local
+//! kinetic energy by the forward-Laplacian jet through the flow and a determinant evaluated on jets
+//! (LU with partial pivoting on the values), and $\partial_\theta\ln|\psi|$ by one VJP of the flow
+//! with cotangent $\nabla_z\ln|\Phi|$ (analytic, from [`super::slater`]) and $\tfrac12$ on the log-det.
+//! Spin-polarised (one determinant); `GroundState` is the T = 0 objective of the driver.
+
+use super::dpp::{DppError, DppSampler};
+use super::orbitals::HoOrbitals;
+use super::slater::slater;
+use crate::batch::{BatchEngine, BatchSum, SeedStream};
+use crate::dim::{Dyn, Vector};
+use crate::hamiltonian::Separable;
+use crate::layer::Bijector;
+use crate::params::Parametrised;
+use crate::quantum::hermite::hermite_all;
+use crate::scalar::Scalar;
+
+/// $\det M$ of a square matrix of any scalar, by Gaussian elimination with partial pivoting on the
+/// values; zero when a pivot vanishes.
+pub fn determinant<S: Scalar>(mut m: Vec<Vec<S>>) -> S {
+    let n = m.len();
+    let mut det = S::one();
+    for c in 0..n {
+        let p = (c..n).max_by(|&a, &b| m[a][c].re().abs().total_cmp(&m[b][c].re().abs())).unwrap_or(c);
+        if m[p][c].re() == 0.0 {
+            return S::zero();
+        }
+        if p != c {
+            m.swap(p, c);
+            det = -det;
+        }
+        let pivot = m[c][c];
+        det *= pivot;
+        for r in c + 1..n {
+            let f = m[r][c] / pivot;
+            for k in c..n {
+                let v = m[c][k];
+                m[r][k] -= f * v;
+            }
+        }
+    }
+    det
+}
+
+/// The states of one flow over the orbitals of a [`HoOrbitals`] set.
+#[derive(Clone, Debug)]
+pub struct FermiState<B> {
+    pub flow: B,
+    sampler: DppSampler,
+}
+
+impl<B: Bijector<Dyn>> FermiState<B> {
+    pub fn new(flow: B, orbitals: HoOrbitals) -> Self {
+        FermiState { flow, sampler: DppSampler::new(orbitals) }
+    }
+    pub fn orbitals(&self) -> &HoOrbitals {
+        self.sampler.orbitals()
+    }
+
+    /// $\Phi(z)$ for any scalar (orbitals `occ`, particle-major $z$).
+    fn phi<S: Scalar>(&self, occ: &[usize], z: &Vector<S, Dyn>) -> S {
+        let o = self.orbitals();
+        let d = o.dim();
+        let top = o.labels.iter().flatten().copied().max().unwrap_or(0);
+        let m = (0..occ.len())
+            .map(|i| {
+                let tables: Vec<Vec<S>> = (0..d).map(|a| hermite_all(top, z[i * d + a])).collect();
+                occ.iter().map(|&j| o.labels[j].iter().enumerate().fold(S::one(), |p, (a, &n)| p * tables[a][n])).collect()
+            })
+            .collect();
+        determinant(m)
+    }
+
+    /// $\psi(x)$ for any scalar.
+    pub fn psi<S: Scalar>(&self, theta: &[f64], occ: &[usize], x: &Vector<S, Dyn>) -> S {
+        let (z, ld, _) = self.flow.forward(theta, x);
+        self.phi(occ, &z) * (ld * 0.5).exp()
+    }
+
+    /// An exact sample of $|\psi|^2$: $z$ from the DPP of `occ`, then $x = f^{-1}(z)$.
+    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], occ: &[usize], rng: &mut R) -> Result<Vector<f64, Dyn>, DppError> {
+        let (z, _) = self.sampler.sample(occ, rng)?;
+        Ok(self.flow.inverse(theta, &Vector::from(z)).0)
+    }
+
+    /// Local kinetic energy $-\tfrac12\nabla^2\psi/\psi$ (unit masses), exact, by the jet in blocks
+    /// of at most 16 coordinates.
+    pub fn kinetic(&self, theta: &[f64], occ: &[usize], x: &Vector<f64, Dyn>) -> f64 {
+        let d = x.len();
+        crate::with_block_width!(d, W => {
+            let (mut lap, mut re) = (0.0, 1.0);
+            for start in (0..d).step_by(W) {
+                let seeds = Vector::from_fn(Dyn(d), |i| if i >= start && i < start + W { crate::jet::LapJet::<W>::variable(x[i], i - start) } else { crate::jet::LapJet::<W>::from_re(x[i]) });
+                let p = self.psi(theta, occ, &seeds);
+                lap += p.v2;
+                re = p.re;
+            }
+            -0.5 * lap / re
+        })
+    }
+
+    /// Adds `coef` $\partial_\theta\ln|\psi(x)|$ to `g` (one VJP of the flow); `false` on a node.
+    pub fn add_log_psi_grad(&self, theta: &[f64], occ: &[usize], x: &Vector<f64, Dyn>, coef: f64, g: &mut [f64]) -> bool {
+        let (z, _, cache) = self.flow.forward(theta, x);
+        let Ok(s) = slater(self.orbitals(), occ, z.as_slice()) else { return false };
+        let mut gt = vec![0.0; g.len()];
+        self.flow.vjp(theta, &cache, &Vector::from(s.grad), 0.5, &mut gt);
+        g.iter_mut().zip(&gt).for_each(|(a, b)| *a += coef * b);
+        true
+    }
+}
+
+impl<B: Parametrised> Parametrised for FermiState<B> {
+    fn n_params(&self) -> usize {
+        self.flow.n_params()
+    }
+    fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        self.flow.init_params(rng, theta)
+    }
+    fn param_groups(&self) -> Vec<crate::params::ParamGroup> {
+        self.flow.param_groups()
+    }
+}
+
+/// T = 0 objective: $\min_\theta\langle\psi_\theta|H|\psi_\theta\rangle$ for the orbitals `occupied`
+/// with `walkers` exact samples per step; gradient $2\,\mathbb E[(E_{loc} - \bar E)\,\partial_\theta\ln|\psi|]$.
+pub struct GroundState<'a, B, H> {
+    pub state: &'a FermiState<B>,
+    pub h: &'a H,
+    pub occupied: Vec<usize>,
+    pub walkers: usize,
+    engine: BatchEngine,
+}
+
+impl<'a, B, H> GroundState<'a, B, H> {
+    pub fn new(state: &'a FermiState<B>, h: &'a H, occupied: Vec<usize>, walkers: usize) -> Self {
+        GroundState { state, h, occupied, walkers, engine: BatchEngine::new(16) }
+    }
+}
+
+impl<B: Bijector<Dyn>, H: Separable<Dyn>> GroundState<'_, B, H> {
+    /// Local energies of `walkers` exact samples of step `step` (`None`: a sample on a node).
+    pub fn local_energies(&self, theta: &[f64], walkers: usize, stream: &SeedStream, step: u64) -> Vec<Option<(Vector<f64, Dyn>, f64)>> {
+        self.engine.map(walkers, stream, step, |_, rng| {
+            let x = self.state.sample(theta, &self.occupied, rng).ok()?;
+            let e = self.state.kinetic(theta, &self.occupied, &x) + self.h.potential(&x);
+            e.is_finite().then_some((x, e))
+        })
+    }
+}
+
+impl<B: Bijector<Dyn>, H: Separable<Dyn>> crate::driver::Objective for GroundState<'_, B, H> {
+    fn model(&self) -> &dyn Parametrised {
+        self.state
+    }
+    fn batch(&self, theta: &[f64], step: u64, stream: &SeedStream) -> BatchSum {
+        let ws: Vec<(Vector<f64, Dyn>, f64)> = self.local_energies(theta, self.walkers, stream, step).into_iter().flatten().collect();
+        if crate::quantum::too_many_rejected(self.walkers - ws.len(), self.walkers) {
+            return BatchSum { loss: f64::NAN, grad: vec![0.0; theta.len()], samples: 1 };
+        }
+        let n = ws.len() as f64;
+        let mean = ws.iter().map(|w| w.1).sum::<f64>() / n;
+        let mut grad = vec![0.0; theta.len()];
+        for (x, e) in &ws {
+            self.state.add_log_psi_grad(theta, &self.occupied, x, 2.0 * (e - mean) / n, &mut grad);
+        }
+        BatchSum { loss: mean, grad, samples: 1 }
+    }
+    fn loss_name(&self) -> &str {
+        "E"
+    }
+    fn kind(&self) -> &'static str {
+        "quantum"
+    }
+}
