@@ -100,8 +100,14 @@ impl Adam {
     }
     /// Scale the learning rate of the groups named `prefix...` by `factor`.
     pub fn with_group_rate(mut self, groups: &[ParamGroup], prefix: &str, factor: f64) -> Self {
-        self.rates.set(groups, prefix, factor);
-        self.factors = self.rates.factors(self.m.len());
+        let mut rates = std::mem::take(&mut self.rates);
+        rates.set(groups, prefix, factor);
+        self.with_rates(rates)
+    }
+    /// Use the per-group rate factors `rates`.
+    pub fn with_rates(mut self, rates: GroupRates) -> Self {
+        self.factors = rates.factors(self.m.len());
+        self.rates = rates;
         self
     }
 }
@@ -158,8 +164,14 @@ impl Sgd {
         Self { lr, momentum, velocity: vec![0.0; n_params], rates: GroupRates::default(), factors: vec![1.0; n_params] }
     }
     pub fn with_group_rate(mut self, groups: &[ParamGroup], prefix: &str, factor: f64) -> Self {
-        self.rates.set(groups, prefix, factor);
-        self.factors = self.rates.factors(self.velocity.len());
+        let mut rates = std::mem::take(&mut self.rates);
+        rates.set(groups, prefix, factor);
+        self.with_rates(rates)
+    }
+    /// Use the per-group rate factors `rates`.
+    pub fn with_rates(mut self, rates: GroupRates) -> Self {
+        self.factors = rates.factors(self.velocity.len());
+        self.rates = rates;
         self
     }
 }

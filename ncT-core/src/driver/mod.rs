@@ -21,7 +21,7 @@ pub use observable::{Observable, ObservableValue};
 pub use summary::{SCHEMA, Summary};
 
 use crate::batch::{BatchSum, SeedStream};
-use crate::optim::{Adam, Sgd};
+use crate::optim::{Adam, GroupRates, Sgd};
 use crate::params::Parametrised;
 use crate::run::{ModelDescription, RunArgs, RunDir, RunError, Trainer, TrainerHooks, TrainingOutcome};
 use crate::train::Schedule;
@@ -144,21 +144,13 @@ impl<'m, O: Objective> Driver<'m, O> {
         });
         let hooks = TrainerHooks { diagnose: Some(Box::new(diagnose)), monitor };
         let batch = |th: &[f64], step: u64| objective.batch(th, step, &stream);
+        let mut rates = GroupRates::default();
+        for g in &self.group_rates {
+            rates.set(&groups, &g.prefix, g.factor);
+        }
         let outcome = match self.optimiser {
-            Optimiser::Adam { weight_decay } => {
-                let mut opt = Adam::new(theta.len(), args.lr).with_weight_decay(weight_decay);
-                for g in &self.group_rates {
-                    opt = opt.with_group_rate(&groups, &g.prefix, g.factor);
-                }
-                trainer.run(theta, opt, batch, hooks)?
-            }
-            Optimiser::Sgd { momentum } => {
-                let mut opt = Sgd::new(theta.len(), args.lr, momentum);
-                for g in &self.group_rates {
-                    opt = opt.with_group_rate(&groups, &g.prefix, g.factor);
-                }
-                trainer.run(theta, opt, batch, hooks)?
-            }
+            Optimiser::Adam { weight_decay } => trainer.run(theta, Adam::new(model.n_params(), args.lr).with_weight_decay(weight_decay).with_rates(rates), batch, hooks)?,
+            Optimiser::Sgd { momentum } => trainer.run(theta, Sgd::new(model.n_params(), args.lr, momentum).with_rates(rates), batch, hooks)?,
         };
         let dir = trainer.dir.take();
         Ok(Trained { name: self.name, theta: outcome.theta.clone(), outcome, dir, objective: self.objective, seed: args.seed, batch: args.batch })

@@ -6,7 +6,6 @@ use super::dir::RunDir;
 use super::plot::{Series, line_plot};
 use super::trainer::TrainingOutcome;
 use super::RunError;
-use crate::batch::{BatchEngine, SeedStream};
 use crate::driver::{Driver, MaximumLikelihood, Objective, Summary, Variational, VariationalPerSample};
 use crate::batched::BatchedSymplectic;
 use crate::classical::{ClassicalNct, FreeEnergy};
@@ -55,7 +54,7 @@ pub fn train_mle<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, config: &impl S
 
 /// Free-energy estimates with `--eval-samples` fresh samples (a stream separate from training).
 pub fn estimate<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, model: &ClassicalNct<F, N>, h: &H, theta: &[f64]) -> FreeEnergy {
-    model.free_energy(theta, h, args.eval_samples, &BatchEngine::new(CHUNK), &SeedStream::new(args.seed ^ 0x5eed_e7a1), u64::MAX)
+    Variational::new(model, h, args.batch).free_energy(theta, args.eval_samples, args.seed)
 }
 
 /// The summary every classical example writes: the standard fields of [`crate::driver::Summary`]

@@ -191,7 +191,11 @@ impl<'a> Trainer<'a> {
                 return Err(RunError::NonFinite { step, what, value, sample });
             }
             let lr = self.args.lr * self.schedule.factor(step) * lr_factor;
-            let before = if hooks.monitor.is_some() && self.dir.is_some() { theta.clone() } else { Vec::new() };
+            // Monitored values belong to the parameters of this step's loss: taken before the update.
+            let monitored = match (&hooks.monitor, &self.dir) {
+                (Some((every, f)), Some(_)) if step % (*every).max(1) == 0 => f(&theta, step),
+                _ => Vec::new(),
+            };
             opt.set_learning_rate(lr);
             opt.step(&mut theta, &grad);
             let grad_norm = grad.iter().map(|g| g * g).sum::<f64>().sqrt();
@@ -199,11 +203,9 @@ impl<'a> Trainer<'a> {
             best = best.min(loss);
             if let Some(d) = self.dir.as_mut() {
                 let mut record = json!({"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "seconds": earlier + t0.elapsed().as_secs_f64()});
-                if let (Some((every, f)), Some(m)) = (&hooks.monitor, record.as_object_mut()) {
-                    if step % every.max(&1) == 0 {
-                        for (k, v) in f(&before, step) {
-                            m.insert(k, if v.is_finite() { json!(v) } else { Value::Null });
-                        }
+                if let Some(m) = record.as_object_mut() {
+                    for (k, v) in monitored {
+                        m.insert(k, if v.is_finite() { json!(v) } else { Value::Null });
                     }
                 }
                 d.log(&record)?;
