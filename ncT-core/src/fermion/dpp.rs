@@ -51,7 +51,7 @@ impl DppSampler {
         }
         let (n, d) = (occupied.len(), self.orbitals.dim());
         let mut x = Vec::with_capacity(n * d);
-        let mut basis: Vec<Vec<f64>> = Vec::with_capacity(n);
+        let mut projection = Projection::default();
         let mut rejected = 0;
         for _k in 0..n {
             let mut accepted = None;
@@ -59,28 +59,53 @@ impl DppSampler {
                 let j = occupied[rng.random_range(0..n)];
                 let r: Vec<f64> = self.orbitals.labels[j].iter().map(|&na| self.hermite.sample_with(na, rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16))).collect();
                 let v = self.orbitals.values(occupied, &r);
-                let norm2: f64 = v.iter().map(|a| a * a).sum();
-                let proj: f64 = basis.iter().map(|e| e.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>().powi(2)).sum();
-                if norm2 > 0.0 && rng.random::<f64>() * norm2 < norm2 - proj {
+                if projection.accepts(&v, rng.random::<f64>()) {
                     accepted = Some((r, v));
                     break;
                 }
                 rejected += 1;
             }
-            let (r, v) = accepted.ok_or(DppError::NoAcceptance { point: basis.len(), proposals: MAX_PROPOSALS })?;
-            // Gram-Schmidt: add the new direction to the basis.
-            let mut e = v;
-            for b in &basis {
-                let c: f64 = b.iter().zip(&e).map(|(a, b)| a * b).sum();
-                e.iter_mut().zip(b).for_each(|(x, y)| *x -= c * y);
-            }
-            let norm = e.iter().map(|a| a * a).sum::<f64>().sqrt();
-            if norm > 0.0 {
-                e.iter_mut().for_each(|a| *a /= norm);
-            }
-            basis.push(e);
+            let (r, v) = accepted.ok_or(DppError::NoAcceptance { point: projection.len(), proposals: MAX_PROPOSALS })?;
+            projection.push(v);
             x.extend_from_slice(&r);
         }
         Ok((x, rejected))
+    }
+}
+
+/// The sequential step of a projection DPP: an orthonormal basis $e_1..e_{k-1}$ of the feature
+/// vectors $v(r_l)$ of the points drawn so far (real orbitals or complex plane waves).
+#[derive(Clone, Debug, Default)]
+pub struct Projection<T> {
+    basis: Vec<Vec<T>>,
+}
+
+impl<T: nalgebra::ComplexField<RealField = f64> + Copy> Projection<T> {
+    /// Points drawn so far.
+    pub fn len(&self) -> usize {
+        self.basis.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.basis.is_empty()
+    }
+    /// Accept a proposal with feature vector `v` (drawn from a density $\propto |v|^2$) given a
+    /// uniform number `u`: with probability $1 - \sum_l |e_l^\dagger v|^2/|v|^2$.
+    pub fn accepts(&self, v: &[T], u: f64) -> bool {
+        let norm2: f64 = v.iter().map(|a| a.modulus_squared()).sum();
+        let proj: f64 = self.basis.iter().map(|e| e.iter().zip(v).map(|(a, b)| a.conjugate() * *b).fold(T::zero(), |s, x| s + x).modulus_squared()).sum();
+        norm2 > 0.0 && u * norm2 < norm2 - proj
+    }
+    /// Add the accepted point's direction (Gram-Schmidt).
+    pub fn push(&mut self, v: Vec<T>) {
+        let mut e = v;
+        for b in &self.basis {
+            let c = b.iter().zip(&e).map(|(a, x)| a.conjugate() * *x).fold(T::zero(), |s, x| s + x);
+            e.iter_mut().zip(b).for_each(|(x, y)| *x -= c * *y);
+        }
+        let norm = e.iter().map(|a| a.modulus_squared()).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            e.iter_mut().for_each(|a| *a = a.unscale(norm));
+        }
+        self.basis.push(e);
     }
 }

@@ -8,6 +8,7 @@
 //! $|\Phi|^2/N!$ exactly: $|v(r)|^2 = N/V$ is constant, so proposals are uniform in the cell.
 
 use super::plane_waves::TwistedPlaneWaves;
+use crate::fermion::dpp::Projection;
 use nalgebra::{Complex, DMatrix};
 use rand::RngExt;
 
@@ -82,25 +83,16 @@ impl PlaneWaveDpp<'_> {
     pub fn sample<R: rand::Rng + ?Sized>(&self, occupied: &[usize], rng: &mut R) -> Vec<f64> {
         let (n, d, side) = (occupied.len(), self.orbitals.twist.len(), self.orbitals.side);
         let mut x = Vec::with_capacity(n * d);
-        let mut basis: Vec<Vec<Complex<f64>>> = Vec::new();
+        let mut projection = Projection::default();
         for _ in 0..n {
             let (r, v) = loop {
                 let r: Vec<f64> = (0..d).map(|_| side * rng.random::<f64>()).collect();
                 let v = row(self.orbitals, occupied, &r);
-                let norm2: f64 = v.iter().map(|c| c.norm_sqr()).sum();
-                let proj: f64 = basis.iter().map(|e| e.iter().zip(&v).map(|(a, b)| a.conj() * b).sum::<Complex<f64>>().norm_sqr()).sum();
-                if rng.random::<f64>() * norm2 < norm2 - proj {
+                if projection.accepts(&v, rng.random::<f64>()) {
                     break (r, v);
                 }
             };
-            let mut e = v;
-            for b in &basis {
-                let c: Complex<f64> = b.iter().zip(&e).map(|(a, x)| a.conj() * x).sum();
-                e.iter_mut().zip(b).for_each(|(x, y)| *x -= c * y);
-            }
-            let norm = e.iter().map(|c| c.norm_sqr()).sum::<f64>().sqrt();
-            e.iter_mut().for_each(|c| *c /= norm);
-            basis.push(e);
+            projection.push(v);
             x.extend_from_slice(&r);
         }
         x
