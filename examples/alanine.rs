@@ -80,7 +80,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
                 .into(),
         });
     }
-    let data = AlanineData::load(&cli.data, cli.stride).map_err(|e| RunError::Data { file: cli.data.clone(), why: e.to_string() })?;
+    let data = AlanineData::load(&cli.data, cli.stride).map_err(|e| RunError::Input(e.to_string()))?;
     let (train_idx, valid_idx) = block_split(&data.blocks, cli.valid_fraction);
     let train: Vec<_> = train_idx.iter().map(|&i| data.frames[i]).collect();
     let valid: Vec<_> = valid_idx.iter().take(cli.run.eval_samples).map(|&i| data.frames[i]).collect();

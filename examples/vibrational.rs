@@ -175,12 +175,13 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if cli.net.couplings == 0 {
         nct::run::warn_ignored(&["--hidden"], "with --couplings 0 (linear map only)");
     }
-    let data_err = |file: PathBuf| move |e: nct::models::data::DataError| RunError::Data { file: file.clone(), why: e.to_string() };
+    // Loader errors name the file and the field themselves.
+    let data_err = |e: nct::models::data::DataError| RunError::Input(e.to_string());
     let ff = match (&cli.force_field, cli.system.as_str()) {
-        (Some(p), _) => Some(QuarticForceField::<Dyn>::load(p).map_err(data_err(p.clone()))?),
+        (Some(p), _) => Some(QuarticForceField::<Dyn>::load(p).map_err(data_err)?),
         (None, "harmonic" | "ndco") => None,
-        (None, name @ ("h2o" | "h2co" | "ch3cn" | "c2h4o")) => Some(QuarticForceField::builtin(name).map_err(data_err(PathBuf::from(name)))?),
-        (None, path) => Some(QuarticForceField::<Dyn>::load(std::path::Path::new(path)).map_err(data_err(PathBuf::from(path)))?),
+        (None, name @ ("h2o" | "h2co" | "ch3cn" | "c2h4o")) => Some(QuarticForceField::builtin(name).map_err(data_err)?),
+        (None, path) => Some(QuarticForceField::<Dyn>::load(std::path::Path::new(path)).map_err(data_err)?),
     };
     let d = ff.as_ref().map_or(cli.dim, |f| f.omega.len());
     if d == 0 || (d < 2 && cli.net.couplings > 0) {

@@ -53,6 +53,9 @@ pub enum RunError {
     NonFinite { step: u64, what: String, value: f64, sample: String },
     #[error("{file}: {why}")]
     Data { file: PathBuf, why: String },
+    /// A data error that already names its file and field (e.g. a loader's error).
+    #[error("{0}")]
+    Input(String),
     #[error("{what}: {why}; no result was written to summary.json")]
     NoEstimate { what: String, why: String },
     #[error("plot {path}: {why}")]
