@@ -5,6 +5,7 @@
 //! Derivatives are analytic: $h_n' = \sqrt{2n}\,h_{n-1} - z h_n$ and $h_n'' = (z^2 - 2n - 1) h_n$.
 
 use crate::quantum::hermite::hermite_all;
+use crate::scalar::Scalar;
 
 /// The lowest `count` orbitals of the d-dimensional oscillator.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,10 +63,10 @@ impl HoOrbitals {
         self.labels.iter().flatten().copied().max().unwrap_or(0)
     }
 
-    /// Values of the orbitals `which` at position `r` (length d).
-    pub fn values(&self, which: &[usize], r: &[f64]) -> Vec<f64> {
-        let tables: Vec<Vec<f64>> = r.iter().map(|&x| hermite_all(self.top(), x)).collect();
-        which.iter().map(|&j| self.labels[j].iter().enumerate().map(|(a, &n)| tables[a][n]).product()).collect()
+    /// Values of the orbitals `which` at position `r` (length d), for any scalar.
+    pub fn values<S: Scalar>(&self, which: &[usize], r: &[S]) -> Vec<S> {
+        let tables: Vec<Vec<S>> = r.iter().map(|&x| hermite_all(self.top(), x)).collect();
+        which.iter().map(|&j| self.labels[j].iter().enumerate().fold(S::one(), |p, (a, &n)| p * tables[a][n])).collect()
     }
 
     /// Values, gradients and Laplacians of the orbitals `which` at position `r`.

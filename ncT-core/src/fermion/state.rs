@@ -14,7 +14,6 @@ use crate::dim::{Dyn, Vector};
 use crate::hamiltonian::Separable;
 use crate::layer::Bijector;
 use crate::params::Parametrised;
-use crate::quantum::hermite::hermite_all;
 use crate::scalar::Scalar;
 
 /// $\det M$ of a square matrix of any scalar, by Gaussian elimination with partial pivoting on the
@@ -61,16 +60,8 @@ impl<B: Bijector<Dyn>> FermiState<B> {
 
     /// $\Phi(z)$ for any scalar (orbitals `occ`, particle-major $z$).
     fn phi<S: Scalar>(&self, occ: &[usize], z: &Vector<S, Dyn>) -> S {
-        let o = self.orbitals();
-        let d = o.dim();
-        let top = o.labels.iter().flatten().copied().max().unwrap_or(0);
-        let m = (0..occ.len())
-            .map(|i| {
-                let tables: Vec<Vec<S>> = (0..d).map(|a| hermite_all(top, z[i * d + a])).collect();
-                occ.iter().map(|&j| o.labels[j].iter().enumerate().fold(S::one(), |p, (a, &n)| p * tables[a][n])).collect()
-            })
-            .collect();
-        determinant(m)
+        let d = self.orbitals().dim();
+        determinant((0..occ.len()).map(|i| self.orbitals().values(occ, &z[i * d..(i + 1) * d])).collect())
     }
 
     /// $\psi(x)$ for any scalar.
