@@ -178,7 +178,7 @@ fn metropolis_agrees_with_the_exact_sampler_and_the_virial_theorem() {
 
 mod flows {
     use nct::driver::Driver;
-    use nct::fermion::{FermiState, GroundState, RadialScaling, enumerate_states};
+    use nct::fermion::{FermiState, FermiThermal, FreeFermions, GroundState, PairBackflow, RadialScaling, ThermalFermions, enumerate_states};
     use nct::models::quantum_dot::QuantumDot;
     use nct::run::RunArgs;
     use nct::*;
@@ -187,7 +187,7 @@ mod flows {
     #[test]
     fn jet_kinetic_energy_through_an_equivariant_flow_matches_finite_differences() {
         let (o, states) = enumerate_states(2, 3, 0, 0);
-        let occ = states[0].up.clone();
+        let occ = states[0].clone();
         let state = FermiState::new(RadialScaling::new(3, 2), o);
         let theta = vec![0.3, -0.8, 1.1, 0.5];
         let mut rng = NctRng::seed_from_u64(2);
@@ -213,14 +213,14 @@ mod flows {
         let (o, states) = enumerate_states(2, 3, 0, 0);
         let state = FermiState::new(RadialScaling::new(3, 2).with_initial(init), o);
         let h = QuantumDot::new().with_n(3).with_d(2).with_kappa(kappa);
-        let objective = GroundState::new(&state, &h, states[0].up.clone(), 256);
+        let objective = GroundState::new(&state, &h, states[0].clone(), 256);
         let theta = if steps == 0 {
             init.to_vec()
         } else {
             let args = RunArgs { steps, lr: 0.03, seed: 3, quiet: true, ..Default::default() };
             Driver::new("dot3", objective).run(&args, &args).unwrap().theta
         };
-        let objective = GroundState::new(&state, &h, states[0].up.clone(), 256);
+        let objective = GroundState::new(&state, &h, states[0].clone(), 256);
         let es: Vec<f64> = objective.local_energies(&theta, 20_000, &SeedStream::new(99), 0).into_iter().flatten().map(|w| w.1).collect();
         let (e, err) = mean_and_error(&es);
         (e, err, theta)
@@ -241,5 +241,141 @@ mod flows {
         let (e_flow, ef, _) = train(0.5, &[0.0; 4], 1500);
         assert!(e_flow < e_bare - 5.0 * (eb * eb + ef * ef).sqrt(), "flow {e_flow} +- {ef} vs bare {e_bare} +- {eb}");
         eprintln!("N = 3, kappa = 0.5: bare Slater {e_bare:.5} +- {eb:.5}, radial flow {e_flow:.5} +- {ef:.5}");
+    }
+
+    /// A spinful (2 up + 1 down) state through two pair-backflow layers and a radial scaling,
+    /// at parameters away from the identity.
+    fn backflow_state() -> (FermiState<Chain<Stack<PairBackflow>, RadialScaling>>, nct::fermion::ManyBodyState, Vec<f64>) {
+        let (o, states) = enumerate_states(2, 2, 1, 1);
+        let flow = Chain::new(Stack::new(vec![PairBackflow::new(3, 2); 2]), RadialScaling::new(3, 2));
+        let theta: Vec<f64> = (0..flow.n_params()).map(|k| 1.3 * ((k as f64) * 1.7 + 0.4).sin()).collect();
+        (FermiState::new(flow, o), states[states.len() - 1].clone(), theta)
+    }
+
+    #[test]
+    fn backflow_kinetic_energy_and_exact_samples_match_differences_and_metropolis() {
+        let (state, st, theta) = backflow_state();
+        assert_eq!((st.up.len(), st.down.len()), (2, 1));
+        let mut rng = NctRng::seed_from_u64(5);
+        // Laplacian of psi: jet against central differences.
+        for _ in 0..3 {
+            let x = state.sample(&theta, &st, &mut rng).unwrap();
+            let k = state.kinetic(&theta, &st, &x);
+            let psi = |y: &Vector<f64, Dyn>| state.psi(&theta, &st, y);
+            let (h, p0) = (1e-4, psi(&x));
+            let lap: f64 = (0..6)
+                .map(|c| {
+                    let (mut xp, mut xm) = (x.clone(), x.clone());
+                    xp[c] += h;
+                    xm[c] -= h;
+                    (psi(&xp) - 2.0 * p0 + psi(&xm)) / (h * h)
+                })
+                .sum();
+            assert!((k + 0.5 * lap / p0).abs() < 1e-5 * (1.0 + k.abs()), "jet {k} vs differences {}", -0.5 * lap / p0);
+            // The amplitude of Metropolis is ln|psi|.
+            assert!((state.log_abs_psi(&theta, &st, x.as_slice()).unwrap() - p0.abs().ln()).abs() < 1e-12);
+        }
+        // Exact samples (DPP, then the inverse flow) and Metropolis on |psi|^2 from the flow's
+        // forward map agree on <sum r^2> and on the local energy.
+        let h = QuantumDot::new().with_n(3).with_d(2).with_kappa(1.0);
+        let r2 = |x: &[f64]| x.iter().map(|v| v * v).sum::<f64>();
+        let e_loc = |x: &[f64]| {
+            let v = Vector::from(x.to_vec());
+            state.kinetic(&theta, &st, &v) + h.potential(&v)
+        };
+        let exact: Vec<(f64, f64)> = (0..20_000)
+            .map(|_| {
+                let x = state.sample(&theta, &st, &mut rng).unwrap();
+                (r2(x.as_slice()), e_loc(x.as_slice()))
+            })
+            .collect();
+        let (rm, re) = mean_and_error(&exact.iter().map(|p| p.0).collect::<Vec<_>>());
+        let (em, ee) = mean_and_error(&exact.iter().map(|p| p.1).collect::<Vec<_>>());
+        let starts: Vec<Vec<f64>> = (0..64).map(|w| (0..6).map(|k| 0.4 * (((w * 6 + k) * 37 % 17) as f64 - 8.0) / 8.0 + 0.3 * k as f64).collect()).collect();
+        let amp = |x: &[f64]| state.log_abs_psi(&theta, &st, x);
+        let mut chain = nct::fermion::SlaterMetropolis::with_amplitude(&amp, starts);
+        let b = chain.estimate_with(&amp, 2, 300, 1500, r2, &mut rng);
+        assert!((b.mean - rm).abs() < 4.0 * (b.error.powi(2) + re * re).sqrt(), "<r^2>: Metropolis {} +- {} vs exact sampler {rm} +- {re}", b.mean, b.error);
+        let be = chain.estimate_with(&amp, 2, 0, 1500, e_loc, &mut rng);
+        assert!((be.mean - em).abs() < 4.0 * (be.error.powi(2) + ee * ee).sqrt(), "E: Metropolis {} +- {} vs exact sampler {em} +- {ee}", be.mean, be.error);
+        eprintln!("backflow state: <r^2> exact {rm:.4} +- {re:.4}, Metropolis {:.4} +- {:.4}; E exact {em:.4} +- {ee:.4}, Metropolis {:.4} +- {:.4}", b.mean, b.error, be.mean, be.error);
+    }
+
+    /// Lowest eigenvalue of the relative motion of two electrons in the 2D trap with angular
+    /// momentum m: -u'' + ((m^2 - 1/4)/r^2 + r^2/4 + kappa/r) u = e u on (0, 20], by second-order
+    /// differences (n points) and Sturm-sequence bisection.
+    fn relative_energy(kappa: f64, m: f64, n: usize) -> f64 {
+        let h = 20.0 / n as f64;
+        let diag: Vec<f64> = (1..=n).map(|i| { let r = h * i as f64; 2.0 / (h * h) + (m * m - 0.25) / (r * r) + r * r / 4.0 + kappa / r }).collect();
+        let off2 = 1.0 / h.powi(4);
+        let below = |x: f64| {
+            let (mut q, mut c) = (1.0f64, 0);
+            for (i, d) in diag.iter().enumerate() {
+                q = d - x - if i > 0 { off2 / q } else { 0.0 };
+                if q == 0.0 { q = 1e-300 }
+                if q < 0.0 { c += 1 }
+            }
+            c
+        };
+        let (mut lo, mut hi) = (0.0, 20.0);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if below(mid) >= 1 { hi = mid } else { lo = mid }
+        }
+        0.5 * (lo + hi)
+    }
+
+    #[test]
+    fn two_polarised_electrons_reach_the_exact_ground_state_from_above() {
+        // Exact: centre of mass (E = 1) + relative motion with |m| = 1 (odd, antisymmetric),
+        // Richardson-extrapolated from two grids.
+        let kappa = 1.0;
+        let (e1, e2) = (relative_energy(kappa, 1.0, 2000), relative_energy(kappa, 1.0, 4000));
+        let exact = 1.0 + e2 + (e2 - e1) / 3.0;
+        let free = 1.0 + relative_energy(0.0, 1.0, 4000);
+        assert!((free - 3.0).abs() < 1e-4, "oracle at kappa = 0: {free}");
+        let (o, states) = enumerate_states(2, 2, 0, 0);
+        let h = QuantumDot::new().with_n(2).with_d(2).with_kappa(kappa);
+        let energy = |layers: usize| {
+            let radial = RadialScaling::new(2, 2);
+            let state = FermiState::new(Chain::new(Stack::new(vec![PairBackflow::new(2, 2); layers.max(1)]), radial), o.clone());
+            let args = RunArgs { steps: 400, lr: 0.02, seed: 4, batch: 256, quiet: true, ..Default::default() };
+            let mut driver = Driver::new("dot2", GroundState::new(&state, &h, states[0].clone(), 256));
+            if layers == 0 {
+                driver = driver.group_rate("0", 0.0);
+            }
+            let trained = driver.run(&args, &args).unwrap();
+            let es: Vec<f64> = trained.objective.local_energies(&trained.theta, 40_000, &SeedStream::new(8), 0).into_iter().flatten().map(|w| w.1).collect();
+            mean_and_error(&es)
+        };
+        let (e_bf, err_bf) = energy(3);
+        let (e_rad, err_rad) = energy(0);
+        eprintln!("N = 2, kappa = {kappa}: exact {exact:.5}, radial {e_rad:.5} +- {err_rad:.5}, backflow {e_bf:.5} +- {err_bf:.5}");
+        assert!(e_bf > exact - 3.0 * err_bf, "below the exact ground state: {e_bf} +- {err_bf} vs {exact}");
+        assert!(e_bf - exact < 0.01, "backflow {e_bf} vs exact {exact}");
+        assert!(e_bf < e_rad - 5.0 * (err_bf.powi(2) + err_rad.powi(2)).sqrt(), "backflow {e_bf} +- {err_bf} vs radial {e_rad} +- {err_rad}");
+    }
+
+    #[test]
+    fn thermal_occupations_learn_the_free_fermion_free_energy() {
+        // kappa = 0 with the identity flow: the states are exact eigenstates, so the variational
+        // minimum over p is the truncated -ln Z / beta. Start from random logits.
+        let (beta, de) = (1.0, 2);
+        let (o, states) = enumerate_states(2, 3, 0, de);
+        let exact = FreeFermions { dim: 2, n_up: 3, n_down: 0 }.truncated_thermo(beta, de);
+        let h = QuantumDot::new().with_n(3).with_d(2).with_kappa(0.0);
+        let mut model = ThermalFermions::new(FermiState::new(RadialScaling::new(3, 2), o), states, beta);
+        model.occupation = model.occupation.clone().with_random_init(1.5);
+        let args = RunArgs { steps: 300, lr: 0.05, seed: 6, batch: 512, quiet: true, ..Default::default() };
+        let start = {
+            let th = model.new_params(&mut SeedStream::new(args.seed).named("init"));
+            FermiThermal::new(&model, &h, 512).estimate(&th, 16_000, 1).unwrap()
+        };
+        let trained = Driver::new("dot3-thermal", FermiThermal::new(&model, &h, 512)).group_rate("flow", 0.0).run(&args, &args).unwrap();
+        let est = trained.objective.estimate(&trained.theta, 16_000, 2).unwrap();
+        eprintln!("free fermions N = 3, beta = 1, dE = 2: exact F {:.5} E {:.5} S {:.5}; start F {:.5}; trained F {:.5} +- {:.5}, E {:.5} +- {:.5}, S {:.5}", exact.f, exact.e, exact.s, start.f.0, est.f.0, est.f.1, est.e.0, est.e.1, est.s);
+        assert!(start.f.0 > exact.f + 0.05, "the random start is not optimal: {}", start.f.0);
+        assert!(est.f.0 > exact.f - 3.0 * est.f.1 - 1e-9, "below the minimum: {} +- {}", est.f.0, est.f.1);
+        assert!(est.f.0 - exact.f < 0.01 && (est.s - exact.s).abs() < 0.05 && (est.e.0 - exact.e).abs() < 0.05, "F {} S {} E {}", est.f.0, est.s, est.e.0);
     }
 }

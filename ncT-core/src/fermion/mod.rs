@@ -8,12 +8,15 @@
 //!   the gradient and Laplacian of $\ln|\Phi|$ from the inverse matrix in $O(N^3 + N^2 d)$.
 //! * [`states`]: the many-body states (sets of occupied orbitals, spin-polarised or N↑ + N↓)
 //!   within an excitation window ΔE of the ground state.
+//! * [`backflow`]: a permutation-equivariant pair backflow with an exact inverse and log-det.
 //! * [`dpp`]: exact sampling of $|\Phi|^2/N!$ (a projection determinantal point process), no MCMC.
 //! * [`local`]: local energies of Slater states from the analytic derivatives.
+//! * [`thermal`]: finite temperature, flow and occupations trained on the free energy.
 //! * [`free`]: exact thermodynamics of non-interacting fermions in the trap (the canonical
 //!   recursion, untruncated and truncated to a ΔE space): the reference of every finite-temperature
 //!   run at zero coupling.
 
+pub mod backflow;
 pub mod dpp;
 pub mod free;
 pub mod local;
@@ -23,7 +26,9 @@ pub mod radial;
 pub mod slater;
 pub mod state;
 pub mod states;
+pub mod thermal;
 
+pub use backflow::PairBackflow;
 pub use dpp::DppSampler;
 pub use free::{FreeFermions, Thermo, levels_thermo, ln_z_levels};
 pub use local::{local_kinetic, trap_potential};
@@ -33,3 +38,4 @@ pub use radial::RadialScaling;
 pub use slater::{SlaterError, SlaterEval, slater};
 pub use state::{FermiState, GroundState};
 pub use states::{ManyBodyState, enumerate_states};
+pub use thermal::{FermiThermal, ThermalFermions};

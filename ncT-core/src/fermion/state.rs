@@ -4,11 +4,13 @@
 //! kinetic energy by the forward-Laplacian jet through the flow and a determinant evaluated on jets
 //! (LU with partial pivoting on the values), and $\partial_\theta\ln|\psi|$ by one VJP of the flow
 //! with cotangent $\nabla_z\ln|\Phi|$ (analytic, from [`super::slater`]) and $\tfrac12$ on the log-det.
-//! Spin-polarised (one determinant); `GroundState` is the T = 0 objective of the driver.
+//! A state of N↑ + N↓ fermions is the product of one determinant per spin (N↓ = 0: spin-polarised);
+//! `GroundState` is the T = 0 objective of the driver.
 
 use super::dpp::{DppError, DppSampler};
 use super::orbitals::HoOrbitals;
 use super::slater::slater;
+use super::states::ManyBodyState;
 use crate::batch::{BatchEngine, BatchSum, SeedStream};
 use crate::dim::{Dyn, Vector};
 use crate::hamiltonian::Separable;
@@ -58,33 +60,44 @@ impl<B: Bijector<Dyn>> FermiState<B> {
         self.sampler.orbitals()
     }
 
-    /// $\Phi(z)$ for any scalar (orbitals `occ`, particle-major $z$).
-    fn phi<S: Scalar>(&self, occ: &[usize], z: &Vector<S, Dyn>) -> S {
+    /// $\Phi_\uparrow\Phi_\downarrow$ at $z$ for any scalar: particles $0..N_\uparrow$ carry the
+    /// up orbitals, the rest the down ones (particle-major $z$).
+    fn phi<S: Scalar>(&self, n: &ManyBodyState, z: &Vector<S, Dyn>) -> S {
         let d = self.orbitals().dim();
-        determinant((0..occ.len()).map(|i| self.orbitals().values(occ, &z[i * d..(i + 1) * d])).collect())
+        let nu = n.up.len();
+        let block = |occ: &[usize], first: usize| determinant((0..occ.len()).map(|i| self.orbitals().values(occ, &z[(first + i) * d..(first + i + 1) * d])).collect());
+        block(&n.up, 0) * block(&n.down, nu)
     }
 
-    /// $\psi(x)$ for any scalar.
-    pub fn psi<S: Scalar>(&self, theta: &[f64], occ: &[usize], x: &Vector<S, Dyn>) -> S {
+    /// $\psi_n(x)$ for any scalar.
+    pub fn psi<S: Scalar>(&self, theta: &[f64], n: &ManyBodyState, x: &Vector<S, Dyn>) -> S {
         let (z, ld, _) = self.flow.forward(theta, x);
-        self.phi(occ, &z) * (ld * 0.5).exp()
+        self.phi(n, &z) * (ld * 0.5).exp()
     }
 
-    /// An exact sample of $|\psi|^2$: $z$ from the DPP of `occ`, then $x = f^{-1}(z)$.
-    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], occ: &[usize], rng: &mut R) -> Result<Vector<f64, Dyn>, DppError> {
-        let (z, _) = self.sampler.sample(occ, rng)?;
+    /// An exact sample of $|\psi_n|^2$: $z$ from the DPPs of the up and the down orbitals, then
+    /// $x = f^{-1}(z)$.
+    pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &ManyBodyState, rng: &mut R) -> Result<Vector<f64, Dyn>, DppError> {
+        let (mut z, _) = self.sampler.sample(&n.up, rng)?;
+        z.extend(self.sampler.sample(&n.down, rng)?.0);
         Ok(self.flow.inverse(theta, &Vector::from(z)).0)
+    }
+
+    /// $\ln|\psi_n(x)|$ in f64 from the Slater factorisations (`None` on a node), for Metropolis.
+    pub fn log_abs_psi(&self, theta: &[f64], n: &ManyBodyState, x: &[f64]) -> Option<f64> {
+        let (z, ld, _) = self.flow.forward(theta, &Vector::from(x.to_vec()));
+        Some(super::metropolis::log_abs_psi(self.orbitals(), n, z.as_slice())? + 0.5 * ld)
     }
 
     /// Local kinetic energy $-\tfrac12\nabla^2\psi/\psi$ (unit masses), exact, by the jet in blocks
     /// of at most 16 coordinates.
-    pub fn kinetic(&self, theta: &[f64], occ: &[usize], x: &Vector<f64, Dyn>) -> f64 {
+    pub fn kinetic(&self, theta: &[f64], n: &ManyBodyState, x: &Vector<f64, Dyn>) -> f64 {
         let d = x.len();
         crate::with_block_width!(d, W => {
             let (mut lap, mut re) = (0.0, 1.0);
             for start in (0..d).step_by(W) {
                 let seeds = Vector::from_fn(Dyn(d), |i| if i >= start && i < start + W { crate::jet::LapJet::<W>::variable(x[i], i - start) } else { crate::jet::LapJet::<W>::from_re(x[i]) });
-                let p = self.psi(theta, occ, &seeds);
+                let p = self.psi(theta, n, &seeds);
                 lap += p.v2;
                 re = p.re;
             }
@@ -92,12 +105,20 @@ impl<B: Bijector<Dyn>> FermiState<B> {
         })
     }
 
-    /// Adds `coef` $\partial_\theta\ln|\psi(x)|$ to `g` (one VJP of the flow); `false` on a node.
-    pub fn add_log_psi_grad(&self, theta: &[f64], occ: &[usize], x: &Vector<f64, Dyn>, coef: f64, g: &mut [f64]) -> bool {
+    /// Adds `coef` $\partial_\theta\ln|\psi_n(x)|$ to `g` (one VJP of the flow); `false` on a node.
+    pub fn add_log_psi_grad(&self, theta: &[f64], n: &ManyBodyState, x: &Vector<f64, Dyn>, coef: f64, g: &mut [f64]) -> bool {
         let (z, _, cache) = self.flow.forward(theta, x);
-        let Ok(s) = slater(self.orbitals(), occ, z.as_slice()) else { return false };
+        let split = n.up.len() * self.orbitals().dim();
+        let mut zbar = Vec::with_capacity(z.len());
+        for (occ, part) in [(&n.up, &z.as_slice()[..split]), (&n.down, &z.as_slice()[split..])] {
+            if occ.is_empty() {
+                continue;
+            }
+            let Ok(s) = slater(self.orbitals(), occ, part) else { return false };
+            zbar.extend(s.grad);
+        }
         let mut gt = vec![0.0; g.len()];
-        self.flow.vjp(theta, &cache, &Vector::from(s.grad), 0.5, &mut gt);
+        self.flow.vjp(theta, &cache, &Vector::from(zbar), 0.5, &mut gt);
         g.iter_mut().zip(&gt).for_each(|(a, b)| *a += coef * b);
         true
     }
@@ -115,18 +136,18 @@ impl<B: Parametrised> Parametrised for FermiState<B> {
     }
 }
 
-/// T = 0 objective: $\min_\theta\langle\psi_\theta|H|\psi_\theta\rangle$ for the orbitals `occupied`
+/// T = 0 objective: $\min_\theta\langle\psi_\theta|H|\psi_\theta\rangle$ for the many-body state `occupied`
 /// with `walkers` exact samples per step; gradient $2\,\mathbb E[(E_{loc} - \bar E)\,\partial_\theta\ln|\psi|]$.
 pub struct GroundState<'a, B, H> {
     pub state: &'a FermiState<B>,
     pub h: &'a H,
-    pub occupied: Vec<usize>,
+    pub occupied: ManyBodyState,
     pub walkers: usize,
     engine: BatchEngine,
 }
 
 impl<'a, B, H> GroundState<'a, B, H> {
-    pub fn new(state: &'a FermiState<B>, h: &'a H, occupied: Vec<usize>, walkers: usize) -> Self {
+    pub fn new(state: &'a FermiState<B>, h: &'a H, occupied: ManyBodyState, walkers: usize) -> Self {
         GroundState { state, h, occupied, walkers, engine: BatchEngine::new(16) }
     }
 }
