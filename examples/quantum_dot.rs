@@ -15,7 +15,7 @@
 use clap::{Parser, ValueEnum};
 use nct::driver::Driver;
 use nct::fermion::{FermiState, FermiThermal, FreeFermions, GroundState, ManyBodyState, PairBackflow, RadialScaling, ThermalFermions, enumerate_states};
-use nct::models::quantum_dot::QuantumDot;
+use nct::models::quantum_dot::{GaussianBosons, QuantumDot};
 use nct::run::{RunArgs, RunError, exit_on_error, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
@@ -58,6 +58,16 @@ struct Cli {
     /// Pair-backflow layers of --flow backflow (>= 1).
     #[arg(long, default_value_t = 4)]
     layers: usize,
+    /// Bosons instead of electrons (ground state only): N bosons condensed in orbital 0 as the base
+    /// state, with the Gaussian pair interaction g / (pi s^2) exp(-r^2 / s^2) instead of Coulomb.
+    #[arg(long)]
+    bosons: bool,
+    /// Strength g of the boson pair interaction (>= 0).
+    #[arg(long, default_value_t = 1.0)]
+    g: f64,
+    /// Range s of the boson pair interaction (> 0).
+    #[arg(long, default_value_t = 0.5)]
+    s: f64,
     /// Most probable states whose energies are reported at finite temperature.
     #[arg(long, default_value_t = 5)]
     report_states: usize,
@@ -97,6 +107,24 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid("--delta-e", cli.delta_e, "at most 12 (the state count grows combinatorially)"));
     }
     let (n, d) = (cli.particles, cli.dim);
+    let radial = RadialScaling::new(n, d);
+    if cli.bosons {
+        if let Some(b) = cli.beta {
+            return Err(invalid("--beta", b, "omitted with --bosons (the boson example is the ground state)"));
+        }
+        if !(cli.g.is_finite() && cli.g >= 0.0) || !(cli.s.is_finite() && cli.s > 0.0) {
+            return Err(invalid("--g/--s", format!("{}/{}", cli.g, cli.s), "a finite g >= 0 and a range s > 0"));
+        }
+        nct::run::warn_ignored(&["--kappa", "--spin-up", "--delta-e"], "with --bosons");
+        let h = GaussianBosons::new().with_n(n).with_d(d).with_g(cli.g).with_s(cli.s);
+        let (orbitals, _) = enumerate_states(d, 1, 0, 0);
+        let condensate = vec![ManyBodyState { excitation: 0, up: vec![0; n], down: vec![] }];
+        return match cli.flow {
+            FlowArg::Identity | FlowArg::Radial => solve(cli, &h, FermiState::new(radial, orbitals).bosonic(), condensate),
+            FlowArg::Backflow => solve(cli, &h, FermiState::new(Chain::new(Stack::new(vec![PairBackflow::new(n, d); cli.layers]), radial), orbitals).bosonic(), condensate),
+        };
+    }
+    nct::run::warn_ignored(&["--g", "--s"], "without --bosons");
     let h = QuantumDot::new().with_n(n).with_d(d).with_kappa(cli.kappa);
     let window = if cli.beta.is_some() { cli.delta_e } else { 0 };
     let (orbitals, states) = enumerate_states(d, n_up, n - n_up, window);
@@ -104,7 +132,6 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if states.len() > MAX_STATES {
         return Err(invalid("--delta-e", cli.delta_e, &format!("a window with at most {MAX_STATES} states ({} here)", states.len())));
     }
-    let radial = RadialScaling::new(n, d);
     match cli.flow {
         FlowArg::Identity | FlowArg::Radial => solve(cli, &h, FermiState::new(radial, orbitals), states),
         FlowArg::Backflow => {
@@ -127,10 +154,10 @@ fn freeze<'m, O: nct::driver::Objective>(cli: &Cli, prefix: &str, driver: Driver
     if cli.flow == FlowArg::Identity { driver.group_rate(prefix, 0.0) } else { driver }
 }
 
-fn solve<B: Bijector<Dyn> + Clone>(cli: &Cli, h: &QuantumDot, state: FermiState<B>, states: Vec<ManyBodyState>) -> Result<(), RunError> {
+fn solve<B: Bijector<Dyn> + Clone, H: Separable<Dyn>>(cli: &Cli, h: &H, state: FermiState<B>, states: Vec<ManyBodyState>) -> Result<(), RunError> {
     let (n, d) = (cli.particles, cli.dim);
     let n_up = cli.spin_up.unwrap_or(n);
-    let name = format!("quantum_dot/N{n}-d{d}/{}", flow_name(cli));
+    let name = format!("quantum_dot/{}N{n}-d{d}/{}", if cli.bosons { "bosons-" } else { "" }, flow_name(cli));
     let free = FreeFermions { dim: d, n_up, n_down: n - n_up };
     let Some(beta) = cli.beta else {
         let ground = states[0].clone();
@@ -143,8 +170,10 @@ fn solve<B: Bijector<Dyn> + Clone>(cli: &Cli, h: &QuantumDot, state: FermiState<
         let (e, e_err) = mean_and_error(&ok.iter().map(|w| w.1).collect::<Vec<_>>());
         let (v, v_err) = mean_and_error(&ok.iter().map(|w| h.potential(&w.0)).collect::<Vec<_>>());
         let (k, k_err) = mean_and_error(&ok.iter().map(|w| w.1 - h.potential(&w.0)).collect::<Vec<_>>());
-        let exact = (cli.kappa == 0.0).then(|| ground.energy(state.orbitals()));
-        println!("== N = {n} (up {n_up}), d = {d}, kappa = {}: ground state E = {e:.5} +- {e_err:.5} (K = {k:.5} +- {k_err:.5}, V = {v:.5} +- {v_err:.5}){}", cli.kappa, exact.map_or(String::new(), |x| format!("; exact {x}")));
+        let non_interacting = if cli.bosons { cli.g == 0.0 } else { cli.kappa == 0.0 };
+        let exact = non_interacting.then(|| ground.energy(state.orbitals()));
+        let what = if cli.bosons { format!("{n} bosons, d = {d}, g = {}, s = {}", cli.g, cli.s) } else { format!("N = {n} (up {n_up}), d = {d}, kappa = {}", cli.kappa) };
+        println!("== {what}: ground state E = {e:.5} +- {e_err:.5} (K = {k:.5} +- {k_err:.5}, V = {v:.5} +- {v_err:.5}){}", exact.map_or(String::new(), |x| format!("; exact {x}")));
         trained.loss_plot("Energy estimate per step", "hbar omega", exact.map(|x| ("exact E", x)))?;
         let out = trained
             .summary()

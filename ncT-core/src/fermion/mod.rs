@@ -36,6 +36,6 @@ pub use metropolis::SlaterMetropolis;
 pub use orbitals::HoOrbitals;
 pub use radial::RadialScaling;
 pub use slater::{SlaterError, SlaterEval, slater};
-pub use state::{FermiState, GroundState};
+pub use state::{FermiState, GroundState, Statistics};
 pub use states::{ManyBodyState, enumerate_states};
 pub use thermal::{FermiThermal, ThermalFermions};

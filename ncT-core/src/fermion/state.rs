@@ -45,28 +45,53 @@ pub fn determinant<S: Scalar>(mut m: Vec<Vec<S>>) -> S {
     det
 }
 
+/// Exchange symmetry of the base states.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Statistics {
+    /// One Slater determinant per spin.
+    #[default]
+    Fermi,
+    /// The product $\prod_i\phi_{n_i}(z_i)$ of the up labels (symmetric when they are all equal,
+    /// e.g. a condensate in orbital 0); the down labels are unused.
+    Bose,
+}
+
 /// The states of one flow over the orbitals of a [`HoOrbitals`] set.
 #[derive(Clone, Debug)]
 pub struct FermiState<B> {
     pub flow: B,
+    pub statistics: Statistics,
     sampler: DppSampler,
 }
 
 impl<B: Bijector<Dyn>> FermiState<B> {
     pub fn new(flow: B, orbitals: HoOrbitals) -> Self {
-        FermiState { flow, sampler: DppSampler::new(orbitals) }
+        FermiState { flow, statistics: Statistics::Fermi, sampler: DppSampler::new(orbitals) }
+    }
+    /// Bosons in the product state of the up labels instead of fermions.
+    pub fn bosonic(mut self) -> Self {
+        self.statistics = Statistics::Bose;
+        self
+    }
+
+    /// The determinant blocks of the base state: (orbitals, first particle). Fermions: one per
+    /// spin; bosons: one single-particle block per particle.
+    fn blocks<'s>(&self, n: &'s ManyBodyState) -> Vec<(&'s [usize], usize)> {
+        match self.statistics {
+            Statistics::Fermi => vec![(&n.up[..], 0), (&n.down[..], n.up.len())],
+            Statistics::Bose => (0..n.up.len()).map(|i| (&n.up[i..i + 1], i)).collect(),
+        }
     }
     pub fn orbitals(&self) -> &HoOrbitals {
         self.sampler.orbitals()
     }
 
-    /// $\Phi_\uparrow\Phi_\downarrow$ at $z$ for any scalar: particles $0..N_\uparrow$ carry the
-    /// up orbitals, the rest the down ones (particle-major $z$).
+    /// $\Phi_n(z)$ for any scalar, the product of the blocks' determinants: for fermions particles
+    /// $0..N_\uparrow$ carry the up orbitals, the rest the down ones (particle-major $z$).
     fn phi<S: Scalar>(&self, n: &ManyBodyState, z: &Vector<S, Dyn>) -> S {
         let d = self.orbitals().dim();
-        let nu = n.up.len();
         let block = |occ: &[usize], first: usize| determinant((0..occ.len()).map(|i| self.orbitals().values(occ, &z[(first + i) * d..(first + i + 1) * d])).collect());
-        block(&n.up, 0) * block(&n.down, nu)
+        self.blocks(n).into_iter().fold(S::one(), |acc, (occ, first)| acc * block(occ, first))
     }
 
     /// $\psi_n(x)$ for any scalar.
@@ -78,15 +103,22 @@ impl<B: Bijector<Dyn>> FermiState<B> {
     /// An exact sample of $|\psi_n|^2$: $z$ from the DPPs of the up and the down orbitals, then
     /// $x = f^{-1}(z)$.
     pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &ManyBodyState, rng: &mut R) -> Result<Vector<f64, Dyn>, DppError> {
-        let (mut z, _) = self.sampler.sample(&n.up, rng)?;
-        z.extend(self.sampler.sample(&n.down, rng)?.0);
+        let mut z = Vec::new();
+        for (occ, _) in self.blocks(n) {
+            z.extend(self.sampler.sample(occ, rng)?.0);
+        }
         Ok(self.flow.inverse(theta, &Vector::from(z)).0)
     }
 
     /// $\ln|\psi_n(x)|$ in f64 from the Slater factorisations (`None` on a node), for Metropolis.
     pub fn log_abs_psi(&self, theta: &[f64], n: &ManyBodyState, x: &[f64]) -> Option<f64> {
         let (z, ld, _) = self.flow.forward(theta, &Vector::from(x.to_vec()));
-        Some(super::metropolis::log_abs_psi(self.orbitals(), n, z.as_slice())? + 0.5 * ld)
+        let d = self.orbitals().dim();
+        let mut l = 0.5 * ld;
+        for (occ, first) in self.blocks(n).into_iter().filter(|b| !b.0.is_empty()) {
+            l += slater(self.orbitals(), occ, &z.as_slice()[first * d..(first + occ.len()) * d]).ok()?.log_abs;
+        }
+        Some(l)
     }
 
     /// Local kinetic energy $-\tfrac12\nabla^2\psi/\psi$ (unit masses), exact, by the jet in blocks
@@ -108,13 +140,10 @@ impl<B: Bijector<Dyn>> FermiState<B> {
     /// Adds `coef` $\partial_\theta\ln|\psi_n(x)|$ to `g` (one VJP of the flow); `false` on a node.
     pub fn add_log_psi_grad(&self, theta: &[f64], n: &ManyBodyState, x: &Vector<f64, Dyn>, coef: f64, g: &mut [f64]) -> bool {
         let (z, _, cache) = self.flow.forward(theta, x);
-        let split = n.up.len() * self.orbitals().dim();
+        let d = self.orbitals().dim();
         let mut zbar = Vec::with_capacity(z.len());
-        for (occ, part) in [(&n.up, &z.as_slice()[..split]), (&n.down, &z.as_slice()[split..])] {
-            if occ.is_empty() {
-                continue;
-            }
-            let Ok(s) = slater(self.orbitals(), occ, part) else { return false };
+        for (occ, first) in self.blocks(n).into_iter().filter(|b| !b.0.is_empty()) {
+            let Ok(s) = slater(self.orbitals(), occ, &z.as_slice()[first * d..(first + occ.len()) * d]) else { return false };
             zbar.extend(s.grad);
         }
         let mut gt = vec![0.0; g.len()];
