@@ -14,7 +14,7 @@
 
 use clap::{Parser, ValueEnum};
 use nct::driver::Driver;
-use nct::fermion::{FermiState, FermiThermal, FreeFermions, GroundState, ManyBodyState, PairBackflow, RadialScaling, ThermalFermions, enumerate_states};
+use nct::fermion::{FermiState, FermiThermal, FreeFermions, GroundState, ManyBodyState, PairBackflow, RadialScaling, ThermalFermions, count_states, enumerate_states};
 use nct::models::quantum_dot::{GaussianBosons, QuantumDot};
 use nct::run::{RunArgs, RunError, exit_on_error, invalid, parse_with_defaults};
 use nct::*;
@@ -103,8 +103,17 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if cli.flow == FlowArg::Backflow && cli.layers == 0 {
         return Err(invalid("--layers", 0, "at least 1 (or --flow radial)"));
     }
-    if cli.delta_e > 12 {
-        return Err(invalid("--delta-e", cli.delta_e, "at most 12 (the state count grows combinatorially)"));
+    if cli.run.batch < 2 {
+        return Err(invalid("--batch", cli.run.batch, "at least 2 (the gradient subtracts a baseline from the other walkers)"));
+    }
+    // Sizes that cannot fit are refused up front, with the estimate.
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    let budget = 8.0 * (1u64 << 30) as f64;
+    let per_walker = (cli.particles * cli.dim * 8 + 128) as f64;
+    for (flag, walkers) in [("--batch", cli.run.batch), ("--eval-samples", cli.run.eval_samples)] {
+        if walkers as f64 * per_walker > budget {
+            return Err(invalid(flag, format!("{walkers} walkers = {:.1} GiB", gib(walkers as f64 * per_walker)), &format!("settings needing at most {:.0} GiB of memory", gib(budget))));
+        }
     }
     let (n, d) = (cli.particles, cli.dim);
     let radial = RadialScaling::new(n, d);
@@ -127,11 +136,12 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     nct::run::warn_ignored(&["--g", "--s"], "without --bosons");
     let h = QuantumDot::new().with_n(n).with_d(d).with_kappa(cli.kappa);
     let window = if cli.beta.is_some() { cli.delta_e } else { 0 };
-    let (orbitals, states) = enumerate_states(d, n_up, n - n_up, window);
-    const MAX_STATES: usize = 20_000;
-    if states.len() > MAX_STATES {
-        return Err(invalid("--delta-e", cli.delta_e, &format!("a window with at most {MAX_STATES} states ({} here)", states.len())));
+    const MAX_STATES: f64 = 20_000.0;
+    let count = count_states(d, n_up, n - n_up, window);
+    if count > MAX_STATES {
+        return Err(invalid("--delta-e", cli.delta_e, &format!("a window with at most {MAX_STATES} states ({count:.0} here)")));
     }
+    let (orbitals, states) = enumerate_states(d, n_up, n - n_up, window);
     match cli.flow {
         FlowArg::Identity | FlowArg::Radial => solve(cli, &h, FermiState::new(radial, orbitals), states),
         FlowArg::Backflow => {

@@ -124,3 +124,32 @@ fn resume_with_the_directory_alone_and_with_a_smaller_learning_rate() {
     let lr: Vec<f64> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["lr"].as_f64().unwrap()).collect();
     assert!(lr[29] > lr[30] * 1.8, "the metrics record the rate of every step: {} then {}", lr[29], lr[30]);
 }
+
+#[test]
+fn quantum_dot_free_fermions_resume_and_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    // kappa = 0, identity flow, Boltzmann start: the free energy of the truncated free system,
+    // with zero variance (every state is an eigenstate and every sample has f = F). Adam would turn
+    // the round-off gradient of the logits into steps of size lr, hence the tiny rate.
+    let flags = ["--particles", "3", "--kappa", "0", "--beta", "1.5", "--delta-e", "2", "--flow", "identity", "--steps", "3", "--lr", "1e-9", "--batch", "64", "--eval-samples", "800", "--report-states", "2", "--quiet"];
+    let s = run("quantum_dot", &[&flags[..], &["--out", "free"]].concat(), dir.path());
+    let (f, f_free) = (s["F"].as_f64().unwrap(), s["F_free_window"].as_f64().unwrap());
+    assert!((f - f_free).abs() < 1e-9 && s["F_err"].as_f64().unwrap() < 1e-9, "F = {f} vs {f_free}");
+    assert!((s["S"].as_f64().unwrap() - s["S_free_window"].as_f64().unwrap()).abs() < 1e-9);
+    assert_eq!(s["n_states"], 21);
+    assert_eq!(s["most_probable_states"].as_array().unwrap().len(), 2);
+    // Interacting, with the backflow: a run stopped after 4 of 8 steps resumes to the same result.
+    let flags = ["--particles", "3", "--kappa", "0.5", "--beta", "2", "--delta-e", "1", "--layers", "1", "--steps", "8", "--batch", "32", "--eval-samples", "400", "--report-states", "1", "--quiet"];
+    let full = run("quantum_dot", &[&flags[..], &["--out", "full"]].concat(), dir.path());
+    let out = Command::new(example("quantum_dot")).args([&flags[..], &["--out", "part", "--stop-at", "4"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let resumed = run("quantum_dot", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
+    for key in ["F", "F_err", "E", "S", "steps", "most_probable_states", "final_loss"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    // Bad flags are refused naming the flag; windows too large to list are refused before listing.
+    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--spin-up", "9"], "--spin-up"), (&["--beta", "-1"], "--beta"), (&["--bosons", "--beta", "2"], "--beta"), (&["--beta", "1", "--delta-e", "30"], "--delta-e"), (&["--batch", "1000000000"], "GiB")] {
+        let e = fails("quantum_dot", &[args, &["--steps", "1", "--quiet"]].concat(), dir.path());
+        assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
+    }
+}

@@ -378,4 +378,32 @@ mod flows {
         assert!(est.f.0 > exact.f - 3.0 * est.f.1 - 1e-9, "below the minimum: {} +- {}", est.f.0, est.f.1);
         assert!(est.f.0 - exact.f < 0.01 && (est.s - exact.s).abs() < 0.05 && (est.e.0 - exact.e).abs() < 0.05, "F {} S {} E {}", est.f.0, est.s, est.e.0);
     }
+
+    #[test]
+    fn four_bosons_with_a_gaussian_interaction_are_symmetric_and_reach_the_reference_window() {
+        // Condensate base state through the equivariant flow: psi is symmetric; at g = 0 the
+        // identity is exact (E = 4, zero variance). Reference window: exact diagonalisation 4.7179
+        // (PRA 96, 043614) to FermiFlow's 4.7335.
+        use nct::models::quantum_dot::GaussianBosons;
+        let (o, _) = enumerate_states(2, 1, 0, 0);
+        let condensate = nct::fermion::ManyBodyState { excitation: 0, up: vec![0; 4], down: vec![] };
+        let flow = Chain::new(Stack::new(vec![PairBackflow::new(4, 2); 2]), RadialScaling::new(4, 2));
+        let state = FermiState::new(flow, o).bosonic();
+        let theta: Vec<f64> = (0..state.n_params()).map(|k| 0.9 * (k as f64 * 1.3).cos()).collect();
+        let x = Vector::from_fn(Dyn(8), |k| ((k * 5 % 7) as f64 - 3.0) * 0.4);
+        let px = Vector::from_fn(Dyn(8), |k| x[[3usize, 0, 2, 1][k / 2] * 2 + k % 2]);
+        let (a, b) = (state.psi(&theta, &condensate, &x), state.psi(&theta, &condensate, &px));
+        assert!(a > 0.0 && (a - b).abs() < 1e-12 * a, "{a} vs {b}");
+        let free = GaussianBosons::new().with_n(4).with_d(2).with_g(0.0);
+        let zero = vec![0.0; state.n_params()];
+        let es: Vec<f64> = GroundState::new(&state, &free, condensate.clone(), 1).local_energies(&zero, 200, &SeedStream::new(3), 0).into_iter().flatten().map(|w| w.1).collect();
+        assert!(es.len() == 200 && es.iter().all(|e| (e - 4.0).abs() < 1e-9));
+        let h = GaussianBosons::new().with_n(4).with_d(2).with_g(1.0).with_s(0.5);
+        let args = RunArgs { steps: 300, lr: 0.02, seed: 4, batch: 256, quiet: true, ..Default::default() };
+        let trained = Driver::new("bosons4", GroundState::new(&state, &h, condensate.clone(), 256)).run(&args, &args).unwrap();
+        let es: Vec<f64> = trained.objective.local_energies(&trained.theta, 20_000, &SeedStream::new(8), 0).into_iter().flatten().map(|w| w.1).collect();
+        let (e, err) = mean_and_error(&es);
+        eprintln!("4 bosons, g = 1, s = 0.5: E = {e:.5} +- {err:.5}");
+        assert!(e > 4.7179 - 3.0 * err && e < 4.7335 + 3.0 * err, "E = {e} +- {err}");
+    }
 }

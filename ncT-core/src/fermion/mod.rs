@@ -37,5 +37,5 @@ pub use orbitals::HoOrbitals;
 pub use radial::RadialScaling;
 pub use slater::{SlaterError, SlaterEval, slater};
 pub use state::{FermiState, GroundState, Statistics};
-pub use states::{ManyBodyState, enumerate_states};
+pub use states::{ManyBodyState, count_states, enumerate_states};
 pub use thermal::{FermiThermal, ThermalFermions};

@@ -75,6 +75,53 @@ pub fn enumerate_states(dim: usize, n_up: usize, n_down: usize, delta_e: usize) 
     (orbitals, states)
 }
 
+/// Number of states [`enumerate_states`] would list, counted without listing them (a
+/// dynamic programme over shells: $\binom{g_k}{c_k}$ ways to put $c_k$ particles of one spin in
+/// shell $k$ of degeneracy $g_k$), so that a window too large to enumerate is refused up front.
+/// As a float: counts beyond $2^{53}$ are approximate.
+pub fn count_states(dim: usize, n_up: usize, n_down: usize, delta_e: usize) -> f64 {
+    let deg = |k: usize| super::orbitals::shell_degeneracy(k, dim);
+    // Per spin: the number of sets of n orbitals by excitation 0..=delta_e.
+    let one = |n: usize| -> Vec<f64> {
+        let (mut ground, mut left, mut k) = (0, n, 0);
+        while left > 0 {
+            let m = left.min(deg(k));
+            ground += m * k;
+            left -= m;
+            k += 1;
+        }
+        let top = k + delta_e;
+        let budget = ground + delta_e;
+        // f[c][s]: ways to place c particles with shell sum s in the shells seen so far.
+        let mut f = vec![vec![0.0f64; budget + 1]; n + 1];
+        f[0][0] = 1.0;
+        for shell in 0..=top {
+            let g = deg(shell);
+            let mut next = f.clone();
+            for c in 0..=n {
+                for sum in 0..=budget {
+                    if f[c][sum] == 0.0 {
+                        continue;
+                    }
+                    let mut ways = 1.0;
+                    for m in 1..=g.min(n - c) {
+                        ways *= (g - m + 1) as f64 / m as f64;
+                        let s2 = sum + m * shell;
+                        if s2 > budget {
+                            break;
+                        }
+                        next[c + m][s2] += f[c][sum] * ways;
+                    }
+                }
+            }
+            f = next;
+        }
+        (0..=delta_e).map(|e| f[n][ground + e]).collect()
+    };
+    let (up, down) = (one(n_up), one(n_down));
+    (0..=delta_e).map(|eu| (0..=delta_e - eu).map(|ed| up[eu] * down[ed]).sum::<f64>()).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +132,7 @@ mod tests {
         for (n, de, count) in [(6, 2, 54), (6, 3, 186), (6, 4, 524), (3, 2, 21), (10, 2, 120)] {
             let (_, s) = enumerate_states(2, n, 0, de);
             assert_eq!(s.len(), count, "N = {n}, dE = {de}");
+            assert_eq!(count_states(2, n, 0, de), count as f64);
             assert_eq!(s[0].excitation, 0);
             assert!(s.iter().all(|x| x.excitation <= de && x.up.len() == n));
         }
@@ -107,5 +155,9 @@ mod tests {
         let g = shells(&s[0].up) + shells(&s[0].down);
         let brute = ups.iter().flat_map(|u| downs.iter().map(move |d| shells(u) + shells(d))).filter(|&e| e <= g + 2).count();
         assert_eq!(brute, s.len());
+        // The count without enumeration, spinful and in 3D.
+        for (d, nu, nd, de) in [(2, 3, 2, 2), (3, 4, 2, 3), (3, 1, 0, 4), (2, 0, 0, 3)] {
+            assert_eq!(count_states(d, nu, nd, de), enumerate_states(d, nu, nd, de).1.len() as f64, "d {d} up {nu} down {nd} dE {de}");
+        }
     }
 }
