@@ -4,8 +4,8 @@
 //! H = sum_i (-1/2 nabla_i^2 + 1/2 r_i^2) + kappa sum_{i<j} 1/r_ij (omega = 1).
 //!
 //! psi_n(x) = Phi_n(z(x)) |det dz/dx|^1/2 with Phi_n a Slater determinant (one per spin) of trap
-//! orbitals and z = f(x) a permutation-equivariant flow (pair backflow layers, then a radial
-//! scaling). Samples are exact: z from the determinantal point process of Phi_n, x = f^-1(z).
+//! orbitals and z = f(x) a permutation-equivariant flow (pair backflow layers, or the backflow
+//! field as a continuous flow, then a radial scaling). Samples are exact: z from the determinantal point process of Phi_n, x = f^-1(z).
 //! Without --beta the ground state is trained; with --beta the occupations p_n over every state
 //! within --delta-e of the ground state are trained jointly with the flow on the free energy.
 //!
@@ -14,7 +14,7 @@
 
 use clap::{Parser, ValueEnum};
 use nct::driver::Driver;
-use nct::fermion::{FermiState, FermiThermal, FreeFermions, GroundState, ManyBodyState, PairBackflow, RadialScaling, ThermalFermions, count_states, enumerate_states};
+use nct::fermion::{ContinuousBackflow, FermiLaplacian, FermiState, FermiThermal, FreeFermions, GroundState, ManyBodyState, PairBackflow, RadialScaling, ThermalFermions, count_states, enumerate_states};
 use nct::models::quantum_dot::{GaussianBosons, QuantumDot};
 use nct::run::{RunArgs, RunError, exit_on_error, invalid, parse_with_defaults};
 use nct::*;
@@ -29,6 +29,17 @@ enum FlowArg {
     Radial,
     /// --layers pair-backflow layers, then the radial scaling.
     Backflow,
+    /// FermiFlow's backflow as a continuous flow (--ode-steps exactly invertible Euler steps of
+    /// one field), then the radial scaling.
+    Continuous,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum LaplacianArg {
+    /// Exact, forward-Laplacian jet through the flow.
+    Jet,
+    /// Unbiased Hutchinson estimate (directional second derivatives).
+    Hutchinson,
 }
 
 #[derive(Parser, Serialize, Debug)]
@@ -58,6 +69,18 @@ struct Cli {
     /// Pair-backflow layers of --flow backflow (>= 1).
     #[arg(long, default_value_t = 4)]
     layers: usize,
+    /// Euler steps of --flow continuous (>= --field-bound).
+    #[arg(long, default_value_t = 8)]
+    ode_steps: usize,
+    /// Lipschitz budget L of the continuous backflow field (> 0; |du/dx| <= 0.9 L).
+    #[arg(long, default_value_t = 4.0)]
+    field_bound: f64,
+    /// Laplacian of the local energy: exact (jet) or Hutchinson with --probes Rademacher vectors.
+    #[arg(long, value_enum, default_value_t = LaplacianArg::Jet)]
+    laplacian: LaplacianArg,
+    /// Probes per walker of --laplacian hutchinson (>= 1).
+    #[arg(long, default_value_t = 4)]
+    probes: usize,
     /// Bosons instead of electrons (ground state only): N bosons condensed in orbital 0 as the base
     /// state, with the Gaussian pair interaction g / (pi s^2) exp(-r^2 / s^2) instead of Coulomb.
     #[arg(long)]
@@ -131,6 +154,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return match cli.flow {
             FlowArg::Identity | FlowArg::Radial => solve(cli, &h, FermiState::new(radial, orbitals).bosonic(), condensate),
             FlowArg::Backflow => solve(cli, &h, FermiState::new(Chain::new(Stack::new(vec![PairBackflow::new(n, d); cli.layers]), radial), orbitals).bosonic(), condensate),
+            FlowArg::Continuous => solve(cli, &h, FermiState::new(Chain::new(continuous(cli)?, radial), orbitals).bosonic(), condensate),
         };
     }
     nct::run::warn_ignored(&["--g", "--s"], "without --bosons");
@@ -148,12 +172,18 @@ fn run(cli: &Cli) -> Result<(), RunError> {
             let flow = Chain::new(Stack::new(vec![PairBackflow::new(n, d); cli.layers]), radial);
             solve(cli, &h, FermiState::new(flow, orbitals), states)
         }
+        FlowArg::Continuous => solve(cli, &h, FermiState::new(Chain::new(continuous(cli)?, radial), orbitals), states),
     }
+}
+
+fn continuous(cli: &Cli) -> Result<ContinuousBackflow, RunError> {
+    ContinuousBackflow::new(cli.particles, cli.dim, cli.field_bound, cli.ode_steps).map_err(|e| invalid("--field-bound/--ode-steps", format!("{}/{}", cli.field_bound, cli.ode_steps), &e.to_string()))
 }
 
 fn flow_name(cli: &Cli) -> String {
     match cli.flow {
         FlowArg::Backflow => format!("backflow{}+radial", cli.layers),
+        FlowArg::Continuous => format!("continuous{}x{}+radial", cli.ode_steps, cli.field_bound),
         FlowArg::Radial => "radial".into(),
         FlowArg::Identity => "identity".into(),
     }
@@ -164,7 +194,13 @@ fn freeze<'m, O: nct::driver::Objective>(cli: &Cli, prefix: &str, driver: Driver
     if cli.flow == FlowArg::Identity { driver.group_rate(prefix, 0.0) } else { driver }
 }
 
-fn solve<B: Bijector<Dyn> + Clone, H: Separable<Dyn>>(cli: &Cli, h: &H, state: FermiState<B>, states: Vec<ManyBodyState>) -> Result<(), RunError> {
+fn solve<B: Bijector<Dyn> + Clone, H: Separable<Dyn>>(cli: &Cli, h: &H, mut state: FermiState<B>, states: Vec<ManyBodyState>) -> Result<(), RunError> {
+    if cli.laplacian == LaplacianArg::Hutchinson {
+        if cli.probes == 0 {
+            return Err(invalid("--probes", 0, "at least 1"));
+        }
+        state.laplacian = FermiLaplacian::Hutchinson { probes: cli.probes };
+    }
     let (n, d) = (cli.particles, cli.dim);
     let n_up = cli.spin_up.unwrap_or(n);
     let name = format!("quantum_dot/{}N{n}-d{d}/{}", if cli.bosons { "bosons-" } else { "" }, flow_name(cli));

@@ -272,6 +272,10 @@ mod flows {
                 })
                 .sum();
             assert!((k + 0.5 * lap / p0).abs() < 1e-5 * (1.0 + k.abs()), "jet {k} vs differences {}", -0.5 * lap / p0);
+            // Hutchinson: unbiased, its mean over many probes is the exact value.
+            let hs: Vec<f64> = (0..4000).map(|_| state.kinetic_hutchinson(&theta, &st, &x, 1, &mut rng)).collect();
+            let (hm, he) = mean_and_error(&hs);
+            assert!((hm - k).abs() < 4.0 * he && he > 0.0, "Hutchinson {hm} +- {he} vs exact {k}");
             // The amplitude of Metropolis is ln|psi|.
             assert!((state.log_abs_psi(&theta, &st, x.as_slice()).unwrap() - p0.abs().ln()).abs() < 1e-12);
         }

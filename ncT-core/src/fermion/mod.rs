@@ -28,7 +28,7 @@ pub mod state;
 pub mod states;
 pub mod thermal;
 
-pub use backflow::PairBackflow;
+pub use backflow::{ContinuousBackflow, PairBackflow};
 pub use dpp::DppSampler;
 pub use free::{FreeFermions, Thermo, levels_thermo, ln_z_levels};
 pub use local::{local_kinetic, trap_potential};
@@ -36,6 +36,6 @@ pub use metropolis::SlaterMetropolis;
 pub use orbitals::HoOrbitals;
 pub use radial::RadialScaling;
 pub use slater::{SlaterError, SlaterEval, slater};
-pub use state::{FermiState, GroundState, Statistics};
+pub use state::{FermiLaplacian, FermiState, GroundState, Statistics};
 pub use states::{ManyBodyState, count_states, enumerate_states};
 pub use thermal::{FermiThermal, ThermalFermions};

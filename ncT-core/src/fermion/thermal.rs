@@ -106,7 +106,7 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
             let n = label[0];
             let st = &m.states[n];
             let x = m.state.sample(tf, st, rng).ok()?;
-            let kinetic = m.state.kinetic(tf, st, &x);
+            let kinetic = m.state.kinetic_with(tf, st, &x, rng);
             let potential = self.h.potential(&x);
             (kinetic + potential).is_finite().then_some(Draw { n, log_p, x, kinetic, potential })
         })
@@ -178,7 +178,7 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
             .engine
             .map(samples, &SeedStream::new(seed), n as u64, |_, rng| {
                 let x = self.model.state.sample(tf, st, rng).ok()?;
-                let e = self.model.state.kinetic(tf, st, &x) + self.h.potential(&x);
+                let e = self.model.state.kinetic_with(tf, st, &x, rng) + self.h.potential(&x);
                 e.is_finite().then_some(e)
             })
             .into_iter()
