@@ -42,6 +42,12 @@ enum LaplacianArg {
     Hutchinson,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum SamplerArg {
+    Exact,
+    Metropolis,
+}
+
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Fermionic NCT for electrons in a harmonic trap (units: hbar = m = omega = 1)")]
 struct Cli {
@@ -81,6 +87,11 @@ struct Cli {
     /// Probes per walker of --laplacian hutchinson (>= 1).
     #[arg(long, default_value_t = 4)]
     probes: usize,
+    /// Sampler of the final ground-state estimate: exact (DPP and inverse flow) or Metropolis on
+    /// |psi|^2 (256 persistent walkers from random starts, 300 burn-in sweeps, blocking errors; the
+    /// cross-check). Training always samples exactly.
+    #[arg(long, value_enum, default_value_t = SamplerArg::Exact)]
+    sampler: SamplerArg,
     /// Bosons instead of electrons (ground state only): N bosons condensed in orbital 0 as the base
     /// state, with the Gaussian pair interaction g / (pi s^2) exp(-r^2 / s^2) instead of Coulomb.
     #[arg(long)]
@@ -113,6 +124,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     if !(cli.kappa.is_finite() && cli.kappa >= 0.0) {
         return Err(invalid("--kappa", cli.kappa, "a finite coupling >= 0"));
+    }
+    if cli.beta.is_some() && cli.sampler == SamplerArg::Metropolis {
+        return Err(invalid("--sampler", "metropolis", "exact with --beta (Metropolis is the cross-check of the ground-state estimate)"));
     }
     if let Some(b) = cli.beta {
         if !(b.is_finite() && b > 0.0) {
@@ -176,6 +190,27 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
 }
 
+type Estimate = ((f64, f64), (f64, f64), (f64, f64), usize, serde_json::Value);
+
+/// E, K, V of the trained ground state by Metropolis on |psi|^2 (one seeded chain of 256 walkers
+/// from Gaussian starts, run on this thread): blocking errors, acceptance and the autocorrelation time.
+fn metropolis<B: Bijector<Dyn>, H: Separable<Dyn>>(cli: &Cli, h: &H, state: &FermiState<B>, ground: &ManyBodyState, theta: &[f64]) -> Estimate {
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = SeedStream::new(cli.run.seed ^ 0x3e7).named("metropolis");
+    let dim = cli.particles * cli.dim;
+    let starts: Vec<Vec<f64>> = (0..256).map(|_| (0..dim).map(|_| StandardNormal.sample(&mut rng)).collect()).collect();
+    let amp = |x: &[f64]| state.log_abs_psi(theta, ground, x);
+    let mut chain = nct::fermion::SlaterMetropolis::with_amplitude(&amp, starts);
+    let sweeps = cli.run.eval_samples.div_ceil(256).max(20);
+    let vec = |x: &[f64]| Vector::from(x.to_vec());
+    let e = chain.estimate_with(&amp, cli.dim, 300, sweeps, |x| state.kinetic(theta, ground, &vec(x)) + h.potential(&vec(x)), &mut rng);
+    let k = chain.estimate_with(&amp, cli.dim, 0, sweeps, |x| state.kinetic(theta, ground, &vec(x)), &mut rng);
+    let v = chain.estimate_with(&amp, cli.dim, 0, sweeps, |x| h.potential(&vec(x)), &mut rng);
+    let info = json!({"walkers": 256, "burn_in_sweeps": 300, "sweeps": sweeps, "acceptance": chain.acceptance(), "step": chain.step, "tau_sweeps": e.tau});
+    println!("  Metropolis: acceptance {:.2}, step {:.3}, tau {:.1} sweeps", chain.acceptance(), chain.step, e.tau);
+    ((e.mean, e.error), (k.mean, k.error), (v.mean, v.error), 256 * sweeps, info)
+}
+
 fn continuous(cli: &Cli) -> Result<ContinuousBackflow, RunError> {
     ContinuousBackflow::new(cli.particles, cli.dim, cli.field_bound, cli.ode_steps).map_err(|e| invalid("--field-bound/--ode-steps", format!("{}/{}", cli.field_bound, cli.ode_steps), &e.to_string()))
 }
@@ -208,14 +243,18 @@ fn solve<B: Bijector<Dyn> + Clone, H: Separable<Dyn>>(cli: &Cli, h: &H, mut stat
     let Some(beta) = cli.beta else {
         let ground = states[0].clone();
         let trained = freeze(cli, "radial", Driver::new(&name, GroundState::new(&state, h, ground.clone(), cli.run.batch))).run(&cli.run, cli)?;
-        let es = trained.objective.local_energies(&trained.theta, cli.run.eval_samples, &SeedStream::new(cli.run.seed ^ 0xe7a1), 0);
-        let ok: Vec<(Vector<f64, Dyn>, f64)> = es.into_iter().flatten().collect();
-        if nct::quantum::too_many_rejected(cli.run.eval_samples - ok.len(), cli.run.eval_samples) {
-            return Err(RunError::NoEstimate { what: "ground-state energy".into(), why: nct::driver::objective::rejected_message(cli.run.eval_samples - ok.len(), cli.run.eval_samples) });
-        }
-        let (e, e_err) = mean_and_error(&ok.iter().map(|w| w.1).collect::<Vec<_>>());
-        let (v, v_err) = mean_and_error(&ok.iter().map(|w| h.potential(&w.0)).collect::<Vec<_>>());
-        let (k, k_err) = mean_and_error(&ok.iter().map(|w| w.1 - h.potential(&w.0)).collect::<Vec<_>>());
+        let ((e, e_err), (k, k_err), (v, v_err), used, chain) = match cli.sampler {
+            SamplerArg::Exact => {
+                let es = trained.objective.local_energies(&trained.theta, cli.run.eval_samples, &SeedStream::new(cli.run.seed ^ 0xe7a1), 0);
+                let ok: Vec<(Vector<f64, Dyn>, f64)> = es.into_iter().flatten().collect();
+                if nct::quantum::too_many_rejected(cli.run.eval_samples - ok.len(), cli.run.eval_samples) {
+                    return Err(RunError::NoEstimate { what: "ground-state energy".into(), why: nct::driver::objective::rejected_message(cli.run.eval_samples - ok.len(), cli.run.eval_samples) });
+                }
+                let v: Vec<f64> = ok.iter().map(|w| h.potential(&w.0)).collect();
+                (mean_and_error(&ok.iter().map(|w| w.1).collect::<Vec<_>>()), mean_and_error(&ok.iter().zip(&v).map(|(w, v)| w.1 - v).collect::<Vec<_>>()), mean_and_error(&v), ok.len(), json!(null))
+            }
+            SamplerArg::Metropolis => metropolis(cli, h, &state, &ground, &trained.theta),
+        };
         let non_interacting = if cli.bosons { cli.g == 0.0 } else { cli.kappa == 0.0 };
         let exact = non_interacting.then(|| ground.energy(state.orbitals()));
         let what = if cli.bosons { format!("{n} bosons, d = {d}, g = {}, s = {}", cli.g, cli.s) } else { format!("N = {n} (up {n_up}), d = {d}, kappa = {}", cli.kappa) };
@@ -229,7 +268,9 @@ fn solve<B: Bijector<Dyn> + Clone, H: Separable<Dyn>>(cli: &Cli, h: &H, mut stat
             .insert("K_err", k_err)
             .insert("V", v)
             .insert("V_err", v_err)
-            .insert("eval_samples", ok.len())
+            .insert("eval_samples", used)
+            .insert("sampler", cli.sampler)
+            .insert("metropolis", chain)
             .insert("state", json!({"up": ground.up, "down": ground.down}))
             .reference("E_exact", exact)
             .require_finite("E")?

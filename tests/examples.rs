@@ -148,7 +148,7 @@ fn quantum_dot_free_fermions_resume_and_bad_flags() {
         assert_eq!(full[key], resumed[key], "{key}");
     }
     // Bad flags are refused naming the flag; windows too large to list are refused before listing.
-    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--spin-up", "9"], "--spin-up"), (&["--beta", "-1"], "--beta"), (&["--bosons", "--beta", "2"], "--beta"), (&["--beta", "1", "--delta-e", "30"], "--delta-e"), (&["--batch", "1000000000"], "GiB")] {
+    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--spin-up", "9"], "--spin-up"), (&["--beta", "-1"], "--beta"), (&["--bosons", "--beta", "2"], "--beta"), (&["--beta", "1", "--delta-e", "30"], "--delta-e"), (&["--batch", "1000000000"], "GiB"), (&["--beta", "1", "--sampler", "metropolis"], "--sampler"), (&["--flow", "continuous", "--ode-steps", "1"], "--ode-steps")] {
         let e = fails("quantum_dot", &[args, &["--steps", "1", "--quiet"]].concat(), dir.path());
         assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
     }

@@ -473,6 +473,11 @@ mod tests {
         let d23 = (0..6).fold(0.0f64, |m, k| m.max((z2[k] - z3[k]).abs()));
         assert!(d12 > 1e-4 && (d12 / d23 - 2.0).abs() < 0.1, "{d12:e} / {d23:e}");
         assert!(((l1 - l2) / (l2 - l3) - 2.0).abs() < 0.1, "log-det differences {} {}", l1 - l2, l2 - l3);
+        // Equivariant, as each of its steps.
+        let perm = [2usize, 0, 1];
+        let px = Vector::from_fn(Dyn(6), |k| x[perm[k / 2] * 2 + k % 2]);
+        let (pz, pld, _) = flow.forward(&theta(), &px);
+        assert!((0..6).all(|k| (pz[k] - z[perm[k / 2] * 2 + k % 2]).abs() < 1e-12) && (pld - ld).abs() < 1e-12);
         assert!(ContinuousBackflow::new(3, 2, 3.0, 2).is_err() && ContinuousBackflow::new(3, 2, f64::NAN, 8).is_err());
     }
 }

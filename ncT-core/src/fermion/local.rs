@@ -1,7 +1,7 @@
 //! Local energy of Slater states of $N_\uparrow + N_\downarrow$ fermions,
 //! $\Psi = \Phi_\uparrow(r_1..r_{N_\uparrow})\,\Phi_\downarrow(r_{N_\uparrow+1}..r_N)$:
 //! $$ E_{loc} = -\tfrac12\sum_i \left(\nabla_i^2\ln|\Psi| + |\nabla_i\ln|\Psi||^2\right) + V(r), $$
-//! from the analytic derivatives of [`super::slater`]. For non-interacting fermions in the trap
+//! from the analytic derivatives of [`super::slater`](mod@super::slater). For non-interacting fermions in the trap
 //! ($V = \tfrac12\sum_i r_i^2$) every Slater state is an eigenstate, so $E_{loc}$ equals its energy
 //! at every configuration (the zero-variance check of the machinery).
 

@@ -3,7 +3,7 @@
 //! antisymmetric and normalised): exact sampling ($z$ from the DPP, $x = f^{-1}(z)$), the local
 //! kinetic energy by the forward-Laplacian jet through the flow and a determinant evaluated on jets
 //! (LU with partial pivoting on the values), and $\partial_\theta\ln|\psi|$ by one VJP of the flow
-//! with cotangent $\nabla_z\ln|\Phi|$ (analytic, from [`super::slater`]) and $\tfrac12$ on the log-det.
+//! with cotangent $\nabla_z\ln|\Phi|$ (analytic, from [`super::slater`](mod@super::slater)) and $\tfrac12$ on the log-det.
 //! A state of N↑ + N↓ fermions is the product of one determinant per spin (N↓ = 0: spin-polarised);
 //! `GroundState` is the T = 0 objective of the driver.
 
