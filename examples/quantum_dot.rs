@@ -66,7 +66,8 @@ struct Cli {
     /// Excitation window of the many-body states at finite temperature, in units of hbar omega.
     #[arg(long, default_value_t = 4)]
     delta_e: usize,
-    /// Electrons of spin up (default: all, spin-polarised); the rest are spin down.
+    /// Electrons of spin up (default: all, spin-polarised); the rest are spin down. For an open
+    /// shell the ground state is the first of the degenerate lowest states.
     #[arg(long)]
     spin_up: Option<usize>,
     /// Point transformation.
@@ -151,6 +152,18 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         if walkers as f64 * per_walker > budget {
             return Err(invalid(flag, format!("{walkers} walkers = {:.1} GiB", gib(walkers as f64 * per_walker)), &format!("settings needing at most {:.0} GiB of memory", gib(budget))));
         }
+    }
+    if cli.beta.is_none() {
+        nct::run::warn_ignored(&["--delta-e", "--report-states"], "without --beta (the ground state is one state)");
+    }
+    if cli.flow != FlowArg::Backflow {
+        nct::run::warn_ignored(&["--layers"], "without --flow backflow");
+    }
+    if cli.flow != FlowArg::Continuous {
+        nct::run::warn_ignored(&["--ode-steps", "--field-bound"], "without --flow continuous");
+    }
+    if cli.laplacian != LaplacianArg::Hutchinson {
+        nct::run::warn_ignored(&["--probes"], "without --laplacian hutchinson");
     }
     let (n, d) = (cli.particles, cli.dim);
     let radial = RadialScaling::new(n, d);
