@@ -148,6 +148,15 @@ impl<B: Bijector<Dyn>> FermiState<B> {
         })
     }
 
+    /// One walker of $|\psi_n|^2$: an exact sample $x$ with its kinetic and potential energy under
+    /// `h`; `None` when the sample fails (a node) or its local energy is not finite.
+    pub fn walker<H: Separable<Dyn>, R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &ManyBodyState, h: &H, rng: &mut R) -> Option<(Vector<f64, Dyn>, f64, f64)> {
+        let x = self.sample(theta, n, rng).ok()?;
+        let kinetic = self.kinetic_with(theta, n, &x, rng);
+        let potential = h.potential(&x);
+        (kinetic + potential).is_finite().then_some((x, kinetic, potential))
+    }
+
     /// The local kinetic energy by the state's [`FermiLaplacian`] (`rng` for Hutchinson's probes).
     pub fn kinetic_with<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &ManyBodyState, x: &Vector<f64, Dyn>, rng: &mut R) -> f64 {
         match self.laplacian {
@@ -222,11 +231,7 @@ impl<'a, B, H> GroundState<'a, B, H> {
 impl<B: Bijector<Dyn>, H: Separable<Dyn>> GroundState<'_, B, H> {
     /// Local energies of `walkers` exact samples of step `step` (`None`: a sample on a node).
     pub fn local_energies(&self, theta: &[f64], walkers: usize, stream: &SeedStream, step: u64) -> Vec<Option<(Vector<f64, Dyn>, f64)>> {
-        self.engine.map(walkers, stream, step, |_, rng| {
-            let x = self.state.sample(theta, &self.occupied, rng).ok()?;
-            let e = self.state.kinetic_with(theta, &self.occupied, &x, rng) + self.h.potential(&x);
-            e.is_finite().then_some((x, e))
-        })
+        self.engine.map(walkers, stream, step, |_, rng| self.state.walker(theta, &self.occupied, self.h, rng).map(|(x, k, v)| (x, k + v)))
     }
 }
 

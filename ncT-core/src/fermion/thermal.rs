@@ -104,11 +104,8 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
         self.engine.map(walkers, stream, step, |_, rng| {
             let (label, log_p) = m.occupation.sample(to, rng);
             let n = label[0];
-            let st = &m.states[n];
-            let x = m.state.sample(tf, st, rng).ok()?;
-            let kinetic = m.state.kinetic_with(tf, st, &x, rng);
-            let potential = self.h.potential(&x);
-            (kinetic + potential).is_finite().then_some(Draw { n, log_p, x, kinetic, potential })
+            let (x, kinetic, potential) = m.state.walker(tf, &m.states[n], self.h, rng)?;
+            Some(Draw { n, log_p, x, kinetic, potential })
         })
     }
 
@@ -176,11 +173,7 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
         let st = &self.model.states[n];
         let es: Vec<f64> = self
             .engine
-            .map(samples, &SeedStream::new(seed), n as u64, |_, rng| {
-                let x = self.model.state.sample(tf, st, rng).ok()?;
-                let e = self.model.state.kinetic_with(tf, st, &x, rng) + self.h.potential(&x);
-                e.is_finite().then_some(e)
-            })
+            .map(samples, &SeedStream::new(seed), n as u64, |_, rng| self.model.state.walker(tf, st, self.h, rng).map(|(_, k, v)| k + v))
             .into_iter()
             .flatten()
             .collect();
