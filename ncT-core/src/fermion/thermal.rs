@@ -101,9 +101,9 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
     pub fn draws(&self, theta: &[f64], walkers: usize, stream: &SeedStream, step: u64) -> Vec<Option<Draw>> {
         let (tf, to) = self.model.split(theta);
         let m = self.model;
+        let p = m.occupation.probs(to);
         self.engine.map(walkers, stream, step, |_, rng| {
-            let (label, log_p) = m.occupation.sample(to, rng);
-            let n = label[0];
+            let (n, log_p) = m.occupation.sample_from(&p, rng);
             let (x, kinetic, potential) = m.state.walker(tf, &m.states[n], self.h, rng)?;
             Some(Draw { n, log_p, x, kinetic, potential })
         })
@@ -139,13 +139,14 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
         }
         let (tf, to) = self.model.split(theta);
         let nf = tf.len();
+        let p = self.model.occupation.probs(to);
         let parts = self.engine.map_chunks(ws.len(), stream, step ^ 0x7e57_f00d, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for j in range {
                 let w = &ws[j];
                 let b = if count[w.n] >= 2 { (sum[w.n] - ce[j]) / (count[w.n] - 1) as f64 } else { me };
                 self.model.state.add_log_psi_grad(tf, &self.model.states[w.n], &w.x, 2.0 * (ce[j] - b) / nb, &mut g[..nf]);
-                self.model.occupation.add_log_prob_grad(to, &[w.n], (cf[j] - mf) / nb, &mut g[nf..]);
+                self.model.occupation.add_log_prob_grad_from(&p, w.n, (cf[j] - mf) / nb, &mut g[nf..]);
             }
             (0.0, g)
         });

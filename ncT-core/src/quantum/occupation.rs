@@ -406,6 +406,18 @@ impl CategoricalOccupation {
     pub fn probs(&self, theta: &[f64]) -> Vec<f64> {
         softmax(&theta.iter().zip(&self.energies).map(|(b, e)| b - self.beta * e).collect::<Vec<_>>())
     }
+    /// An exact sample and its $\ln p_n$ from the probabilities `p` of [`Self::probs`] (computed
+    /// once per batch rather than once per walker).
+    pub fn sample_from<R: rand::Rng + ?Sized>(&self, p: &[f64], rng: &mut R) -> (usize, f64) {
+        let n = draw(p, rng);
+        (n, p[n].ln())
+    }
+    /// Adds `coef` $\partial_b\ln p_n = $ `coef` $(\delta_{kn} - p_k)$ to `g`, with `p` from [`Self::probs`].
+    pub fn add_log_prob_grad_from(&self, p: &[f64], n: usize, coef: f64, g: &mut [f64]) {
+        for (k, pk) in p.iter().enumerate() {
+            g[k] += coef * (if n == k { 1.0 } else { 0.0 } - pk);
+        }
+    }
 }
 
 impl Parametrised for CategoricalOccupation {
@@ -431,9 +443,8 @@ impl OccupationModel for CategoricalOccupation {
         self.beta
     }
     fn sample(&self, theta: &[f64], rng: &mut dyn rand::Rng) -> (Vec<usize>, f64) {
-        let p = self.probs(theta);
-        let n = draw(&p, rng);
-        (vec![n], p[n].ln())
+        let (n, lp) = self.sample_from(&self.probs(theta), rng);
+        (vec![n], lp)
     }
     fn log_prob(&self, theta: &[f64], n: &[usize]) -> f64 {
         match n {
@@ -443,8 +454,10 @@ impl OccupationModel for CategoricalOccupation {
     }
     fn add_log_prob_grad(&self, theta: &[f64], n: &[usize], coef: f64, g: &mut [f64]) {
         let p = self.probs(theta);
-        for (k, pk) in p.iter().enumerate() {
-            g[k] += coef * (if n == [k] { 1.0 } else { 0.0 } - pk);
+        match n {
+            [k] => self.add_log_prob_grad_from(&p, *k, coef, g),
+            // A label outside the list: only the normalisation depends on the logits.
+            _ => p.iter().zip(g.iter_mut()).for_each(|(pk, gk)| *gk += coef * (0.0 - pk)),
         }
     }
     fn exact_entropy(&self, theta: &[f64]) -> Option<f64> {
