@@ -166,7 +166,6 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         nct::run::warn_ignored(&["--probes"], "without --laplacian hutchinson");
     }
     let (n, d) = (cli.particles, cli.dim);
-    let radial = RadialScaling::new(n, d);
     if cli.bosons {
         if let Some(b) = cli.beta {
             return Err(invalid("--beta", b, "omitted with --bosons (the boson example is the ground state)"));
@@ -178,11 +177,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         let h = GaussianBosons::new().with_n(n).with_d(d).with_g(cli.g).with_s(cli.s);
         let (orbitals, _) = enumerate_states(d, 1, 0, 0);
         let condensate = vec![ManyBodyState { excitation: 0, up: vec![0; n], down: vec![] }];
-        return match cli.flow {
-            FlowArg::Identity | FlowArg::Radial => solve(cli, &h, FermiState::new(radial, orbitals).bosonic(), condensate),
-            FlowArg::Backflow => solve(cli, &h, FermiState::new(Chain::new(Stack::new(vec![PairBackflow::new(n, d); cli.layers]), radial), orbitals).bosonic(), condensate),
-            FlowArg::Continuous => solve(cli, &h, FermiState::new(Chain::new(continuous(cli)?, radial), orbitals).bosonic(), condensate),
-        };
+        return with_flow(cli, &h, orbitals, condensate);
     }
     nct::run::warn_ignored(&["--g", "--s"], "without --bosons");
     let h = QuantumDot::new().with_n(n).with_d(d).with_kappa(cli.kappa);
@@ -193,13 +188,22 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid("--delta-e", cli.delta_e, &format!("a window with at most {MAX_STATES} states ({count:.0} here)")));
     }
     let (orbitals, states) = enumerate_states(d, n_up, n - n_up, window);
+    with_flow(cli, &h, orbitals, states)
+}
+
+/// Builds the flow of `--flow` (then the radial scaling) and solves with it; bosons with
+/// `--bosons`.
+fn with_flow<H: Separable<Dyn>>(cli: &Cli, h: &H, orbitals: nct::fermion::HoOrbitals, states: Vec<ManyBodyState>) -> Result<(), RunError> {
+    let (n, d) = (cli.particles, cli.dim);
+    let radial = RadialScaling::new(n, d);
+    fn state<B: Bijector<Dyn>>(cli: &Cli, flow: B, orbitals: nct::fermion::HoOrbitals) -> FermiState<B> {
+        let s = FermiState::new(flow, orbitals);
+        if cli.bosons { s.bosonic() } else { s }
+    }
     match cli.flow {
-        FlowArg::Identity | FlowArg::Radial => solve(cli, &h, FermiState::new(radial, orbitals), states),
-        FlowArg::Backflow => {
-            let flow = Chain::new(Stack::new(vec![PairBackflow::new(n, d); cli.layers]), radial);
-            solve(cli, &h, FermiState::new(flow, orbitals), states)
-        }
-        FlowArg::Continuous => solve(cli, &h, FermiState::new(Chain::new(continuous(cli)?, radial), orbitals), states),
+        FlowArg::Identity | FlowArg::Radial => solve(cli, h, state(cli, radial, orbitals), states),
+        FlowArg::Backflow => solve(cli, h, state(cli, Chain::new(Stack::new(vec![PairBackflow::new(n, d); cli.layers]), radial), orbitals), states),
+        FlowArg::Continuous => solve(cli, h, state(cli, Chain::new(continuous(cli)?, radial), orbitals), states),
     }
 }
 
