@@ -184,6 +184,20 @@ mod flows {
     use nct::*;
     use rand::SeedableRng;
 
+    /// $-\tfrac12\nabla^2\psi/\psi$ by central second differences (step 1e-4).
+    fn kinetic_by_differences(psi: impl Fn(&Vector<f64, Dyn>) -> f64, x: &Vector<f64, Dyn>) -> f64 {
+        let (h, p0) = (1e-4, psi(x));
+        let lap: f64 = (0..x.len())
+            .map(|c| {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp[c] += h;
+                xm[c] -= h;
+                (psi(&xp) - 2.0 * p0 + psi(&xm)) / (h * h)
+            })
+            .sum();
+        -0.5 * lap / p0
+    }
+
     #[test]
     fn jet_kinetic_energy_through_an_equivariant_flow_matches_finite_differences() {
         let (o, states) = enumerate_states(2, 3, 0, 0);
@@ -194,17 +208,8 @@ mod flows {
         for _ in 0..3 {
             let x = state.sample(&theta, &occ, &mut rng).unwrap();
             let k = state.kinetic(&theta, &occ, &x);
-            let psi = |y: &Vector<f64, Dyn>| state.psi(&theta, &occ, y);
-            let (h, p0) = (1e-4, psi(&x));
-            let lap: f64 = (0..6)
-                .map(|c| {
-                    let (mut xp, mut xm) = (x.clone(), x.clone());
-                    xp[c] += h;
-                    xm[c] -= h;
-                    (psi(&xp) - 2.0 * p0 + psi(&xm)) / (h * h)
-                })
-                .sum();
-            assert!((k + 0.5 * lap / p0).abs() < 1e-5 * (1.0 + k.abs()), "jet {k} vs differences {}", -0.5 * lap / p0);
+            let fd = kinetic_by_differences(|y| state.psi(&theta, &occ, y), &x);
+            assert!((k - fd).abs() < 1e-5 * (1.0 + k.abs()), "jet {k} vs differences {fd}");
         }
     }
 
@@ -261,23 +266,14 @@ mod flows {
         for _ in 0..3 {
             let x = state.sample(&theta, &st, &mut rng).unwrap();
             let k = state.kinetic(&theta, &st, &x);
-            let psi = |y: &Vector<f64, Dyn>| state.psi(&theta, &st, y);
-            let (h, p0) = (1e-4, psi(&x));
-            let lap: f64 = (0..6)
-                .map(|c| {
-                    let (mut xp, mut xm) = (x.clone(), x.clone());
-                    xp[c] += h;
-                    xm[c] -= h;
-                    (psi(&xp) - 2.0 * p0 + psi(&xm)) / (h * h)
-                })
-                .sum();
-            assert!((k + 0.5 * lap / p0).abs() < 1e-5 * (1.0 + k.abs()), "jet {k} vs differences {}", -0.5 * lap / p0);
+            let fd = kinetic_by_differences(|y| state.psi(&theta, &st, y), &x);
+            assert!((k - fd).abs() < 1e-5 * (1.0 + k.abs()), "jet {k} vs differences {fd}");
             // Hutchinson: unbiased, its mean over many probes is the exact value.
             let hs: Vec<f64> = (0..4000).map(|_| state.kinetic_hutchinson(&theta, &st, &x, 1, &mut rng)).collect();
             let (hm, he) = mean_and_error(&hs);
             assert!((hm - k).abs() < 4.0 * he && he > 0.0, "Hutchinson {hm} +- {he} vs exact {k}");
             // The amplitude of Metropolis is ln|psi|.
-            assert!((state.log_abs_psi(&theta, &st, x.as_slice()).unwrap() - p0.abs().ln()).abs() < 1e-12);
+            assert!((state.log_abs_psi(&theta, &st, x.as_slice()).unwrap() - state.psi(&theta, &st, &x).abs().ln()).abs() < 1e-12);
         }
         // Exact samples (DPP, then the inverse flow) and Metropolis on |psi|^2 from the flow's
         // forward map agree on <sum r^2> and on the local energy.
