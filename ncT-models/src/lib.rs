@@ -12,6 +12,7 @@ pub mod classical;
 pub mod data;
 pub mod dvr;
 pub mod quantum_dot;
+pub mod solid;
 pub mod vibrational;
 
 pub use classical::{DynHarmonicChain, HarmonicChain, HarmonicOscillator, Ring2d};
