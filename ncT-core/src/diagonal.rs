@@ -60,6 +60,44 @@ impl<N: Size> Bijector<N> for DiagonalAffine<N> {
     }
 }
 
+/// The identity map (no parameters): the bare basis states, e.g. the harmonic crystal.
+#[derive(Clone, Debug)]
+pub struct IdentityFlow<N: Size> {
+    dim: N,
+}
+
+impl<N: Size> IdentityFlow<N> {
+    pub fn new(dim: N) -> Self {
+        Self { dim }
+    }
+}
+
+impl<N: Size> Parametrised for IdentityFlow<N> {
+    fn n_params(&self) -> usize {
+        0
+    }
+    fn init_params(&self, _rng: &mut dyn rand::Rng, _theta: &mut [f64]) {}
+    fn param_groups(&self) -> Vec<ParamGroup> {
+        Vec::new()
+    }
+}
+
+impl<N: Size> Bijector<N> for IdentityFlow<N> {
+    type Cache<D: Scalar> = ();
+    fn dim(&self) -> N {
+        self.dim
+    }
+    fn forward<D: Scalar>(&self, _theta: &[f64], x: &Vector<D, N>) -> (Vector<D, N>, D, ()) {
+        (x.clone(), D::zero(), ())
+    }
+    fn inverse<D: Scalar>(&self, _theta: &[f64], y: &Vector<D, N>) -> (Vector<D, N>, D) {
+        (y.clone(), D::zero())
+    }
+    fn vjp<D: Scalar>(&self, _theta: &[f64], _cache: &(), ybar: &Vector<D, N>, _ldbar: D, _g: &mut [D]) -> Vector<D, N> {
+        ybar.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

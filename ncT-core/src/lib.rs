@@ -53,7 +53,7 @@ pub use derivative::{ScalarField, block_width};
 pub use dim::{Const, Dyn, Size, Vector};
 pub use coupling::{AffineCoupling, MaskScheme, RealNvp, real_nvp};
 pub use dense::{DenseCotangents, DenseNet, DenseTangents};
-pub use diagonal::DiagonalAffine;
+pub use diagonal::{DiagonalAffine, IdentityFlow};
 pub use error::ConfigError;
 pub use gradcheck::{AsBijector, AsLayer, AsSymplectic, Checkable, GradCheckConfig, GradCheckReport, check_bijector, check_gradients, check_symplectic};
 pub use hamiltonian::{Hamiltonian, Separable};

@@ -16,6 +16,7 @@ pub mod deeppot;
 pub mod modes;
 pub mod phonons;
 pub mod structure;
+pub mod thermal;
 
 pub use deeppot::{DeepPot, DeepPotError, EnergyForcesVirial, PeriodicImages};
 pub use modes::{CrystalModes, CrystalPotential, Isotope, Mechanics};
