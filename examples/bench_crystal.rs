@@ -71,7 +71,7 @@ fn main() {
         let mut r = SeedStream::new(3).named("bench");
         let t = Instant::now();
         let draws: Vec<(Vec<usize>, Vector<f64, Dyn>)> = (0..cli.batch).map(|_| {
-            let (n, _) = model.occupation.sample(to, &mut r);
+            let (n, _) = OccupationModel::sample(&model.occupation, to, &mut r);
             let (x, _) = model.states.sample(tf, &n, &mut r);
             (n, x)
         }).collect();
@@ -86,7 +86,7 @@ fn main() {
         let mut g = vec![0.0; theta.len()];
         for (n, x) in &draws {
             model.states.add_log_psi_grad(tf, n, x, 1.0 / cli.batch as f64, &mut g[..tf.len()]);
-            model.occupation.add_log_prob_grad(to, n, 1.0 / cli.batch as f64, &mut g[tf.len()..]);
+            OccupationModel::add_log_prob_grad(&model.occupation, to, n, 1.0 / cli.batch as f64, &mut g[tf.len()..]);
         }
         let gradient = t.elapsed().as_secs_f64();
         assert!((v + k).is_finite() && g.iter().all(|x| x.is_finite()));

@@ -7,5 +7,5 @@
 use num_dual::DualNum;
 
 /// Any num-dual number over `f64` that can cross threads.
-pub trait Scalar: DualNum<Primitive = f64> + Copy + Send + Sync {}
-impl<T: DualNum<Primitive = f64> + Copy + Send + Sync> Scalar for T {}
+pub trait Scalar: DualNum<Primitive = f64> + Copy + Send + Sync + 'static {}
+impl<T: DualNum<Primitive = f64> + Copy + Send + Sync + 'static> Scalar for T {}

@@ -90,18 +90,7 @@ impl Dense {
 
     /// Adds the skip of `x` to `y`.
     fn add_skip<D: Scalar>(&self, x: &[D], rows: usize, y: &mut [D]) {
-        let (din, dout) = (self.din, self.dout);
-        match self.skip {
-            Skip::None => {}
-            Skip::Identity => y.iter_mut().zip(x).for_each(|(a, &b)| *a += b),
-            Skip::Concat => {
-                for r in 0..rows {
-                    for j in 0..dout {
-                        y[r * dout + j] += x[r * din + j % din];
-                    }
-                }
-            }
-        }
+        add_skip_rows(self.skip, x, self.din, rows, y, self.dout);
     }
 
     /// Forward pass: returns $(y, a)$ with $a = \tanh(xW + b)$ kept for the reverse pass.
@@ -125,15 +114,15 @@ impl Dense {
             .collect();
         let mut xbar = vec![D::zero(); rows * self.din];
         matmul_acc(&zbar, rows, self.dout, &self.wt, self.din, &mut xbar);
-        let (din, dout) = (self.din, self.dout);
+        // The transpose of the skip: x-bar gets y-bar, or both halves of y-bar.
         match self.skip {
             Skip::None => {}
             Skip::Identity => xbar.iter_mut().zip(ybar).for_each(|(a, &b)| *a += b),
             Skip::Concat => {
+                let (din, dout) = (self.din, self.dout);
                 for r in 0..rows {
-                    for j in 0..dout {
-                        xbar[r * din + j % din] += ybar[r * dout + j];
-                    }
+                    let yr = &ybar[r * dout..(r + 1) * dout];
+                    xbar[r * din..(r + 1) * din].iter_mut().zip(yr[..din].iter().zip(&yr[din..])).for_each(|(a, (&u, &v))| *a += u + v);
                 }
             }
         }
@@ -141,15 +130,61 @@ impl Dense {
     }
 }
 
-/// `out += x · w` for `rows` rows (`x`: rows × din, `w`: din × dout, both row-major). The inner
-/// loop is an axpy over a contiguous row of `w`, which vectorises for `f64`.
+/// `out += x · w` for `rows` rows (`x`: rows × din, `w`: din × dout, both row-major). Rows go in
+/// blocks of 32 with the weight row outside, so a large `w` (the 1296 × 240 fitting layer) is read
+/// once per block; the inner loop is an axpy over a contiguous row of `w`, which vectorises for `f64`.
 fn matmul_acc<D: Scalar>(x: &[D], rows: usize, din: usize, w: &[f64], dout: usize, out: &mut [D]) {
-    for r in 0..rows {
-        let o = &mut out[r * dout..(r + 1) * dout];
+    if std::any::TypeId::of::<D>() == std::any::TypeId::of::<f64>() {
+        // SAFETY: D is f64 (same type, so same layout); the slices are reinterpreted unchanged.
+        let (x, out) = unsafe { (std::slice::from_raw_parts(x.as_ptr() as *const f64, x.len()), std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f64, out.len())) };
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { matmul_f64_avx2(x, rows, din, w, dout, out) };
+            return;
+        }
+        matmul_blocks(x, rows, din, w, dout, out);
+        return;
+    }
+    matmul_blocks(x, rows, din, w, dout, out);
+}
+
+/// [`matmul_blocks`] for `f64` compiled with AVX2 (wider vectors; no fused multiply-add, so the
+/// result is bitwise that of the generic loop).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn matmul_f64_avx2(x: &[f64], rows: usize, din: usize, w: &[f64], dout: usize, out: &mut [f64]) {
+    matmul_blocks(x, rows, din, w, dout, out)
+}
+
+#[inline(always)]
+fn matmul_blocks<D: Scalar>(x: &[D], rows: usize, din: usize, w: &[f64], dout: usize, out: &mut [D]) {
+    const BLOCK: usize = 32;
+    for r0 in (0..rows).step_by(BLOCK) {
+        let r1 = (r0 + BLOCK).min(rows);
         for k in 0..din {
-            let xk = x[r * din + k];
-            for (oj, &wj) in o.iter_mut().zip(&w[k * dout..(k + 1) * dout]) {
-                *oj += xk * wj;
+            let wk = &w[k * dout..(k + 1) * dout];
+            for r in r0..r1 {
+                let xk = x[r * din + k];
+                for (oj, &wj) in out[r * dout..(r + 1) * dout].iter_mut().zip(wk) {
+                    *oj += xk * wj;
+                }
+            }
+        }
+    }
+}
+
+/// `y += skip(x)` row by row: nothing, `x`, or `(x, x)`.
+fn add_skip_rows<D: Scalar>(skip: Skip, x: &[D], din: usize, rows: usize, y: &mut [D], dout: usize) {
+    match skip {
+        Skip::None => {}
+        Skip::Identity => y.iter_mut().zip(x).for_each(|(a, &b)| *a += b),
+        Skip::Concat => {
+            for r in 0..rows {
+                let xr = &x[r * din..(r + 1) * din];
+                let (lo, hi) = y[r * dout..(r + 1) * dout].split_at_mut(din);
+                lo.iter_mut().zip(xr).for_each(|(a, &b)| *a += b);
+                hi.iter_mut().zip(xr).for_each(|(a, &b)| *a += b);
             }
         }
     }
@@ -165,6 +200,15 @@ struct EmbeddingNet {
 impl EmbeddingNet {
     fn width(&self) -> usize {
         self.layers.last().map_or(1, |l| l.dout)
+    }
+    /// $\mathcal N(x)$ for every input (rows × width).
+    fn value<D: Scalar>(&self, x: &[D]) -> Vec<D> {
+        let rows = x.len();
+        let mut h = x.to_vec();
+        for l in &self.layers {
+            h = l.forward(&h, rows).0;
+        }
+        h
     }
     /// $(\mathcal N(x), \mathcal N'(x))$ for every input, rows × width each.
     fn eval<D: Scalar>(&self, x: &[D]) -> (Vec<D>, Vec<D>) {
@@ -529,7 +573,7 @@ impl DeepPot {
         // se_e2_a: rows and embeddings of all kept pairs at once.
         let rows: Vec<Vec<[D; 4]>> = two.iter().map(|ps| ps.iter().enumerate().map(|(k, p)| self.two.row(k, p)).collect()).collect();
         let first: Vec<D> = rows.iter().flatten().map(|e| e[0]).collect();
-        let (g, dg) = self.embed2.eval(&first);
+        let (g, dg) = if reverse { self.embed2.eval(&first) } else { (self.embed2.value(&first), Vec::new()) };
         let mut start = Vec::with_capacity(n);
         let mut acc = 0;
         for r in &rows {
@@ -572,7 +616,7 @@ impl DeepPot {
                 }
             }
         }
-        let (h3, dh3) = self.embed3.eval(&theta);
+        let (h3, dh3) = if reverse { self.embed3.eval(&theta) } else { (self.embed3.value(&theta), Vec::new()) };
         let norm3 = 1.0 / (s3 * s3) as f64;
         let mut q = 0;
         for (i, x) in xhat.iter().enumerate() {
