@@ -153,3 +153,46 @@ fn quantum_dot_free_fermions_resume_and_bad_flags() {
         assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn crystal_harmonic_limit_resume_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    // The harmonic crystal with the bare harmonic states: F is the 20-level harmonic free energy
+    // (every sample of T ln p_n + E_loc equals -T ln Z).
+    let s = run("crystal", &["--model", "harmonic", "--flow", "identity", "--steps", "3", "--lr", "1e-9", "--batch", "32", "--eval-samples", "256", "--quiet", "--out", "harm"], dir.path());
+    let (f, fh) = (s["F"].as_f64().unwrap(), s["F_harmonic"].as_f64().unwrap());
+    assert!((f - fh).abs() < 1e-5 && s["F_err"].as_f64().unwrap() < 1e-5, "F = {f} vs F_h = {fh}");
+    assert!((fh - (-3647.322967414108)).abs() < 1e-6, "F_h + V0 of phonons.json: {fh}");
+    assert_eq!(s["num_modes"], 45);
+    assert!(s.get("P_GPa").is_none(), "the harmonic expansion has no pressure");
+    // dp4 with a small flow: a run stopped after 3 of 6 steps resumes to the same result.
+    let flags = ["--couplings", "2", "--hidden", "8", "--steps", "6", "--batch", "16", "--eval-samples", "64", "--quiet"];
+    let full = run("crystal", &[&flags[..], &["--out", "full"]].concat(), dir.path());
+    let out = Command::new(example("crystal")).args([&flags[..], &["--out", "part", "--stop-at", "3"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed = run("crystal", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
+    for key in ["F", "F_err", "E", "K", "V", "S", "P_GPa", "G", "stress_GPa", "final_loss"] {
+        assert!(full.get(key).is_some(), "{key} missing");
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    // Bad input is refused, naming the flag, file or line.
+    let bad = dir.path().join("bad.vasp");
+    std::fs::write(&bad, "Li\n1.0\n 3.4 0.1 0\n 0 3.4 0\n 0 0 3.4\n Li\n 2\nDirect\n 0 0 0\n 0.5 0.5 0.5\n").unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    for (args, needle) in [
+        (vec!["--supercell", "0"], "--supercell".to_string()),
+        (vec!["--temperature", "-5"], "--temperature".to_string()),
+        (vec!["--levels", "0"], "--levels".to_string()),
+        (vec!["--volume-per-atom", "0.01"], "--volume-per-atom".to_string()),
+        (vec!["--pressure", "500"], "--pressure".to_string()),
+        (vec!["--weights", missing.to_str().unwrap()], missing.display().to_string()),
+        (vec!["--poscar", bad.to_str().unwrap()], "line 3".to_string()),
+        (vec!["--laplacian", "hutchinson", "--probes", "0"], "--probes".to_string()),
+    ] {
+        let e = fails("crystal", &[&args[..], &["--steps", "1", "--quiet"]].concat(), dir.path());
+        assert!(e.contains(&needle) && !e.contains("panicked"), "{args:?}: {e}");
+    }
+    // A file that is not a model is named with the reason.
+    let e = fails("crystal", &["--weights", bad.to_str().unwrap(), "--steps", "1", "--quiet"], dir.path());
+    assert!(e.contains("bad.vasp") && e.contains("safetensors"), "{e}");
+}
