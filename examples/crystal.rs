@@ -14,9 +14,10 @@
 //! `cargo run --release --example crystal -- --model harmonic --flow identity --steps 50 --out runs/bcc222-harmonic`
 
 use clap::{Parser, ValueEnum};
-use nct::driver::{Driver, ThermalEstimate};
+use nct::driver::{Driver, Objective, ThermalEstimate, Trained};
 use nct::models::solid::structure::{UnitCell, estimated_volume_from_pressure};
 use nct::models::solid::thermal::estimate;
+use nct::models::solid::npt::{NptSettings, NptThermal, thermal_model};
 use nct::models::solid::{CrystalModes, CrystalPotential, DeepPot, HarmonicModes, Isotope, K_PER_A3_TO_GPA, K_TO_MEV, Supercell};
 use nct::quantum::occupation::{OccupationModel, ThermalNct};
 use nct::run::plot::level_plot;
@@ -104,10 +105,27 @@ struct Cli {
     /// Volume per atom in Å³ (default: 19.515776 bcc, 19.542997 fcc, 7.2 cI16).
     #[arg(long)]
     volume_per_atom: Option<f64>,
-    /// Pressure in GPa: sets the volume per atom from the reference's fit V(P) of lithium (the box
-    /// then stays fixed: constant-pressure relaxation is not implemented).
-    #[arg(long, conflicts_with = "volume_per_atom")]
+    /// Pressure in GPa: constant-pressure run. The start volume comes from the reference's fit V(P)
+    /// of lithium (or --volume-per-atom); the box then relaxes along the stress (--npt-* flags).
+    #[arg(long)]
     pressure: Option<f64>,
+    /// Box update every this many steps (NPT).
+    #[arg(long, default_value_t = 10)]
+    npt_every: u64,
+    /// First step with a box update (NPT).
+    #[arg(long, default_value_t = 50)]
+    npt_begin: u64,
+    /// Box step size in Å per GPa of stress excess (NPT; the reference's relax_lr).
+    #[arg(long, default_value_t = 0.1)]
+    npt_lr: f64,
+    /// Decay of the box step size per update, and its floor (NPT).
+    #[arg(long, default_value_t = 0.97)]
+    npt_decay: f64,
+    #[arg(long, default_value_t = 0.02)]
+    npt_min_lr: f64,
+    /// Steps whose stresses are averaged for a box update (NPT).
+    #[arg(long, default_value_t = 10)]
+    npt_recent: usize,
     /// Temperature in K (> 0).
     #[arg(long, default_value_t = 50.0)]
     temperature: f64,
@@ -183,11 +201,17 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if cli.flow != FlowArg::Realnvp {
         warn_ignored(&["--couplings", "--hidden"], "without --flow realnvp");
     }
-    let volume = match cli.pressure {
-        Some(p) if !(p.is_finite() && (0.0..=100.0).contains(&p)) => return Err(invalid("--pressure", p, "0..=100 GPa (the range of the reference's fit V(P))")),
-        Some(p) => estimated_volume_from_pressure(p),
-        None => cli.volume_per_atom.unwrap_or(cli.structure.default_volume()),
+    let volume = match (cli.pressure, cli.volume_per_atom) {
+        (Some(p), _) if !(p.is_finite() && (0.0..=100.0).contains(&p)) => return Err(invalid("--pressure", p, "0..=100 GPa (the range of the reference's fit V(P))")),
+        (_, Some(v)) => v,
+        (Some(p), None) => estimated_volume_from_pressure(p),
+        (None, None) => cli.structure.default_volume(),
     };
+    if cli.pressure.is_none() {
+        warn_ignored(&["--npt-every", "--npt-begin", "--npt-lr", "--npt-decay", "--npt-min-lr", "--npt-recent"], "without --pressure");
+    } else if cli.npt_every == 0 || cli.npt_recent == 0 || !(cli.npt_lr >= 0.0 && cli.npt_min_lr >= 0.0 && cli.npt_decay > 0.0) {
+        return Err(invalid("--npt-every/--npt-recent/--npt-lr/--npt-decay/--npt-min-lr", format!("{}/{}/{}/{}/{}", cli.npt_every, cli.npt_recent, cli.npt_lr, cli.npt_decay, cli.npt_min_lr), "every and recent >= 1, rates >= 0, decay > 0"));
+    }
     if !(volume > 1.0 && volume < 200.0) {
         return Err(invalid("--volume-per-atom", volume, "1..200 Å³ per atom"));
     }
@@ -230,27 +254,23 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let d = Dyn(h.modes.modes());
     let mut rng = SeedStream::new(cli.run.seed).named("flow");
     match cli.flow {
-        FlowArg::Identity => train(cli, &h, IdentityFlow::new(d), hessian_seconds),
-        FlowArg::Scale => train(cli, &h, DiagonalAffine::new(d), hessian_seconds),
+        FlowArg::Identity => train(cli, &h, dp, IdentityFlow::new(d), hessian_seconds),
+        FlowArg::Scale => train(cli, &h, dp, DiagonalAffine::new(d), hessian_seconds),
         FlowArg::Realnvp => {
             let nvp = cli.net.real_nvp(d, MaskScheme::EvenOdd, &mut rng)?;
-            train(cli, &h, Chain::new(DiagonalAffine::new(d), nvp), hessian_seconds)
+            train(cli, &h, dp, Chain::new(DiagonalAffine::new(d), nvp), hessian_seconds)
         }
     }
 }
 
-fn train<B: Bijector<Dyn>>(cli: &Cli, h: &CrystalModes, flow: B, hessian_seconds: f64) -> Result<(), RunError> {
+fn train<B: Bijector<Dyn> + Clone + Send + Sync>(cli: &Cli, h: &CrystalModes, dp: Arc<DeepPot>, flow: B, hessian_seconds: f64) -> Result<(), RunError> {
     let n = h.num_atoms() as f64;
     let omega = h.omega();
     let t = cli.temperature;
-    let mut states = QuantumNct::new(flow, Vector::from_fn(Dyn(omega.len()), |k| omega[k]), h.masses(), cli.levels - 1).with_laplacian(match cli.laplacian {
+    let laplacian = match cli.laplacian {
         LaplacianArg::Jet => LaplacianMethod::Jet,
         LaplacianArg::Hutchinson => LaplacianMethod::Hutchinson { probes: cli.probes },
-    });
-    // The hole guard, relative to the lattice energy (V is ~ -7e5 K for 16 atoms).
-    states.v_floor = h.modes.v0 - 10.0 * omega.iter().sum::<f64>();
-    let occupation = ProductOccupation::new(1.0 / t, &omega, cli.levels);
-    let model = ThermalNct::new(states, occupation, Some(omega.clone())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+    };
     let dir = RunDir::open_with_control(&cli.run, cli, EVAL_FLAGS)?;
     let name = format!("crystal/{}{}/{}", cli.structure.file(), cli.supercell, match cli.flow {
         FlowArg::Identity => "identity",
@@ -258,18 +278,55 @@ fn train<B: Bijector<Dyn>>(cli: &Cli, h: &CrystalModes, flow: B, hessian_seconds
         FlowArg::Realnvp => "scale+realnvp",
     });
     let (fh_full, fh_trunc) = h.modes.harmonic_free_energy(t, cli.levels);
-    let v0 = h.modes.v0;
     println!("{} atoms, {} modes, {:.6} Å³/atom (L = {:.6} Å), V0 = {:.6} meV/atom, harmonic F_h + V0 = {:.6} meV/atom ({} levels; {:.6} untruncated); Hessian {:.2} s",
-        n, omega.len(), h.volume() / n, h.modes.lattice.lengths[0], v0 / n * K_TO_MEV, (v0 + fh_trunc) / n * K_TO_MEV, cli.levels, (v0 + fh_full) / n * K_TO_MEV, hessian_seconds);
-    let trained = Driver::new(&name, nct::driver::Thermal::new(&model, h, cli.run.batch)).group_rate("occupation", cli.occupation_lr_factor).run_in(&cli.run, dir)?;
+        n, omega.len(), h.volume() / n, h.modes.lattice.lengths[0], h.modes.v0 / n * K_TO_MEV, (h.modes.v0 + fh_trunc) / n * K_TO_MEV, cli.levels, (h.modes.v0 + fh_full) / n * K_TO_MEV, hessian_seconds);
+    match cli.pressure {
+        None => {
+            let model = thermal_model(h, flow, t, cli.levels, laplacian).map_err(|e| invalid("--levels", cli.levels, &e))?;
+            let trained = Driver::new(&name, nct::driver::Thermal::new(&model, h, cli.run.batch)).group_rate("occupation", cli.occupation_lr_factor).run_in(&cli.run, dir)?;
+            report(cli, &trained, &model, h, Map::new())
+        }
+        Some(p) => {
+            if cli.model == ModelArg::Harmonic {
+                return Err(invalid("--pressure", p, "a DeepPot model (--model dp4|dp0): the harmonic expansion has no volume dependence"));
+            }
+            let settings = NptSettings { pressure: p, begin: cli.npt_begin, every: cli.npt_every, lr: cli.npt_lr, decay: cli.npt_decay, min_lr: cli.npt_min_lr, recent: cli.npt_recent, cubic: cli.poscar.is_none() };
+            let log = dir.as_ref().map(|d| d.path().join("box.jsonl"));
+            let resumed = dir.as_ref().is_some_and(|d| d.is_resumed());
+            let npt = NptThermal::new(flow, cli.levels, t, laplacian, dp, h.modes.lattice.clone(), h.modes.effective_mass, settings, cli.run.batch, log, resumed).map_err(RunError::Input)?;
+            let trained = Driver::new(&name, npt).group_rate("occupation", cli.occupation_lr_factor).run_in(&cli.run, dir)?;
+            let (lengths, hf, model) = trained.objective.current();
+            let traj = trained.objective.trajectory();
+            let mut extra = Map::new();
+            extra.insert("npt".into(), json!({
+                "pressure_target_GPa": p,
+                "settings": settings,
+                "volume_per_atom_start_A3": h.volume() / n,
+                "volume_per_atom_A3": lengths.iter().product::<f64>() / n,
+                "box_lengths_A": lengths,
+                "box_every_update": traj.iter().enumerate().filter(|(k, l)| *k == 0 || **l != traj[k - 1]).map(|(k, l)| json!({"step": k, "box_A": l})).collect::<Vec<_>>(),
+            }));
+            println!("NPT at {p} GPa: box {:.6} -> {:.6} Å ({:.6} -> {:.6} Å³/atom)", h.modes.lattice.lengths[0], lengths[0], h.volume() / n, lengths.iter().product::<f64>() / n);
+            report(cli, &trained, &model, &hf, extra)
+        }
+    }
+}
+
+/// Final estimates on the trained model over the crystal `h` (the last box of an NPT run), the
+/// summary and the plots.
+fn report<B: Bijector<Dyn>, Obj: Objective>(cli: &Cli, trained: &Trained<Obj>, model: &ThermalNct<B, ProductOccupation, Dyn>, h: &CrystalModes, mut summary: Map<String, Value>) -> Result<(), RunError> {
+    let n = h.num_atoms() as f64;
+    let omega = h.omega();
+    let t = cli.temperature;
+    let (fh_full, fh_trunc) = h.modes.harmonic_free_energy(t, cli.levels);
+    let v0 = h.modes.v0;
     let t_eval = Instant::now();
-    let est = estimate(&model, h, &trained.theta, cli.run.eval_samples, cli.run.seed).map_err(|e| RunError::NoEstimate { what: "free energy".into(), why: e.0 })?;
+    let est = estimate(model, h, &trained.theta, cli.run.eval_samples, cli.run.seed).map_err(|e| RunError::NoEstimate { what: "free energy".into(), why: e.0 })?;
     let eval_seconds = t_eval.elapsed().as_secs_f64();
     let per_atom = |x: (f64, f64)| (x.0 / n * K_TO_MEV, x.1 / n * K_TO_MEV);
     let (f, e, k, v) = (per_atom(est.f), per_atom(est.e), per_atom(est.k), per_atom(est.v));
     let s = est.s / n;
     let f_h = (v0 + fh_trunc) / n * K_TO_MEV;
-    let mut summary = Map::new();
     summary.insert("units".into(), json!("meV/atom (F, E, K, V, G; F, E and V include V0/N), k_B/atom (S), GPa (P, stress), meV (phonon energies)"));
     summary.insert("structure".into(), json!(cli.structure.file()));
     summary.insert("num_atoms".into(), json!(h.num_atoms()));
@@ -305,7 +362,7 @@ fn train<B: Bijector<Dyn>>(cli: &Cli, h: &CrystalModes, flow: B, hessian_seconds
     println!("== {} {}x{}x{} at {t} K: F = {:.4} ± {:.4}, E = {:.4} ± {:.4}, K = {:.4} ± {:.4}, V = {:.4} ± {:.4} meV/atom, S = {s:.5} k_B/atom{pressure_text}; F - F_h = {:.4} meV/atom",
         cli.structure.file(), cli.supercell, cli.supercell, cli.supercell, f.0, f.1, e.0, e.1, k.0, k.1, v.0, v.1, f.0 - f_h);
     if cli.phonon_samples > 0 {
-        let (anh, errs) = phonons(&model, h, &trained.theta, cli.phonon_samples, cli.run.seed);
+        let (anh, errs) = phonons(model, h, &trained.theta, cli.phonon_samples, cli.run.seed);
         summary.insert("phonon_anharmonic_meV".into(), json!(anh));
         summary.insert("phonon_anharmonic_meV_err".into(), json!(errs));
         if let Some(dir) = &trained.dir {

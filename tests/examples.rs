@@ -196,3 +196,31 @@ fn crystal_harmonic_limit_resume_and_bad_input() {
     let e = fails("crystal", &["--weights", bad.to_str().unwrap(), "--steps", "1", "--quiet"], dir.path());
     assert!(e.contains("bad.vasp") && e.contains("safetensors"), "{e}");
 }
+
+#[test]
+fn crystal_constant_pressure_relaxes_the_box_and_resumes_bitwise() {
+    let dir = tempfile::tempdir().unwrap();
+    // bcc 2x2x2 started at the reference's V(P = 0) fit, where dp4 gives about 0.37 GPa: the box
+    // must grow, and the pressure fall towards the target.
+    let flags = ["--pressure", "0", "--couplings", "2", "--hidden", "8", "--steps", "24", "--batch", "16", "--eval-samples", "128", "--npt-begin", "4", "--npt-every", "4", "--npt-recent", "4", "--quiet"];
+    let full = run("crystal", &[&flags[..], &["--out", "full"]].concat(), dir.path());
+    let npt = &full["npt"];
+    let start = npt["volume_per_atom_start_A3"].as_f64().unwrap();
+    let end = npt["volume_per_atom_A3"].as_f64().unwrap();
+    let log: Vec<Value> = std::fs::read_to_string(dir.path().join("full/box.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(log.len(), 24);
+    let p0 = log[0]["pressure_GPa"].as_f64().unwrap();
+    let p1 = log[23]["pressure_GPa"].as_f64().unwrap();
+    assert!(p0 > 0.2 && end > start * 1.005 && p1 < p0 - 0.1, "V {start} -> {end}, P {p0} -> {p1}");
+    assert_eq!(npt["box_every_update"].as_array().unwrap().len(), 6, "{}", npt["box_every_update"]);
+    // Stopped after 10 steps (between two box updates) and resumed: the same boxes and results.
+    let out = Command::new(example("crystal")).args([&flags[..], &["--out", "part", "--stop-at", "10"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed = run("crystal", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
+    for key in ["F", "F_err", "E", "S", "P_GPa", "G", "npt", "final_loss"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    // The harmonic expansion has no volume dependence: refused.
+    let e = fails("crystal", &["--pressure", "1", "--model", "harmonic", "--steps", "1", "--quiet"], dir.path());
+    assert!(e.contains("--pressure"), "{e}");
+}

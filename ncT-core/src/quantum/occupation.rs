@@ -324,6 +324,12 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
     /// $\mathbb E[(f - \bar f)\nabla\ln p_n]$ with $f = k_BT\ln p_n + E_{loc}$ (baselines = batch means,
     /// local energies clipped at 5 mean absolute deviations for the gradient).
     pub fn step<H: Separable<D>>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> ThermalStep {
+        self.step_with_walkers(theta, h, batch, engine, stream, step).0
+    }
+
+    /// [`ThermalNct::step`], also returning the accepted walkers (for further estimators of the
+    /// same samples, e.g. a pressure).
+    pub fn step_with_walkers<H: Separable<D>>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> (ThermalStep, Vec<super::Walker<D>>) {
         let (tf, to) = self.split(theta);
         let nf = tf.len();
         let kt = self.temperature();
@@ -359,7 +365,8 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
         let grad = BatchEngine::reduce(parts, theta.len(), ok.len()).grad;
         let rejected = batch - ok.len();
         let f = if super::too_many_rejected(rejected, batch) { f64::NAN } else { f };
-        ThermalStep { f, f_err, e, e_err, k, k_err, v, v_err, s, grad, rejected }
+        let walkers = draws.into_iter().filter(|d| !d.2.rejected).map(|d| d.2).collect();
+        (ThermalStep { f, f_err, e, e_err, k, k_err, v, v_err, s, grad, rejected }, walkers)
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod deeppot;
 pub mod modes;
+pub mod npt;
 pub mod phonons;
 pub mod structure;
 pub mod thermal;
