@@ -95,7 +95,7 @@ impl Dense {
 
     /// Forward pass: returns $(y, a)$ with $a = \tanh(xW + b)$ kept for the reverse pass.
     fn forward<D: Scalar>(&self, x: &[D], rows: usize) -> (Vec<D>, Vec<D>) {
-        let a: Vec<D> = self.affine(x, rows).into_iter().map(|z| z.tanh()).collect();
+        let a: Vec<D> = self.affine(x, rows).into_iter().map(tanh).collect();
         let mut y = match &self.idt {
             Some(t) => a.iter().enumerate().map(|(k, &v)| v * t[k % self.dout]).collect(),
             None => a.clone(),
@@ -127,6 +127,22 @@ impl Dense {
             }
         }
         xbar
+    }
+}
+
+/// $\tanh$ that stays finite on dual numbers far in the tails (num-dual's tanh overflows there):
+/// beyond $|z| = 20$, $\operatorname{sign}(z)(1 - u)/(1 + u)$ with $u = e^{-2|z|}$. For `f64` both
+/// branches round to the same value there.
+fn tanh<D: Scalar>(z: D) -> D {
+    let r = z.re();
+    if r.abs() < 20.0 {
+        z.tanh()
+    } else if r > 0.0 {
+        let u = (z * -2.0).exp();
+        (-u + 1.0) / (u + 1.0)
+    } else {
+        let u = (z * 2.0).exp();
+        (u - 1.0) / (u + 1.0)
     }
 }
 
@@ -216,7 +232,7 @@ impl EmbeddingNet {
         let mut h = x.to_vec();
         let mut dh = vec![D::one(); rows];
         for l in &self.layers {
-            let a: Vec<D> = l.affine(&h, rows).into_iter().map(|z| z.tanh()).collect();
+            let a: Vec<D> = l.affine(&h, rows).into_iter().map(tanh).collect();
             let mut dz = vec![D::zero(); rows * l.dout];
             matmul_acc(&dh, rows, l.din, &l.w, l.dout, &mut dz);
             let mut y = a.clone();
@@ -766,5 +782,81 @@ impl DeepPot {
         }
         let sym = (&h + h.transpose()) * 0.5;
         (base.energy, grad, sym)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use num_dual::Dual64;
+
+    fn model() -> DeepPot {
+        DeepPot::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lithium/dp4.safetensors")).unwrap()
+    }
+
+    /// A compressed random cell (both descriptors active, images beyond the nearest).
+    fn config() -> (Vec<[f64; 3]>, [f64; 3]) {
+        let l = [5.1, 4.9, 5.3];
+        let pos = (0..12).map(|i| std::array::from_fn(|a| ((i * 7 + a * 3) % 12) as f64 / 12.0 * l[a] + 0.21 * ((i * 5 + a) as f64).sin())).collect();
+        (pos, l)
+    }
+
+    #[test]
+    fn reverse_pass_forces_equal_forward_mode_derivatives() {
+        let dp = model();
+        let (pos, l) = config();
+        let images = dp.images(l).unwrap();
+        let out = dp.energy_forces_virial(&images, &pos, l);
+        for (i, a) in [(0, 0), (3, 1), (7, 2), (11, 0)] {
+            let seeded: Vec<[Dual64; 3]> = pos.iter().enumerate().map(|(j, r)| std::array::from_fn(|b| Dual64::new(r[b], if (j, b) == (i, a) { 1.0 } else { 0.0 }))).collect();
+            let e = dp.energy(&images, &seeded, l.map(Dual64::from_re));
+            assert!((e.re - out.energy).abs() < 1e-12 * out.energy.abs(), "{} vs {}", e.re, out.energy);
+            assert!((-e.eps - out.forces[i][a]).abs() < 1e-11, "F[{i}][{a}] = {} vs {}", out.forces[i][a], -e.eps);
+        }
+        // The diagonal virial is minus the derivative under a uniaxial strain of positions and box.
+        for a in 0..3 {
+            let s = |r: f64, k: usize| if k == a { Dual64::new(r, r) } else { Dual64::from_re(r) };
+            let seeded: Vec<[Dual64; 3]> = pos.iter().map(|r| std::array::from_fn(|k| s(r[k], k))).collect();
+            let e = dp.energy(&images, &seeded, std::array::from_fn(|k| s(l[k], k)));
+            assert!((-e.eps - out.virial[a][a]).abs() < 1e-10, "W[{a}][{a}] = {} vs {}", out.virial[a][a], -e.eps);
+        }
+        // Momentum conservation and a symmetric virial.
+        for a in 0..3 {
+            assert!(out.forces.iter().map(|f| f[a]).sum::<f64>().abs() < 1e-12);
+            for b in 0..3 {
+                assert!((out.virial[a][b] - out.virial[b][a]).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn switch_and_layer_rules() {
+        let dp = model();
+        let env = &dp.two;
+        for r in [0.5, 2.0, 4.5, 5.99] {
+            let (s, ds) = env.switch(Dual64::new(r, 1.0));
+            let (_, d): (f64, f64) = env.switch(r);
+            assert!((s.eps - d).abs() < 1e-14 && (ds.re - d).abs() < 1e-14);
+        }
+        // s = 1 at 0, 0 at the cutoff with zero slope.
+        let (s0, _) = env.switch(1e-12f64);
+        let (sc, dc): (f64, f64) = env.switch(env.rcut - 1e-12);
+        assert!((s0 - 1.0).abs() < 1e-12 && sc.abs() < 1e-12 && dc.abs() < 1e-10);
+        let skips: Vec<Skip> = dp.embed2.layers.iter().map(|l| l.skip).collect();
+        assert_eq!(skips, [Skip::None, Skip::Concat, Skip::Concat]);
+        let fit: Vec<Skip> = dp.fit.iter().map(|l| l.skip).collect();
+        assert_eq!(fit, [Skip::None, Skip::Identity, Skip::Identity]);
+        assert!(dp.fit[0].idt.is_none() && dp.fit[1].idt.is_some() && dp.fit[2].idt.is_some());
+        assert_eq!(dp.fit_final.skip, Skip::None);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let e = DeepPot::from_bytes(b"not a model", "x.safetensors").unwrap_err().to_string();
+        assert!(e.contains("x.safetensors") && e.contains("safetensors"), "{e}");
+        let e = DeepPot::load("/nonexistent/dp.safetensors").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/dp.safetensors"), "{e}");
+        let e = model().images([0.0, 1.0, 1.0]).unwrap_err().to_string();
+        assert!(e.contains("box lengths"), "{e}");
     }
 }
