@@ -421,9 +421,11 @@ impl DeepPot {
         if (0..three.sel).any(|k| (1..4).any(|c| three.mean[4 * k + c] != 0.0)) {
             return Err(err("params.em3_avgstd.0: se_e3 slot means of the vector columns are not zero; this implementation needs them zero (as DeePMD-kit's set_davg_zero for those columns)".into()));
         }
-        let net = |prefix: &str, skips: bool| -> Result<Vec<Dense>, DeepPotError> {
+        // Layers `params.{prefix}.{k}.{0,1}` from input width `din0`; the fitting net's layers after
+        // the first carry the resnet "timestep" scales `params.fit_idt.{k-1}`.
+        let net = |prefix: &str, din0: usize| -> Result<Vec<Dense>, DeepPotError> {
             let mut layers = Vec::new();
-            let mut din = 1;
+            let mut din = din0;
             for k in 0.. {
                 let wname = format!("params.{prefix}.{k}.0");
                 if t.st.tensor(&wname).is_err() {
@@ -434,7 +436,9 @@ impl DeepPot {
                     return Err(err(format!("tensor `{wname}` has shape {dims:?}, expected [{din}, width]")));
                 }
                 let dout = dims[1];
-                layers.push(Dense::new(din, dout, t.get(&wname, &[din, dout])?, t.get(&format!("params.{prefix}.{k}.1"), &[dout])?, None, skips));
+                let idt_name = format!("params.{prefix}_idt.{}", k.max(1) - 1);
+                let idt = if k > 0 && t.st.tensor(&idt_name).is_ok() { Some(t.get(&idt_name, &[dout])?) } else { None };
+                layers.push(Dense::new(din, dout, t.get(&wname, &[din, dout])?, t.get(&format!("params.{prefix}.{k}.1"), &[dout])?, idt, true));
                 din = dout;
             }
             if layers.is_empty() {
@@ -442,8 +446,8 @@ impl DeepPot {
             }
             Ok(layers)
         };
-        let embed2 = EmbeddingNet { layers: net("se_e2_a", true)? };
-        let embed3 = EmbeddingNet { layers: net("se_e3", true)? };
+        let embed2 = EmbeddingNet { layers: net("se_e2_a", 1)? };
+        let embed3 = EmbeddingNet { layers: net("se_e3", 1)? };
         let axis = count("metadata.se_e2_a.axis_neuron")?;
         let m = embed2.width();
         if axis > m {
@@ -453,27 +457,8 @@ impl DeepPot {
         if ng != embed3.width() {
             return Err(err(format!("metadata.se_e3.ng = {ng} but the se_e3 net is {} wide", embed3.width())));
         }
-        let input = m * axis + ng;
-        let mut fit = Vec::new();
-        let mut din = input;
-        for k in 0.. {
-            let wname = format!("params.fit.{k}.0");
-            if t.st.tensor(&wname).is_err() {
-                break;
-            }
-            let dims = t.dims(&wname)?;
-            if dims.len() != 2 || dims[0] != din {
-                return Err(err(format!("tensor `{wname}` has shape {dims:?}, expected [{din}, width]")));
-            }
-            let dout = dims[1];
-            // Layers after the first carry the resnet "timestep" scales params.fit_idt.{k-1}.
-            let idt = if k > 0 && t.st.tensor(&format!("params.fit_idt.{}", k - 1)).is_ok() { Some(t.get(&format!("params.fit_idt.{}", k - 1), &[dout])?) } else { None };
-            fit.push(Dense::new(din, dout, t.get(&wname, &[din, dout])?, t.get(&format!("params.fit.{k}.1"), &[dout])?, idt, true));
-            din = dout;
-        }
-        if fit.is_empty() {
-            return Err(err("no fitting layers `params.fit.0.0`".into()));
-        }
+        let fit = net("fit", m * axis + ng)?;
+        let din = fit.last().map_or(m * axis + ng, |l| l.dout);
         let fit_final = Dense::new(din, 1, t.get("params.fit_final.0", &[din, 1])?, t.get("params.fit_final.1", &[1])?, None, false);
         let name = meta.get("model").cloned().unwrap_or_else(|| path.to_string());
         let mut dp = DeepPot { name, two, three, axis, embed2, embed3, fit, fit_final, t_pad: Vec::new() };
