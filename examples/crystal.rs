@@ -17,7 +17,7 @@ use clap::{Parser, ValueEnum};
 use nct::driver::{Driver, Objective, ThermalEstimate, Trained};
 use nct::models::solid::structure::{UnitCell, estimated_volume_from_pressure};
 use nct::models::solid::thermal::estimate;
-use nct::models::solid::npt::{NptSettings, NptThermal, thermal_model};
+use nct::models::solid::npt::{NptSettings, NptThermal, crystal_states, thermal_model};
 use nct::models::solid::{CrystalModes, CrystalPotential, DeepPot, HarmonicModes, Isotope, K_PER_A3_TO_GPA, K_TO_MEV, Supercell};
 use nct::quantum::occupation::{OccupationModel, ThermalNct};
 use nct::run::plot::level_plot;
@@ -89,6 +89,14 @@ enum IsotopeArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum OccupationArg {
+    /// Independent categorical occupations per mode (PSA, the reference's probability table).
+    Psa,
+    /// Autoregressive occupations over the modes (VAN; NVT only).
+    Van,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
 enum LaplacianArg {
     Jet,
     Hutchinson,
@@ -147,6 +155,11 @@ struct Cli {
     levels: usize,
     #[arg(long, value_enum, default_value_t = FlowArg::Realnvp)]
     flow: FlowArg,
+    #[arg(long, value_enum, default_value_t = OccupationArg::Psa)]
+    occupation: OccupationArg,
+    /// Hidden tanh width of each VAN conditional (0: one-layer VAN).
+    #[arg(long, default_value_t = 0)]
+    van_hidden: usize,
     /// Laplacian of the local energy: exact (jet) or Hutchinson with --probes Rademacher vectors.
     #[arg(long, value_enum, default_value_t = LaplacianArg::Jet)]
     laplacian: LaplacianArg,
@@ -281,6 +294,13 @@ fn train<B: Bijector<Dyn> + Clone + Send + Sync>(cli: &Cli, h: &CrystalModes, dp
     println!("{} atoms, {} modes, {:.6} Å³/atom (L = {:.6} Å), V0 = {:.6} meV/atom, harmonic F_h + V0 = {:.6} meV/atom ({} levels; {:.6} untruncated); Hessian {:.2} s",
         n, omega.len(), h.volume() / n, h.modes.lattice.lengths[0], h.modes.v0 / n * K_TO_MEV, (h.modes.v0 + fh_trunc) / n * K_TO_MEV, cli.levels, (h.modes.v0 + fh_full) / n * K_TO_MEV, hessian_seconds);
     match cli.pressure {
+        None if cli.occupation == OccupationArg::Van => {
+            let omega = h.omega();
+            let occupation = AutoregressiveOccupation::new(1.0 / t, &omega, cli.levels).with_hidden(cli.van_hidden);
+            let model = ThermalNct::new(crystal_states(h, flow, cli.levels, laplacian), occupation, Some(omega.clone())).map_err(|e| invalid("--levels", cli.levels, &e.to_string()))?;
+            let trained = Driver::new(&name, nct::driver::Thermal::new(&model, h, cli.run.batch)).group_rate("occupation", cli.occupation_lr_factor).run_in(&cli.run, dir)?;
+            report(cli, &trained, &model, h, Map::new())
+        }
         None => {
             let model = thermal_model(h, flow, t, cli.levels, laplacian).map_err(|e| invalid("--levels", cli.levels, &e))?;
             let trained = Driver::new(&name, nct::driver::Thermal::new(&model, h, cli.run.batch)).group_rate("occupation", cli.occupation_lr_factor).run_in(&cli.run, dir)?;
@@ -289,6 +309,9 @@ fn train<B: Bijector<Dyn> + Clone + Send + Sync>(cli: &Cli, h: &CrystalModes, dp
         Some(p) => {
             if cli.model == ModelArg::Harmonic {
                 return Err(invalid("--pressure", p, "a DeepPot model (--model dp4|dp0): the harmonic expansion has no volume dependence"));
+            }
+            if cli.occupation == OccupationArg::Van {
+                return Err(invalid("--occupation", "van", "psa at constant pressure (the box updates rebuild PSA occupations at the new harmonic frequencies)"));
             }
             let settings = NptSettings { pressure: p, begin: cli.npt_begin, every: cli.npt_every, lr: cli.npt_lr, decay: cli.npt_decay, min_lr: cli.npt_min_lr, recent: cli.npt_recent, cubic: cli.poscar.is_none() };
             let log = dir.as_ref().map(|d| d.path().join("box.jsonl"));
@@ -314,7 +337,7 @@ fn train<B: Bijector<Dyn> + Clone + Send + Sync>(cli: &Cli, h: &CrystalModes, dp
 
 /// Final estimates on the trained model over the crystal `h` (the last box of an NPT run), the
 /// summary and the plots.
-fn report<B: Bijector<Dyn>, Obj: Objective>(cli: &Cli, trained: &Trained<Obj>, model: &ThermalNct<B, ProductOccupation, Dyn>, h: &CrystalModes, mut summary: Map<String, Value>) -> Result<(), RunError> {
+fn report<B: Bijector<Dyn>, O: OccupationModel, Obj: Objective>(cli: &Cli, trained: &Trained<Obj>, model: &ThermalNct<B, O, Dyn>, h: &CrystalModes, mut summary: Map<String, Value>) -> Result<(), RunError> {
     let n = h.num_atoms() as f64;
     let omega = h.omega();
     let t = cli.temperature;

@@ -165,6 +165,9 @@ fn crystal_harmonic_limit_resume_and_bad_input() {
     assert!((fh - (-3647.322967414108)).abs() < 1e-6, "F_h + V0 of phonons.json: {fh}");
     assert_eq!(s["num_modes"], 45);
     assert!(s.get("P_GPa").is_none(), "the harmonic expansion has no pressure");
+    // The autoregressive occupations start at the same Boltzmann law.
+    let van = run("crystal", &["--model", "harmonic", "--flow", "identity", "--occupation", "van", "--steps", "2", "--lr", "1e-9", "--batch", "32", "--eval-samples", "256", "--quiet", "--out", "van"], dir.path());
+    assert!((van["F"].as_f64().unwrap() - fh).abs() < 1e-5, "VAN F = {} vs F_h = {fh}", van["F"]);
     // dp4 with a small flow: a run stopped after 3 of 6 steps resumes to the same result.
     let flags = ["--couplings", "2", "--hidden", "8", "--steps", "6", "--batch", "16", "--eval-samples", "64", "--quiet"];
     let full = run("crystal", &[&flags[..], &["--out", "full"]].concat(), dir.path());
@@ -223,4 +226,6 @@ fn crystal_constant_pressure_relaxes_the_box_and_resumes_bitwise() {
     // The harmonic expansion has no volume dependence: refused.
     let e = fails("crystal", &["--pressure", "1", "--model", "harmonic", "--steps", "1", "--quiet"], dir.path());
     assert!(e.contains("--pressure"), "{e}");
+    let e = fails("crystal", &["--pressure", "1", "--occupation", "van", "--steps", "1", "--quiet"], dir.path());
+    assert!(e.contains("--occupation"), "{e}");
 }

@@ -79,13 +79,20 @@ pub struct NptThermal<B> {
     engine: BatchEngine,
 }
 
-/// The thermal model of the flow `flow` over the modes of `h`: basis and occupations at the
-/// harmonic frequencies, hole guard relative to the lattice energy.
-pub fn thermal_model<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, temperature: f64, levels: usize, laplacian: LaplacianMethod) -> Result<CrystalThermal<B>, String> {
+/// The states of the flow `flow` over the modes of `h`: Hermite basis at the harmonic frequencies,
+/// sampler tables for `levels` levels, hole guard relative to the lattice energy.
+pub fn crystal_states<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, levels: usize, laplacian: LaplacianMethod) -> QuantumNct<B, Dyn> {
     let omega = h.omega();
     let mut states = QuantumNct::new(flow, Vector::from_fn(Dyn(omega.len()), |k| omega[k]), h.masses(), levels.max(1) - 1).with_laplacian(laplacian);
     states.v_floor = h.modes.v0 - 10.0 * omega.iter().sum::<f64>();
-    ThermalNct::new(states, ProductOccupation::new(1.0 / temperature, &omega, levels), Some(omega.clone())).map_err(|e| e.to_string())
+    states
+}
+
+/// The thermal model of the flow `flow` over the modes of `h` with PSA occupations at the harmonic
+/// Boltzmann law.
+pub fn thermal_model<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, temperature: f64, levels: usize, laplacian: LaplacianMethod) -> Result<CrystalThermal<B>, String> {
+    let omega = h.omega();
+    ThermalNct::new(crystal_states(h, flow, levels, laplacian), ProductOccupation::new(1.0 / temperature, &omega, levels), Some(omega.clone())).map_err(|e| e.to_string())
 }
 
 impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
