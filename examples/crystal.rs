@@ -256,6 +256,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let t0 = Instant::now();
     let modes = HarmonicModes::new(&dp, &images, &lattice, m_eff).map_err(|e| RunError::Input(format!("{} at {volume} Å³/atom: {e}", poscar.display())))?;
     let hessian_seconds = t0.elapsed().as_secs_f64();
+    if modes.negative > 0 && cli.model == ModelArg::Harmonic {
+        return Err(invalid("--model", "harmonic", &format!("a lattice without imaginary modes: the expansion at {volume} Å³/atom has {} negative eigenvalues, so it is unbounded below", modes.negative)));
+    }
     if modes.negative > 0 {
         eprintln!("warning: {} imaginary harmonic modes (negative eigenvalues, taken as |λ| like the reference): the lattice is not a minimum of {}", modes.negative, dp.name);
     }
