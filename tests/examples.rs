@@ -191,6 +191,7 @@ fn crystal_harmonic_limit_resume_and_bad_input() {
         (vec!["--weights", missing.to_str().unwrap()], missing.display().to_string()),
         (vec!["--poscar", bad.to_str().unwrap()], "line 3".to_string()),
         (vec!["--laplacian", "hutchinson", "--probes", "0"], "--probes".to_string()),
+        (vec!["--model", "harmonic", "--volume-per-atom", "20.160765"], "imaginary".to_string()),
     ] {
         let e = fails("crystal", &[&args[..], &["--steps", "1", "--quiet"]].concat(), dir.path());
         assert!(e.contains(&needle) && !e.contains("panicked"), "{args:?}: {e}");
