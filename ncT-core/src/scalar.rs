@@ -6,7 +6,7 @@
 
 use num_dual::DualNum;
 
-/// Any num-dual number over `f64` that can cross threads (`'static, so that a kernel may take a
+/// Any num-dual number over `f64` that can cross threads (`'static`, so that a kernel may take a
 /// faster path for plain `f64`, as the DeepPot-SE products do).
 pub trait Scalar: DualNum<Primitive = f64> + Copy + Send + Sync + 'static {}
 impl<T: DualNum<Primitive = f64> + Copy + Send + Sync + 'static> Scalar for T {}
