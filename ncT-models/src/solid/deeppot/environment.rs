@@ -70,19 +70,6 @@ pub struct PeriodicImages {
     pub(super) in_three: Vec<bool>,
 }
 
-impl PeriodicImages {
-    pub fn len(&self) -> usize {
-        self.triples.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.triples.is_empty()
-    }
-    /// The triples of the two-body descriptor's set (the reference's order).
-    pub fn two_body(&self) -> Vec<[i32; 3]> {
-        self.triples.iter().zip(&self.in_two).filter(|(_, k)| **k).map(|(t, _)| *t).collect()
-    }
-}
-
 pub(super) fn image_counts(rcut: f64, lengths: [f64; 3]) -> [i32; 3] {
     std::array::from_fn(|k| ((rcut + 1e-5) / lengths[k]).ceil() as i32)
 }

@@ -67,11 +67,6 @@ pub struct DeepPot {
 }
 
 impl DeepPot {
-    /// Two-body cutoff (Å).
-    pub fn rcut(&self) -> f64 {
-        self.two.rcut.max(self.three.rcut)
-    }
-
     /// The image set of a box of lengths `lengths` (fixed for later evaluations, as in the
     /// reference, where images are chosen at model construction).
     pub fn images(&self, lengths: [f64; 3]) -> Result<PeriodicImages, DeepPotError> {
@@ -220,10 +215,11 @@ impl DeepPot {
 
         // Fitting net over all atoms.
         let mut h = x0;
+        // The reverse pass needs only each layer's tanh activations.
         let mut acts = Vec::with_capacity(self.fit.len());
         for l in &self.fit {
             let (y, a) = l.forward(&h, n);
-            acts.push((h, a));
+            acts.push(a);
             h = y;
         }
         let atomic = self.fit_final.affine(&h, n);
@@ -236,8 +232,7 @@ impl DeepPot {
         // Reverse pass: d E / d x0 for every atom.
         let wf = &self.fit_final.w;
         let mut hbar: Vec<D> = (0..n * self.fit_final.din).map(|k| D::from(wf[k % self.fit_final.din])).collect();
-        for (l, (x, a)) in self.fit.iter().zip(&acts).rev() {
-            let _ = x;
+        for (l, a) in self.fit.iter().zip(&acts).rev() {
             hbar = l.backward(a, &hbar, n);
         }
         let x0bar = hbar;
