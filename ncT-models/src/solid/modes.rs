@@ -5,7 +5,7 @@
 
 use super::deeppot::{DeepPot, PeriodicImages};
 use super::phonons::HarmonicModes;
-use super::{EV_TO_K, K_PER_A3_TO_GPA};
+use super::EV_TO_K;
 use nct::{Dyn, Scalar, Separable, Vector};
 use std::sync::Arc;
 
@@ -90,10 +90,15 @@ impl CrystalModes {
             CrystalPotential::Harmonic => None,
         }
     }
-    /// Pressure $P = (2K + \operatorname{tr} W)/(3V)$ in GPa from a kinetic energy `k` (K) and a
-    /// virial (K).
-    pub fn pressure_gpa(&self, k: f64, virial: &[[f64; 3]; 3]) -> f64 {
-        (2.0 * k + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * self.volume()) * K_PER_A3_TO_GPA
+    /// Virial pressure $P = (2K + \operatorname{tr} W)/(3V)$ (K/Å³) of a configuration with local
+    /// kinetic energy `k` and virial `virial` (both K), the reference's estimator.
+    pub fn pressure(&self, k: f64, virial: &[[f64; 3]; 3]) -> f64 {
+        (2.0 * k + virial[0][0] + virial[1][1] + virial[2][2]) / (3.0 * self.volume())
+    }
+    /// Diagonal stress $\sigma_a = (2K/3 + W_{aa})/V$ (K/Å³), the reference's estimator.
+    pub fn stress(&self, k: f64, virial: &[[f64; 3]; 3]) -> [f64; 3] {
+        let vol = self.volume();
+        std::array::from_fn(|a| (2.0 * k / 3.0 + virial[a][a]) / vol)
     }
 }
 

@@ -187,13 +187,13 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
         if too_many_rejected(ts.rejected, self.batch) || walkers.is_empty() {
             return Err(format!("{} of {} walkers were rejected", ts.rejected, self.batch));
         }
-        let vol = st.cell.h.volume();
         let virials = self.engine.map(walkers.len(), stream, step ^ 0x5157, |i, _| st.cell.h.mechanics(walkers[i].x.as_slice()).map(|m| m.virial));
         let mut stress = [0.0; 3];
         for (w, vir) in walkers.iter().zip(&virials) {
             let vir = vir.ok_or("the harmonic expansion has no stress")?;
+            let sigma = st.cell.h.stress(w.kinetic, &vir);
             for a in 0..3 {
-                stress[a] += (2.0 * w.kinetic / 3.0 + vir[a][a]) / vol * K_PER_A3_TO_GPA / walkers.len() as f64;
+                stress[a] += sigma[a] * K_PER_A3_TO_GPA / walkers.len() as f64;
             }
         }
         if let Some(path) = &self.log {

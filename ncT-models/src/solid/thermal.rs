@@ -36,7 +36,6 @@ pub struct EstimateError(pub String);
 pub fn estimate<B: Bijector<Dyn>, O: OccupationModel>(model: &ThermalNct<B, O, Dyn>, h: &CrystalModes, theta: &[f64], samples: usize, seed: u64) -> Result<CrystalEstimate, EstimateError> {
     let (tf, to) = model.split(theta);
     let kt = model.temperature();
-    let vol = h.volume();
     let engine = BatchEngine::new(8);
     let draws = engine.map(samples, &SeedStream::new(seed ^ 0xc125_7a15), 0, |_, rng| {
         let (n, lp) = model.occupation.sample(to, rng);
@@ -55,11 +54,8 @@ pub fn estimate<B: Bijector<Dyn>, O: OccupationModel>(model: &ThermalNct<B, O, D
     let col = |f: &dyn Fn(&&(f64, f64, f64, f64, f64, Option<[[f64; 3]; 3]>)) -> f64| mean_and_error(&ok.iter().map(f).collect::<Vec<_>>());
     let s = model.occupation.exact_entropy(to).unwrap_or_else(|| col(&|d| d.4).0);
     let (pressure, stress) = if ok.iter().all(|d| d.5.is_some()) {
-        let p = col(&|d| {
-            let w = d.5.unwrap();
-            (2.0 * d.2 + w[0][0] + w[1][1] + w[2][2]) / (3.0 * vol)
-        });
-        let st = std::array::from_fn(|a| col(&|d| (2.0 * d.2 / 3.0 + d.5.unwrap()[a][a]) / vol));
+        let p = col(&|d| h.pressure(d.2, &d.5.unwrap()));
+        let st = std::array::from_fn(|a| col(&|d| h.stress(d.2, &d.5.unwrap())[a]));
         (Some(p), Some(st))
     } else {
         (None, None)
