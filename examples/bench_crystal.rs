@@ -11,9 +11,9 @@
 use clap::Parser;
 use nct::models::solid::structure::UnitCell;
 use nct::models::solid::{CrystalModes, CrystalPotential, DeepPot, HarmonicModes, Isotope, Supercell};
-use nct::quantum::occupation::{OccupationModel, ThermalNct};
+use nct::models::solid::thermal::thermal_model;
+use nct::quantum::occupation::OccupationModel;
 use nct::*;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,7 +45,7 @@ fn main() {
     if cli.threads > 0 {
         rayon::ThreadPoolBuilder::new().num_threads(cli.threads).build_global().ok();
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ncT-models/data/lithium");
+    let root = nct::models::solid::data_dir();
     let dp = Arc::new(DeepPot::load(root.join("dp4.safetensors")).unwrap_or_else(|e| panic!("{e}")));
     let unit = UnitCell::read_poscar(root.join("structures/bcc.vasp")).unwrap_or_else(|e| panic!("{e}"));
     println!("batch {}, {} threads for the step; seconds per iteration (parts single-threaded)", cli.batch, rayon::current_num_threads());
@@ -58,13 +58,10 @@ fn main() {
         let hessian = t0.elapsed().as_secs_f64();
         let h = CrystalModes::new(modes, CrystalPotential::DeepPot { model: dp.clone(), images });
         let d = h.modes.modes();
-        let omega = h.omega();
         let mut rng = SeedStream::new(1).named("flow");
         let nvp = real_nvp(Dyn(d), 6, &[128, 128], Activation::Tanh, MaskScheme::EvenOdd, &mut rng).unwrap();
         let laplacian = if d <= cli.jet_up_to { LaplacianMethod::Jet } else { LaplacianMethod::Hutchinson { probes: 1 } };
-        let mut states = QuantumNct::new(Chain::new(DiagonalAffine::new(Dyn(d)), nvp), Vector::from_fn(Dyn(d), |k| omega[k]), h.masses(), 19).with_laplacian(laplacian);
-        states.v_floor = h.modes.v0 - 10.0 * omega.iter().sum::<f64>();
-        let model = ThermalNct::new(states, ProductOccupation::new(1.0 / 50.0, &omega, 20), Some(omega.clone())).unwrap();
+        let model = thermal_model(&h, Chain::new(DiagonalAffine::new(Dyn(d)), nvp), 50.0, 20, laplacian).unwrap_or_else(|e| panic!("{e}"));
         let mut theta = vec![0.0; model.n_params()];
         model.init_params(&mut SeedStream::new(2).named("init"), &mut theta);
         let (tf, to) = model.split(&theta);

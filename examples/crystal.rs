@@ -16,8 +16,8 @@
 use clap::{Parser, ValueEnum};
 use nct::driver::{Driver, Objective, ThermalEstimate, Trained};
 use nct::models::solid::structure::{UnitCell, estimated_volume_from_pressure};
-use nct::models::solid::thermal::estimate;
-use nct::models::solid::npt::{NptSettings, NptThermal, crystal_states, thermal_model};
+use nct::models::solid::thermal::{crystal_states, estimate, thermal_model};
+use nct::models::solid::npt::{NptSettings, NptThermal};
 use nct::models::solid::{CrystalModes, CrystalPotential, DeepPot, HarmonicModes, Isotope, K_PER_A3_TO_GPA, K_TO_MEV, Supercell};
 use nct::quantum::occupation::{OccupationModel, ThermalNct};
 use nct::run::plot::level_plot;
@@ -187,7 +187,7 @@ fn main() {
 }
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ncT-models/data/lithium").join(name)
+    nct::models::solid::data_dir().join(name)
 }
 
 fn run(cli: &Cli) -> Result<(), RunError> {

@@ -11,7 +11,7 @@ fn shared(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/lithium").join(name)
 }
 fn bundled(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ncT-models/data/lithium").join(name)
+    nct_models::solid::data_dir().join(name)
 }
 fn json(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(bundled(name)).expect("reference numbers bundled in ncT-models/data/lithium")).unwrap()
@@ -153,10 +153,7 @@ fn bcc222(harmonic: bool) -> (CrystalModes, Arc<DeepPot>) {
 }
 
 fn thermal_model<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, t: f64) -> ThermalNct<B, ProductOccupation, Dyn> {
-    let omega = h.omega();
-    let mut states = QuantumNct::new(flow, Vector::from_fn(Dyn(omega.len()), |k| omega[k]), h.masses(), 19);
-    states.v_floor = h.modes.v0 - 10.0 * omega.iter().sum::<f64>();
-    ThermalNct::new(states, ProductOccupation::new(1.0 / t, &omega, 20), Some(omega.clone())).unwrap()
+    nct::models::solid::thermal::thermal_model(h, flow, t, 20, LaplacianMethod::Jet).unwrap()
 }
 
 #[test]

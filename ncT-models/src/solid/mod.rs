@@ -24,6 +24,12 @@ pub use modes::{CrystalModes, CrystalPotential, Isotope, Mechanics};
 pub use phonons::{HarmonicModes, PhononError};
 pub use structure::{Supercell, StructureError};
 
+/// The bundled lithium data (`ncT-models/data/lithium`: dp4/dp0 weights, POSCAR structures, the
+/// reference numbers of the tests; Apache-2.0, see its README).
+pub fn data_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lithium")
+}
+
 /// Boltzmann's constant in eV/K (CODATA 2018), the reference's conversion eV → K.
 pub const KB_EV_PER_K: f64 = 8.617333262145e-5;
 /// eV → K: $E_K = E_{eV}\cdot(1/k_B)$, exactly as the reference multiplies.

@@ -14,12 +14,12 @@ use super::deeppot::{DeepPot, PeriodicImages};
 use super::modes::{CrystalModes, CrystalPotential};
 use super::phonons::HarmonicModes;
 use super::structure::Supercell;
+use super::thermal::{CrystalThermal, thermal_model};
 use super::K_PER_A3_TO_GPA;
 use nct::batch::{BatchEngine, BatchSum, SeedStream};
 use nct::driver::Objective;
-use nct::quantum::occupation::{ProductOccupation, ThermalNct};
 use nct::quantum::too_many_rejected;
-use nct::{Bijector, Dyn, LaplacianMethod, Parametrised, QuantumNct, Separable, Vector};
+use nct::{Bijector, Dyn, LaplacianMethod, Parametrised};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -42,9 +42,6 @@ pub struct NptSettings {
     /// Keep the three lengths equal.
     pub cubic: bool,
 }
-
-/// A ThermalNct over the modes of one box.
-pub type CrystalThermal<B> = ThermalNct<B, ProductOccupation, Dyn>;
 
 /// What a box of the run holds.
 struct Cell<B> {
@@ -77,22 +74,6 @@ pub struct NptThermal<B> {
     template: CrystalThermal<B>,
     state: Mutex<State<B>>,
     engine: BatchEngine,
-}
-
-/// The states of the flow `flow` over the modes of `h`: Hermite basis at the harmonic frequencies,
-/// sampler tables for `levels` levels, hole guard relative to the lattice energy.
-pub fn crystal_states<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, levels: usize, laplacian: LaplacianMethod) -> QuantumNct<B, Dyn> {
-    let omega = h.omega();
-    let mut states = QuantumNct::new(flow, Vector::from_fn(Dyn(omega.len()), |k| omega[k]), h.masses(), levels.max(1) - 1).with_laplacian(laplacian);
-    states.v_floor = h.modes.v0 - 10.0 * omega.iter().sum::<f64>();
-    states
-}
-
-/// The thermal model of the flow `flow` over the modes of `h` with PSA occupations at the harmonic
-/// Boltzmann law.
-pub fn thermal_model<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, temperature: f64, levels: usize, laplacian: LaplacianMethod) -> Result<CrystalThermal<B>, String> {
-    let omega = h.omega();
-    ThermalNct::new(crystal_states(h, flow, levels, laplacian), ProductOccupation::new(1.0 / temperature, &omega, levels), Some(omega.clone())).map_err(|e| e.to_string())
 }
 
 impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {

@@ -1,4 +1,5 @@
-//! Finite-temperature estimates of a trained crystal density matrix
+//! The finite-temperature model of a crystal over its modes ([`crystal_states`], [`thermal_model`])
+//! and the estimates of a trained crystal density matrix
 //! $\rho = \sum_n p_n |\psi_n\rangle\langle\psi_n|$ over the phonon modes: $F$, $E$, $K$, $V$, $S$,
 //! the virial pressure $P = (2K + \operatorname{tr}W)/(3V)$ and the diagonal stress
 //! $\sigma_a = (2K/3 + W_{aa})/V$ (the reference's estimators), from independent exact samples
@@ -7,9 +8,28 @@
 use super::modes::CrystalModes;
 use nct::batch::{BatchEngine, SeedStream};
 use nct::classical::mean_and_error;
-use nct::quantum::occupation::{OccupationModel, ThermalNct};
+use nct::quantum::occupation::{OccupationModel, ProductOccupation, ThermalNct};
 use nct::quantum::too_many_rejected;
-use nct::{Bijector, Dyn};
+use nct::{Bijector, Dyn, LaplacianMethod, QuantumNct, Separable, Vector};
+
+/// A ThermalNct over the modes of one box.
+pub type CrystalThermal<B> = ThermalNct<B, ProductOccupation, Dyn>;
+
+/// The states of the flow `flow` over the modes of `h`: Hermite basis at the harmonic frequencies,
+/// sampler tables for `levels` levels, hole guard relative to the lattice energy.
+pub fn crystal_states<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, levels: usize, laplacian: LaplacianMethod) -> QuantumNct<B, Dyn> {
+    let omega = h.omega();
+    let mut states = QuantumNct::new(flow, Vector::from_fn(Dyn(omega.len()), |k| omega[k]), h.masses(), levels.max(1) - 1).with_laplacian(laplacian);
+    states.v_floor = h.modes.v0 - 10.0 * omega.iter().sum::<f64>();
+    states
+}
+
+/// The thermal model of the flow `flow` over the modes of `h` with PSA occupations at the harmonic
+/// Boltzmann law.
+pub fn thermal_model<B: Bijector<Dyn>>(h: &CrystalModes, flow: B, temperature: f64, levels: usize, laplacian: LaplacianMethod) -> Result<CrystalThermal<B>, String> {
+    let omega = h.omega();
+    ThermalNct::new(crystal_states(h, flow, levels, laplacian), ProductOccupation::new(1.0 / temperature, &omega, levels), Some(omega.clone())).map_err(|e| e.to_string())
+}
 
 /// Estimates per cell, energies in K, pressure and stress in K/Å³ (mean, standard error).
 #[derive(Clone, Debug, PartialEq)]

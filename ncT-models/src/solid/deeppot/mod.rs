@@ -356,10 +356,9 @@ mod tests {
     use super::*;
     use super::nets::Skip;
     use num_dual::Dual64;
-    use std::path::Path;
 
     fn model() -> DeepPot {
-        DeepPot::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lithium/dp4.safetensors")).unwrap()
+        DeepPot::load(crate::solid::data_dir().join("dp4.safetensors")).unwrap()
     }
 
     /// A compressed random cell (both descriptors active, images beyond the nearest).
