@@ -116,13 +116,16 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
         Ok(Cell { lengths, h, model })
     }
 
-    /// The box of step `step` from the stresses of the steps before it, and the step size then.
-    pub fn box_at(&self, history: &[[f64; 3]], step: u64) -> ([f64; 3], f64) {
+    /// The boxes of steps `0..=steps`, each from the stresses of the steps before it (updates need
+    /// the stresses, so past the end of `history` the box stays).
+    pub fn boxes(&self, history: &[[f64; 3]], steps: u64) -> Vec<[f64; 3]> {
         let s = &self.settings;
         let mut l = self.lattice0.lengths;
         let mut lr = s.lr;
-        for k in 1..=step.min(history.len() as u64) {
-            if k >= s.begin.max(1) && (k - s.begin.max(1)) % s.every == 0 {
+        let mut out = Vec::with_capacity(steps as usize + 1);
+        out.push(l);
+        for k in 1..=steps {
+            if k <= history.len() as u64 && k >= s.begin.max(1) && (k - s.begin.max(1)) % s.every == 0 {
                 let lo = (k as usize).saturating_sub(s.recent);
                 let window = &history[lo..k as usize];
                 let mean: [f64; 3] = std::array::from_fn(|a| window.iter().map(|w| w[a]).sum::<f64>() / window.len() as f64);
@@ -134,8 +137,9 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
                 l = next;
                 lr = (lr * s.decay).max(s.min_lr);
             }
+            out.push(l);
         }
-        (l, lr)
+        out
     }
 
     /// The current box, the crystal and the thermal model over its modes (after training: those of
@@ -148,7 +152,9 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
     /// Box lengths of every step done so far (replayed from the stresses).
     pub fn trajectory(&self) -> Vec<[f64; 3]> {
         let st = self.state.lock().expect("state");
-        (0..st.history.len() as u64).map(|k| self.box_at(&st.history, k).0).collect()
+        let mut b = self.boxes(&st.history, st.history.len() as u64);
+        b.pop();
+        b
     }
 
     fn run_step(&self, theta: &[f64], step: u64, stream: &SeedStream) -> Result<(f64, Vec<f64>), String> {
@@ -157,7 +163,7 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
             return Err(format!("the box history holds {} steps but step {step} is asked for: box.jsonl of the run is incomplete", st.history.len()));
         }
         st.history.truncate(step as usize);
-        let (lengths, _) = self.box_at(&st.history, step);
+        let lengths = self.boxes(&st.history, step)[step as usize];
         if lengths != st.cell.lengths {
             if lengths.iter().any(|l| !(l.is_finite() && *l > 0.0)) {
                 return Err(format!("the box update gave lengths {lengths:?} Å (lower the relaxation rate)"));
