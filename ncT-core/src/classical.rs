@@ -2,7 +2,8 @@
 //! Transformation with Symplectic Flows", Phys. Rev. X 10, 021020 (2020)).
 //!
 //! A symplectic flow $x = T_\theta(z)$ maps latent phase space, where the model density is that of
-//! independent [`LatentOscillators`], to physical phase space. Because $T$ is symplectic,
+//! independent integrable modes (a [`Latent`]: harmonic [`LatentOscillators`] by default, or
+//! [`AnharmonicOscillators`](crate::latent::AnharmonicOscillators)), to physical phase space. Because $T$ is symplectic,
 //! $\ln q(x) = \ln p(T^{-1}(x))$ with no Jacobian term.
 //!
 //! * Variational (reverse KL): $F_{var} = \mathbb E_z[H(T(z)) + \beta^{-1}\ln p(z)] \ge F$,
@@ -13,7 +14,7 @@
 use crate::batch::{BatchEngine, BatchSum, SeedStream};
 use crate::batched::{BatchedSymplectic, PhaseBatch};
 use crate::hamiltonian::Hamiltonian;
-use crate::latent::LatentOscillators;
+use crate::latent::{Latent, LatentOscillators};
 use crate::layer::{PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised, nest_groups};
 use crate::dim::{Size, Vector};
@@ -73,30 +74,31 @@ pub struct VariationalSample {
     pub log_q: f64,
 }
 
-/// A symplectic flow on top of latent harmonic oscillators. Parameters: the flow's, then
-/// $\ln\omega$.
+/// A symplectic flow on top of a latent distribution of integrable modes (harmonic oscillators
+/// unless `B` says otherwise). Parameters: the flow's, then the latent's ($\ln\omega$ first).
 #[derive(Clone, Debug)]
-pub struct ClassicalNct<F, N: Size> {
+pub struct ClassicalNct<F, N: Size, B = LatentOscillators<N>> {
     pub flow: F,
-    pub base: LatentOscillators<N>,
+    pub base: B,
+    _dim: std::marker::PhantomData<N>,
 }
 
-impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
+impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
     /// Binds `flow` to `base`. Compile-time dimensions are checked by the compiler; runtime ones
     /// here.
     ///
     /// # Panics
     /// If the flow and the latent distribution have different runtime dimensions (use
     /// [`ClassicalNct::try_new`] to get an error instead).
-    pub fn new(flow: F, base: LatentOscillators<N>) -> Self {
+    pub fn new(flow: F, base: B) -> Self {
         Self::try_new(flow, base).unwrap_or_else(|e| panic!("{e}"))
     }
     /// [`ClassicalNct::new`] with an error for mismatched runtime dimensions.
-    pub fn try_new(flow: F, base: LatentOscillators<N>) -> Result<Self, crate::error::ConfigError> {
+    pub fn try_new(flow: F, base: B) -> Result<Self, crate::error::ConfigError> {
         if flow.dim() != base.dim() {
             return Err(crate::error::ConfigError::Value { what: "latent dimension", value: format!("{} (flow has {})", base.dim().value(), flow.dim().value()), allowed: "the flow's number of degrees of freedom" });
         }
-        Ok(Self { flow, base })
+        Ok(Self { flow, base, _dim: std::marker::PhantomData })
     }
     /// Number of degrees of freedom.
     pub fn dim(&self) -> N {
@@ -105,27 +107,48 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
     pub fn beta(&self) -> f64 {
         self.base.beta()
     }
-    /// Split the parameter vector into (flow, log-frequencies).
+    /// Split the parameter vector into (flow, latent).
     pub fn split<'a>(&self, theta: &'a [f64]) -> (&'a [f64], &'a [f64]) {
         theta.split_at(self.flow.n_params())
     }
-    /// Learned frequencies, slowest first.
+    /// Learned (thermal mean) frequencies, slowest first.
     pub fn frequencies(&self, theta: &[f64]) -> Vec<f64> {
-        self.base.sorted_frequencies(self.split(theta).1)
+        let tw = self.split(theta).1;
+        let t = self.base.table(tw);
+        let w = self.base.frequencies(&t, tw);
+        self.base.order(&t, tw).into_iter().map(|k| w[k]).collect()
+    }
+    /// Latent mode indices, slowest first.
+    pub fn mode_order(&self, theta: &[f64]) -> Vec<usize> {
+        let tw = self.split(theta).1;
+        self.base.order(&self.base.table(tw), tw)
+    }
+    /// An exact latent sample $z$ (before the flow).
+    pub fn latent_sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], rng: &mut R) -> PhasePoint<f64, N> {
+        let tw = self.split(theta).1;
+        self.base.sample(&self.base.table(tw), tw, rng)
+    }
+    /// Exact latent free energy $F_K$ (what $F_{var}$ would be for $H = K \circ T^{-1}$).
+    pub fn latent_free_energy(&self, theta: &[f64]) -> f64 {
+        let tw = self.split(theta).1;
+        self.base.free_energy(&self.base.table(tw), tw)
     }
 
     /// Exact sample $x = T(z)$ with its $\ln q(x)$.
     pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], rng: &mut R) -> (PhasePoint<f64, N>, f64) {
+        self.sample_with(&self.base.table(self.split(theta).1), theta, rng)
+    }
+    fn sample_with<R: rand::Rng + ?Sized>(&self, t: &B::Table, theta: &[f64], rng: &mut R) -> (PhasePoint<f64, N>, f64) {
         let (tf, tw) = self.split(theta);
-        let z = self.base.sample(tw, rng);
+        let z = self.base.sample(t, tw, rng);
         let (x, _) = self.flow.forward(tf, &z);
-        (x, self.base.log_prob(tw, &z))
+        (x, self.base.log_prob(t, tw, &z))
     }
 
     /// $\ln q(x) = \ln p(T^{-1}(x))$.
     pub fn log_q(&self, theta: &[f64], x: &PhasePoint<f64, N>) -> f64 {
         let (tf, tw) = self.split(theta);
-        self.base.log_prob(tw, &self.flow.inverse(tf, x))
+        self.base.log_prob(&self.base.table(tw), tw, &self.flow.inverse(tf, x))
     }
 
     /// One reparameterised sample of $H(T(z)) + \beta^{-1}\ln p(z)$; its gradient is added to `g`.
@@ -133,17 +156,15 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
         let nf = self.flow.n_params();
         let (tf, tw) = self.split(theta);
         let (gf, gw) = g.split_at_mut(nf);
-        let z = self.base.sample(tw, rng);
+        let t = self.base.table(tw);
+        let z = self.base.sample(&t, tw, rng);
         let (x, cache) = self.flow.forward(tf, &z);
         let energy = h.energy(&x.q, &x.p);
         let (dq, dp) = h.gradient(&x.q, &x.p);
         let zbar = self.flow.vjp(tf, &cache, &PhasePoint::new(dq, dp), gf);
         let beta = self.beta();
-        for k in 0..z.q.len() {
-            // dQ_k / d ln(omega_k) = -Q_k; the entropy term contributes 1/beta per mode.
-            gw[k] += -zbar.q[k] * z.q[k] + 1.0 / beta;
-        }
-        let log_q = self.base.log_prob(tw, &z);
+        self.base.reparam_vjp(&t, tw, &z, &zbar, 1.0 / beta, gw);
+        let log_q = self.base.log_prob(&t, tw, &z);
         VariationalSample { loss: energy + log_q / beta, energy, log_q }
     }
 
@@ -155,9 +176,10 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
     {
         let nf = self.flow.n_params();
         let beta = self.beta();
+        let (tf, tw) = self.split(theta);
+        let t = self.base.table(tw);
         let parts = engine.map_chunks(batch, stream, step, |range, rng| {
-            let (tf, tw) = self.split(theta);
-            let zs: Vec<PhasePoint<f64, N>> = range.map(|_| self.base.sample(tw, rng)).collect();
+            let zs: Vec<PhasePoint<f64, N>> = range.map(|_| self.base.sample(&t, tw, rng)).collect();
             let zb = PhaseBatch::from_points(&zs);
             let (xb, cache) = self.flow.forward_batch(tf, &zb);
             let mut loss = 0.0;
@@ -171,14 +193,12 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
                     xbar.q[(i, j)] = dq[i];
                     xbar.p[(i, j)] = dp[i];
                 }
-                loss += e + self.base.log_prob(tw, z) / beta;
+                loss += e + self.base.log_prob(&t, tw, z) / beta;
             }
             let mut g = vec![0.0; theta.len()];
             let zbar = self.flow.vjp_batch(tf, &cache, &xbar, &mut g[..nf]);
             for (j, z) in zs.iter().enumerate() {
-                for k in 0..n {
-                    g[nf + k] += -zbar.q[(k, j)] * z.q[k] + 1.0 / beta;
-                }
+                self.base.reparam_vjp(&t, tw, z, &zbar.point(j), 1.0 / beta, &mut g[nf..]);
             }
             (loss, g)
         });
@@ -187,15 +207,15 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
 
     /// Negative log-likelihood $-\ln q(x)$ of one phase-space point; its gradient is added to `g`.
     pub fn nll_sample(&self, theta: &[f64], x: &PhasePoint<f64, N>, g: &mut [f64]) -> f64 {
+        self.nll_sample_with(&self.base.table(self.split(theta).1), theta, x, g)
+    }
+    fn nll_sample_with(&self, t: &B::Table, theta: &[f64], x: &PhasePoint<f64, N>, g: &mut [f64]) -> f64 {
         let nf = self.flow.n_params();
         let (tf, tw) = self.split(theta);
         let (gf, gw) = g.split_at_mut(nf);
         let z = self.flow.inverse(tf, x);
-        let (lp, dz, dl) = self.base.log_prob_grad(tw, &z);
+        let (lp, dz) = self.base.log_prob_grad(t, tw, &z, -1.0, gw);
         symplectic_inverse_vjp(&self.flow, tf, &z, &dz.map(|v| -v), gf);
-        for k in 0..dl.len() {
-            gw[k] -= dl[k];
-        }
         -lp
     }
 
@@ -206,6 +226,7 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
     #[allow(clippy::too_many_arguments)]
     pub fn mle_batch(&self, theta: &[f64], data: &[Vector<f64, N>], masses: &Vector<f64, N>, jitter: f64, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> BatchSum {
         let beta = self.beta();
+        let t = self.base.table(self.split(theta).1);
         engine.loss_and_grad(batch, theta.len(), stream, step, |_, rng, g| {
             let mut q = data[rng.random_range(0..data.len())].clone();
             if jitter > 0.0 {
@@ -215,7 +236,7 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
                 }
             }
             let x = PhasePoint::new(q, maxwell_boltzmann(masses, beta, rng));
-            self.nll_sample(theta, &x, g)
+            self.nll_sample_with(&t, theta, &x, g)
         })
     }
 
@@ -223,15 +244,18 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
     /// standard error.
     pub fn mean_nll(&self, theta: &[f64], data: &[Vector<f64, N>], masses: &Vector<f64, N>, engine: &BatchEngine, stream: &SeedStream) -> (f64, f64) {
         let beta = self.beta();
-        let v = engine.map(data.len(), stream, 0, |i, rng| -self.log_q(theta, &PhasePoint::new(data[i].clone(), maxwell_boltzmann(masses, beta, rng))));
+        let (tf, tw) = self.split(theta);
+        let t = self.base.table(tw);
+        let v = engine.map(data.len(), stream, 0, |i, rng| -self.base.log_prob(&t, tw, &self.flow.inverse(tf, &PhasePoint::new(data[i].clone(), maxwell_boltzmann(masses, beta, rng)))));
         mean_and_error(&v)
     }
 
     /// $F_{var}$ with its error, $F_{IS}$ and the ESS from `n` fresh samples.
     pub fn free_energy<H: Hamiltonian<N>>(&self, theta: &[f64], h: &H, n: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> FreeEnergy {
         let beta = self.beta();
+        let t = self.base.table(self.split(theta).1);
         let vals: Vec<(f64, f64)> = engine.map(n, stream, step, |_, rng| {
-            let (x, lq) = self.sample(theta, rng);
+            let (x, lq) = self.sample_with(&t, theta, rng);
             let e = h.energy(&x.q, &x.p);
             (e + lq / beta, -beta * e - lq)
         });
@@ -260,35 +284,25 @@ impl<F: SymplecticLayer<N>, N: Size> ClassicalNct<F, N> {
             om[(n + i, i)] = -1.0;
         }
         let jinv = om.transpose() * j.transpose() * om;
-        let order = self.base.order(tw);
+        let order = self.base.order(&self.base.table(tw), tw);
         DMatrix::from_fn(n, n, |r, c| jinv[(order[r], c)])
     }
 
-    /// Analytic latent dynamics mapped back: $Q(t) = Q_0\cos\omega t + (P_0/\omega)\sin\omega t$,
-    /// $P(t) = -Q_0\omega\sin\omega t + P_0\cos\omega t$, $x(t) = T(Q(t), P(t))$.
+    /// Analytic latent dynamics mapped back, $x(t) = T(z(t))$: every latent action is conserved
+    /// and its angle advances at $f_k'(I_k)$ (harmonic: $Q(t) = Q_0\cos\omega t +
+    /// (P_0/\omega)\sin\omega t$, $P(t) = -Q_0\omega\sin\omega t + P_0\cos\omega t$).
     pub fn trajectory(&self, theta: &[f64], x0: &PhasePoint<f64, N>, times: &[f64]) -> Vec<PhasePoint<f64, N>> {
         let (tf, tw) = self.split(theta);
+        let table = self.base.table(tw);
         let z0 = self.flow.inverse(tf, x0);
-        times
-            .iter()
-            .map(|&t| {
-                let mut z = z0.clone();
-                for k in 0..z.q.len() {
-                    let w = tw[k].exp();
-                    let (s, c) = (w * t).sin_cos();
-                    z.q[k] = z0.q[k] * c + z0.p[k] / w * s;
-                    z.p[k] = -z0.q[k] * w * s + z0.p[k] * c;
-                }
-                self.flow.forward(tf, &z).0
-            })
-            .collect()
+        times.iter().map(|&t| self.flow.forward(tf, &self.base.evolve(&table, tw, &z0, t)).0).collect()
     }
 
     /// Physical configurations along the `rank`-th slowest latent mode (0 = slowest):
     /// $x(a) = T(Q = a\,e_k, P = 0)$ for each amplitude $a$.
     pub fn interpolate_mode(&self, theta: &[f64], rank: usize, amplitudes: &[f64]) -> Vec<PhasePoint<f64, N>> {
         let (tf, tw) = self.split(theta);
-        let k = self.base.order(tw)[rank.min(self.dim().value().max(1) - 1)];
+        let k = self.base.order(&self.base.table(tw), tw)[rank.min(self.dim().value().max(1) - 1)];
         amplitudes
             .iter()
             .map(|&a| {
@@ -331,9 +345,9 @@ pub fn free_energy_from_samples(vals: &[(f64, f64)], beta: f64) -> FreeEnergy {
     FreeEnergy { f_var: mean, f_var_err: (var / n).sqrt(), f_is: -(lmax + (s1 / n).ln()) / beta, ess: s1 * s1 / s2, samples: vals.len() }
 }
 
-impl<F: Parametrised, N: Size> Parametrised for ClassicalNct<F, N> {
+impl<F: Parametrised, N: Size, B: Latent<N>> Parametrised for ClassicalNct<F, N, B> {
     fn n_params(&self) -> usize {
-        self.flow.n_params() + self.base.dim().value()
+        self.flow.n_params() + self.base.n_params()
     }
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
         let (a, b) = theta.split_at_mut(self.flow.n_params());

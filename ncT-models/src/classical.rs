@@ -87,6 +87,30 @@ hamiltonian! {
     potential(q) = ((q[0] * q[0] + q[1] * q[1]).sqrt() - radius).powi(2) / width;
 }
 
+hamiltonian! {
+    /// One-dimensional quartic oscillator $H = p^2/2 + \omega_0^2 q^2/2 + \lambda q^4$ (unit mass):
+    /// no two orbits have the same frequency, the simplest system no harmonic latent represents.
+    pub struct QuarticOscillator { omega0: f64 = 1.0, lambda: f64 = 0.1 }
+    dof = 1;
+    potential(q) = 0.5 * omega0 * omega0 * q[0] * q[0] + lambda * q[0].powi(4);
+}
+
+impl QuarticOscillator {
+    /// Exact classical free energy $F = -\beta^{-1}\ln\big(\sqrt{2\pi/\beta}\int e^{-\beta V(q)}dq\big)$
+    /// (Gauss-Legendre panels over $|q| \le q_{max}$, $\beta V(q_{max}) = 80$; $\lambda \ge 0$).
+    pub fn free_energy(&self, beta: f64) -> f64 {
+        let v = |q: f64| 0.5 * self.omega0 * self.omega0 * q * q + self.lambda * q.powi(4);
+        let mut qmax = 1.0;
+        while beta * v(qmax) < 80.0 {
+            qmax *= 1.5;
+        }
+        let panels = 400;
+        let h = qmax / panels as f64;
+        let half: f64 = (0..panels).map(|i| nct::latent::quadrature::panel(i as f64 * h, (i + 1) as f64 * h).map(|(q, w)| w * (-beta * v(q)).exp()).sum::<f64>()).sum();
+        -((2.0 * std::f64::consts::PI / beta).sqrt() * 2.0 * half).ln() / beta
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +183,19 @@ mod tests {
         for i in 0..2 {
             assert!((g[i] - exact[i]).abs() < 1e-13);
         }
+    }
+
+    #[test]
+    fn quartic_free_energy_matches_the_harmonic_limit_and_simpson() {
+        let h = QuarticOscillator::new().with_lambda(0.0).with_omega0(1.3);
+        assert!((h.free_energy(0.7) - HarmonicOscillator::new().with_omega0(1.3).free_energy(0.7)).abs() < 1e-13);
+        let h = QuarticOscillator::new().with_lambda(0.5);
+        let n = 200_000;
+        let dq = 12.0 / n as f64;
+        let f = |q: f64| (-(0.5 * q * q + 0.5 * q.powi(4))).exp();
+        let simpson: f64 = (0..=n).map(|i| f(-6.0 + i as f64 * dq) * if i == 0 || i == n { 1.0 } else if i % 2 == 1 { 4.0 } else { 2.0 }).sum::<f64>() * dq / 3.0;
+        let exact = -((2.0 * std::f64::consts::PI).sqrt() * simpson).ln();
+        assert!((h.free_energy(1.0) - exact).abs() < 1e-12, "{} vs {exact}", h.free_energy(1.0));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::batched::BatchedSymplectic;
 use crate::classical::{ClassicalNct, FreeEnergy};
 use crate::dim::{Size, Vector};
 use crate::hamiltonian::{Hamiltonian, Separable};
+use crate::latent::{Latent, LatentOscillators};
 use crate::layer::{Bijector, SymplecticLayer};
 use crate::params::Parametrised;
 use crate::quantum::occupation::{OccupationModel, ThermalNct};
@@ -16,20 +17,20 @@ use crate::run::classical::CHUNK;
 /// Classical variational training, $\min_\theta F_{var} = \mathbb E_q[H + \beta^{-1}\ln q]$
 /// (reverse KL to $e^{-\beta H}/Z$), on the batched GEMM path; the batch is cut into four fixed
 /// chunks (results independent of the thread count).
-pub struct Variational<'a, F, H, N: Size> {
-    pub model: &'a ClassicalNct<F, N>,
+pub struct Variational<'a, F, H, N: Size, B = LatentOscillators<N>> {
+    pub model: &'a ClassicalNct<F, N, B>,
     pub h: &'a H,
     pub batch: usize,
     engine: BatchEngine,
 }
 
-impl<'a, F, H, N: Size> Variational<'a, F, H, N> {
-    pub fn new(model: &'a ClassicalNct<F, N>, h: &'a H, batch: usize) -> Self {
+impl<'a, F, H, N: Size, B> Variational<'a, F, H, N, B> {
+    pub fn new(model: &'a ClassicalNct<F, N, B>, h: &'a H, batch: usize) -> Self {
         Variational { model, h, batch, engine: BatchEngine::new(batch.div_ceil(4).max(1)) }
     }
 }
 
-impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size> Variational<'_, F, H, N> {
+impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>> Variational<'_, F, H, N, B> {
     /// $F_{var}$, $F_{IS}$ and the effective sample size from `samples` fresh samples (a stream
     /// separate from training, derived from `seed`).
     pub fn free_energy(&self, theta: &[f64], samples: usize, seed: u64) -> FreeEnergy {
@@ -37,7 +38,7 @@ impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size> Variational<'_, F, H, N>
     }
 }
 
-impl<F: BatchedSymplectic<N>, H: Hamiltonian<N>, N: Size> Objective for Variational<'_, F, H, N> {
+impl<F: BatchedSymplectic<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>> Objective for Variational<'_, F, H, N, B> {
     fn model(&self) -> &dyn Parametrised {
         self.model
     }
@@ -57,15 +58,15 @@ impl<F: BatchedSymplectic<N>, H: Hamiltonian<N>, N: Size> Objective for Variatio
 
 /// [`Variational`] on the per-sample, scalar-generic path, for flows with custom layers that have
 /// no batched kernel: the same samples and (to rounding) the same gradients.
-pub struct VariationalPerSample<'a, F, H, N: Size>(pub Variational<'a, F, H, N>);
+pub struct VariationalPerSample<'a, F, H, N: Size, B = LatentOscillators<N>>(pub Variational<'a, F, H, N, B>);
 
-impl<'a, F, H, N: Size> VariationalPerSample<'a, F, H, N> {
-    pub fn new(model: &'a ClassicalNct<F, N>, h: &'a H, batch: usize) -> Self {
+impl<'a, F, H, N: Size, B> VariationalPerSample<'a, F, H, N, B> {
+    pub fn new(model: &'a ClassicalNct<F, N, B>, h: &'a H, batch: usize) -> Self {
         VariationalPerSample(Variational::new(model, h, batch))
     }
 }
 
-impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size> Objective for VariationalPerSample<'_, F, H, N> {
+impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>> Objective for VariationalPerSample<'_, F, H, N, B> {
     fn model(&self) -> &dyn Parametrised {
         self.0.model
     }
@@ -84,11 +85,11 @@ impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size> Objective for Variationa
     }
 }
 
-fn variational_diagnose<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(v: &Variational<'_, F, H, N>, theta: &[f64], step: u64, stream: &SeedStream) -> Option<String> {
+fn variational_diagnose<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>>(v: &Variational<'_, F, H, N, B>, theta: &[f64], step: u64, stream: &SeedStream) -> Option<String> {
     let (model, h) = (v.model, v.h);
     let found = v.engine.map(v.batch, stream, step, |i, rng| {
         let mut g = vec![0.0; theta.len()];
-        let z = model.base.sample(model.split(theta).1, &mut rng.clone());
+        let z = model.latent_sample(theta, &mut rng.clone());
         let s = model.variational_sample(theta, h, rng, &mut g);
         (i, z, s.loss, g.iter().all(|v| v.is_finite()))
     });
@@ -97,8 +98,8 @@ fn variational_diagnose<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(v: &V
 
 /// Maximum likelihood on configurations `data` (momenta drawn from Maxwell–Boltzmann with
 /// `masses` every batch; `jitter` adds Gaussian noise of that width to the positions).
-pub struct MaximumLikelihood<'a, F, N: Size> {
-    pub model: &'a ClassicalNct<F, N>,
+pub struct MaximumLikelihood<'a, F, N: Size, B = LatentOscillators<N>> {
+    pub model: &'a ClassicalNct<F, N, B>,
     pub data: &'a [Vector<f64, N>],
     pub masses: Vector<f64, N>,
     pub jitter: f64,
@@ -106,13 +107,13 @@ pub struct MaximumLikelihood<'a, F, N: Size> {
     engine: BatchEngine,
 }
 
-impl<'a, F, N: Size> MaximumLikelihood<'a, F, N> {
-    pub fn new(model: &'a ClassicalNct<F, N>, data: &'a [Vector<f64, N>], masses: Vector<f64, N>, jitter: f64, batch: usize) -> Self {
+impl<'a, F, N: Size, B> MaximumLikelihood<'a, F, N, B> {
+    pub fn new(model: &'a ClassicalNct<F, N, B>, data: &'a [Vector<f64, N>], masses: Vector<f64, N>, jitter: f64, batch: usize) -> Self {
         MaximumLikelihood { model, data, masses, jitter, batch, engine: BatchEngine::new(CHUNK) }
     }
 }
 
-impl<F: SymplecticLayer<N>, N: Size> Objective for MaximumLikelihood<'_, F, N> {
+impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> Objective for MaximumLikelihood<'_, F, N, B> {
     fn model(&self) -> &dyn Parametrised {
         self.model
     }

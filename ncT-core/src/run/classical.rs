@@ -10,6 +10,7 @@ use crate::driver::{Driver, MaximumLikelihood, Objective, Summary, Variational, 
 use crate::batched::BatchedSymplectic;
 use crate::classical::{ClassicalNct, FreeEnergy};
 use crate::hamiltonian::Hamiltonian;
+use crate::latent::Latent;
 use crate::layer::SymplecticLayer;
 use crate::params::Parametrised;
 use crate::dim::{Size, Vector};
@@ -36,30 +37,30 @@ fn classical<O: Objective>(args: &RunArgs, config: &impl Serialize, name: &str, 
 /// Variational (reverse-KL) training of `model` for the Hamiltonian `h`, on the batched GEMM path;
 /// the batch is cut into four fixed chunks (independent of the thread count). The driver with
 /// the [`Variational`] objective, the latent log-frequencies at `--omega-lr-factor`.
-pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
+pub fn train_variational<F: BatchedSymplectic<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N, B>, h: &H) -> Result<ClassicalRun, RunError> {
     classical(args, config, name, Variational::new(model, h, args.batch))
 }
 
 /// [`train_variational`] on the per-sample, scalar-generic path: for flows with custom layers that
 /// have no batched kernel. Same samples and (to rounding) the same gradients.
-pub fn train_variational_per_sample<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, h: &H) -> Result<ClassicalRun, RunError> {
+pub fn train_variational_per_sample<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N, B>, h: &H) -> Result<ClassicalRun, RunError> {
     classical(args, config, name, VariationalPerSample::new(model, h, args.batch))
 }
 
 /// Maximum-likelihood training on configurations `train` (momenta drawn from Maxwell-Boltzmann
 /// with `masses` every batch).
-pub fn train_mle<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N>, train: &[Vector<f64, N>], masses: &Vector<f64, N>, jitter: f64) -> Result<ClassicalRun, RunError> {
+pub fn train_mle<F: SymplecticLayer<N>, N: Size, B: Latent<N>>(args: &RunArgs, config: &impl Serialize, name: &str, model: &ClassicalNct<F, N, B>, train: &[Vector<f64, N>], masses: &Vector<f64, N>, jitter: f64) -> Result<ClassicalRun, RunError> {
     classical(args, config, name, MaximumLikelihood::new(model, train, masses.clone(), jitter, args.batch))
 }
 
 /// Free-energy estimates with `--eval-samples` fresh samples (a stream separate from training).
-pub fn estimate<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size>(args: &RunArgs, model: &ClassicalNct<F, N>, h: &H, theta: &[f64]) -> FreeEnergy {
+pub fn estimate<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>>(args: &RunArgs, model: &ClassicalNct<F, N, B>, h: &H, theta: &[f64]) -> FreeEnergy {
     Variational::new(model, h, args.batch).free_energy(theta, args.eval_samples, args.seed)
 }
 
 /// The summary every classical example writes: the standard fields of [`crate::driver::Summary`]
 /// (schema `nct.summary/1`), the free energies, `F_exact`, `beta`, `omega` and `eval_samples`.
-pub fn summary<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, model: &ClassicalNct<F, N>, run: &ClassicalRun, fe: Option<&FreeEnergy>, f_exact: Option<f64>) -> Map<String, Value> {
+pub fn summary<F: SymplecticLayer<N>, N: Size, B: Latent<N>>(args: &RunArgs, model: &ClassicalNct<F, N, B>, run: &ClassicalRun, fe: Option<&FreeEnergy>, f_exact: Option<f64>) -> Map<String, Value> {
     let mut s = Summary::new(None, "classical", &run.name, model.n_params(), args.seed, args.batch, &run.outcome);
     s = match fe {
         Some(fe) => s.free_energy(fe),
@@ -73,7 +74,7 @@ pub fn summary<F: SymplecticLayer<N>, N: Size>(args: &RunArgs, model: &Classical
 }
 
 /// Loss curve (with the exact value as a line) and learned vs exact frequencies.
-pub fn plots<F: SymplecticLayer<N>, N: Size>(run: &ClassicalRun, model: &ClassicalNct<F, N>, loss_name: &str, exact: Option<(&str, f64)>, omega_exact: Option<&[f64]>) -> Result<(), RunError> {
+pub fn plots<F: SymplecticLayer<N>, N: Size, B: Latent<N>>(run: &ClassicalRun, model: &ClassicalNct<F, N, B>, loss_name: &str, exact: Option<(&str, f64)>, omega_exact: Option<&[f64]>) -> Result<(), RunError> {
     let Some(dir) = &run.dir else { return Ok(()) };
     super::plot::loss_plot(dir.path(), "Training loss", loss_name, loss_name, &run.outcome.losses, exact)?;
     let w = model.frequencies(&run.theta);

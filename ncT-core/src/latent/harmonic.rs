@@ -103,3 +103,54 @@ impl<N: Size> Parametrised for LatentOscillators<N> {
         vec![ParamGroup::new("log_omega", 0..self.dim.value())]
     }
 }
+
+impl<N: Size> super::Latent<N> for LatentOscillators<N> {
+    type Table = ();
+    fn dim(&self) -> N {
+        self.dim
+    }
+    fn beta(&self) -> f64 {
+        self.beta
+    }
+    fn table(&self, _theta: &[f64]) {}
+    fn sample<R: rand::Rng + ?Sized>(&self, _t: &(), theta: &[f64], rng: &mut R) -> PhasePoint<f64, N> {
+        LatentOscillators::sample(self, theta, rng)
+    }
+    fn log_prob(&self, _t: &(), theta: &[f64], z: &PhasePoint<f64, N>) -> f64 {
+        LatentOscillators::log_prob(self, theta, z)
+    }
+    fn log_prob_grad(&self, _t: &(), theta: &[f64], z: &PhasePoint<f64, N>, coef: f64, g: &mut [f64]) -> (f64, PhasePoint<f64, N>) {
+        let (lp, dz, dl) = LatentOscillators::log_prob_grad(self, theta, z);
+        for k in 0..dl.len() {
+            g[k] += coef * dl[k];
+        }
+        (lp, dz)
+    }
+    fn reparam_vjp(&self, _t: &(), _theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, c: f64, g: &mut [f64]) {
+        for k in 0..z.q.len() {
+            // dQ_k / d ln(omega_k) = -Q_k, dP_k / d ln(omega_k) = 0; d ln p / d ln(omega_k) = 1
+            // along the sample path.
+            g[k] += -zbar.q[k] * z.q[k] + c;
+        }
+    }
+    fn frequencies(&self, _t: &(), theta: &[f64]) -> Vec<f64> {
+        self.omega(theta)
+    }
+    fn order(&self, _t: &(), theta: &[f64]) -> Vec<usize> {
+        LatentOscillators::order(self, theta)
+    }
+    fn free_energy(&self, _t: &(), theta: &[f64]) -> f64 {
+        theta.iter().map(|l| -(2.0 * std::f64::consts::PI / (self.beta * l.exp())).ln() / self.beta).sum()
+    }
+    /// $Q(t) = Q_0\cos\omega t + (P_0/\omega)\sin\omega t$, $P(t) = -Q_0\omega\sin\omega t + P_0\cos\omega t$.
+    fn evolve(&self, _t: &(), theta: &[f64], z0: &PhasePoint<f64, N>, time: f64) -> PhasePoint<f64, N> {
+        let mut z = z0.clone();
+        for k in 0..z.q.len() {
+            let w = theta[k].exp();
+            let (s, c) = (w * time).sin_cos();
+            z.q[k] = z0.q[k] * c + z0.p[k] / w * s;
+            z.p[k] = -z0.q[k] * w * s + z0.p[k] * c;
+        }
+        z
+    }
+}
