@@ -6,7 +6,7 @@
 use clap::{Parser, ValueEnum};
 use nct::models::DynHarmonicChain;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational, ClassicalRun};
-use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, invalid, parse_with_defaults, LatentArgs, LatentKind, NetArgs, RunArgs, RunError};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
@@ -49,6 +49,9 @@ struct Cli {
     net: NetArgs,
     #[command(flatten)]
     #[serde(flatten)]
+    latent: LatentArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
     run: RunArgs,
 }
 
@@ -69,17 +72,25 @@ fn chain(cli: &Cli) -> Result<(), RunError> {
     }
     let n = Dyn(cli.n);
     let h = DynHarmonicChain::new().with_n(cli.n).with_kappa(cli.kappa);
-    let base = LatentOscillators::new(n, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
+    cli.latent.warn_unused();
+    match cli.latent.latent {
+        LatentKind::Harmonic => with_flow(cli, &h, LatentOscillators::new(n, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?, ""),
+        LatentKind::Anharmonic => with_flow(cli, &h, cli.latent.anharmonic(n, cli.beta)?, "/anharmonic"),
+    }
+}
+
+fn with_flow<B: Latent<Dyn>>(cli: &Cli, h: &DynHarmonicChain, base: B, tag: &str) -> Result<(), RunError> {
+    let n = Dyn(cli.n);
     match cli.model {
-        Model::Linear => finish(cli, &h, ClassicalNct::new(ChainLinear::new(n, cli.run.seed).map_err(|e| invalid("--n", cli.n, &e.to_string()))?, base), "harmonic_chain/linear"),
+        Model::Linear => finish(cli, h, ClassicalNct::new(ChainLinear::new(n, cli.run.seed).map_err(|e| invalid("--n", cli.n, &e.to_string()))?, base), &format!("harmonic_chain/linear{tag}")),
         Model::Realnvp => {
             let flow = ChainNvp::builder(n).couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
-            finish(cli, &h, ClassicalNct::new(flow, base), "harmonic_chain/realnvp")
+            finish(cli, h, ClassicalNct::new(flow, base), &format!("harmonic_chain/realnvp{tag}"))
         }
     }
 }
 
-fn finish<F: BatchedSymplectic<Dyn>>(cli: &Cli, h: &DynHarmonicChain, model: ClassicalNct<F, Dyn>, name: &str) -> Result<(), RunError> {
+fn finish<F: BatchedSymplectic<Dyn>, B: Latent<Dyn>>(cli: &Cli, h: &DynHarmonicChain, model: ClassicalNct<F, Dyn, B>, name: &str) -> Result<(), RunError> {
     let n = cli.n;
     let run: ClassicalRun = train_variational(&cli.run, cli, name, &model, h)?;
     let fe = estimate(&cli.run, &model, h, &run.theta);

@@ -8,7 +8,7 @@ use clap::Parser;
 use nct::models::Ring2d;
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
 use nct::run::plot::{Aspect, scatter_plot};
-use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, invalid, parse_with_defaults, LatentArgs, LatentKind, NetArgs, RunArgs, RunError};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
@@ -36,6 +36,9 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    latent: LatentArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
@@ -68,22 +71,31 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if !(cli.width.is_finite() && cli.width > 0.0) {
         return Err(invalid("--width", cli.width, "a finite width > 0"));
     }
+    cli.latent.warn_unused();
     let h = Ring2d::new().with_radius(cli.radius).with_width(cli.width);
-    let base = LatentOscillators::new(Const::<2>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
     let flow = RingFlow::builder().couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
-    let model = ClassicalNct::new(flow, base);
-    let run = train_variational(&cli.run, cli, "ring2d/realnvp+linear", &model, &h)?;
-    let fe = estimate(&cli.run, &model, &h, &run.theta);
+    match cli.latent.latent {
+        LatentKind::Harmonic => {
+            let base = LatentOscillators::new(Const::<2>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
+            finish(cli, &h, ClassicalNct::new(flow, base), "ring2d/realnvp+linear")
+        }
+        LatentKind::Anharmonic => finish(cli, &h, ClassicalNct::new(flow, cli.latent.anharmonic(Const::<2>, cli.beta)?), "ring2d/realnvp+linear/anharmonic"),
+    }
+}
+
+fn finish<B: Latent<Const<2>>>(cli: &Cli, h: &Ring2d, model: ClassicalNct<RingFlow, Const<2>, B>, name: &str) -> Result<(), RunError> {
+    let run = train_variational(&cli.run, cli, name, &model, h)?;
+    let fe = estimate(&cli.run, &model, h, &run.theta);
     let f_exact = exact_free_energy(cli.radius, cli.width, cli.beta);
     let mut m = summary(&cli.run, &model, &run, Some(&fe), Some(f_exact));
     // Does the slowest latent mode track the polar angle? Circular correlation between the angle
     // of x = T(z) and Q_slow, measured as |corr(cos angle, Q)| and |corr(sin angle, Q)| combined.
-    let (tf, tw) = model.split(&run.theta);
-    let slow = model.base.order(tw)[0];
+    let tf = model.split(&run.theta).0;
+    let slow = model.mode_order(&run.theta)[0];
     let mut srng = SeedStream::new(cli.run.seed).named("analysis");
     let pts: Vec<(f64, f64, f64)> = (0..4000)
         .map(|_| {
-            let z = model.base.sample(tw, &mut srng);
+            let z = model.latent_sample(&run.theta, &mut srng);
             let (x, _) = model.flow.forward(tf, &z);
             (x.q[0], x.q[1], z.q[slow])
         })

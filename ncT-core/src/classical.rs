@@ -118,6 +118,12 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
         let w = self.base.frequencies(&t, tw);
         self.base.order(&t, tw).into_iter().map(|k| w[k]).collect()
     }
+    /// Angular frequency of every latent mode at the physical point `x` (on the orbit through `x`),
+    /// in parameter order.
+    pub fn latent_frequency_at(&self, theta: &[f64], x: &PhasePoint<f64, N>) -> Vec<f64> {
+        let (tf, tw) = self.split(theta);
+        self.base.frequency_at(&self.base.table(tw), tw, &self.flow.inverse(tf, x))
+    }
     /// Latent mode indices, slowest first.
     pub fn mode_order(&self, theta: &[f64]) -> Vec<usize> {
         let tw = self.split(theta).1;

@@ -17,6 +17,7 @@ pub mod batched;
 pub mod chain;
 pub mod derivative;
 pub mod driver;
+pub mod dynamics;
 pub mod dim;
 pub mod coupling;
 pub mod dense;

@@ -136,6 +136,9 @@ impl<N: Size> super::Latent<N> for LatentOscillators<N> {
     fn frequencies(&self, _t: &(), theta: &[f64]) -> Vec<f64> {
         self.omega(theta)
     }
+    fn frequency_at(&self, _t: &(), theta: &[f64], _z: &PhasePoint<f64, N>) -> Vec<f64> {
+        self.omega(theta)
+    }
     fn order(&self, _t: &(), theta: &[f64]) -> Vec<usize> {
         LatentOscillators::order(self, theta)
     }

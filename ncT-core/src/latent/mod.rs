@@ -50,6 +50,8 @@ pub trait Latent<N: Size>: Parametrised + Clone + std::fmt::Debug {
     fn reparam_vjp(&self, t: &Self::Table, theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, c: f64, g: &mut [f64]);
     /// Thermal mean angular frequency $\langle f_k'(I_k)\rangle$ of every mode, in parameter order.
     fn frequencies(&self, t: &Self::Table, theta: &[f64]) -> Vec<f64>;
+    /// Angular frequency $f_k'(I_k)$ of every mode at the latent point `z`.
+    fn frequency_at(&self, t: &Self::Table, theta: &[f64], z: &PhasePoint<f64, N>) -> Vec<f64>;
     /// Mode indices, slowest (lowest mean frequency) first.
     fn order(&self, t: &Self::Table, theta: &[f64]) -> Vec<usize> {
         let w = self.frequencies(t, theta);

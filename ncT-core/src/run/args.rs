@@ -226,3 +226,39 @@ pub fn parse_from_with_defaults<T: clap::Parser, I: IntoIterator<Item = S>, S: I
     let m = cmd.try_get_matches_from(argv)?;
     T::from_arg_matches(&m)
 }
+
+/// Which latent distribution a classical example binds its flow to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum LatentKind {
+    /// Harmonic oscillators, $K = \sum_k \omega_k I_k$.
+    Harmonic,
+    /// Oscillators with learnable amplitude-dependent frequencies, $K = \sum_k f_k(I_k)$.
+    Anharmonic,
+}
+
+/// The latent flags of the classical examples.
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatentArgs {
+    /// Latent distribution: harmonic oscillators, or oscillators whose frequency depends on their action.
+    #[arg(long, value_enum, default_value_t = LatentKind::Harmonic)]
+    pub latent: LatentKind,
+    /// Terms per mode of the anharmonic latent's frequency function (1 to 16).
+    #[arg(long, default_value_t = 8)]
+    pub basis: usize,
+}
+
+impl LatentArgs {
+    /// The anharmonic latent with these flags (warns that `--basis` is unused for the harmonic one).
+    pub fn anharmonic<N: crate::dim::Size>(&self, dim: N, beta: f64) -> Result<crate::latent::AnharmonicOscillators<N>, RunError> {
+        crate::latent::AnharmonicOscillators::new(dim, beta, self.basis).map_err(|e| match e {
+            crate::error::ConfigError::Value { what: "beta", .. } => invalid("--beta", beta, &e.to_string()),
+            _ => invalid("--basis", self.basis, &e.to_string()),
+        })
+    }
+    /// Warn about `--basis` given with `--latent harmonic`.
+    pub fn warn_unused(&self) {
+        if self.latent == LatentKind::Harmonic {
+            warn_ignored(&["--basis"], "with --latent harmonic");
+        }
+    }
+}

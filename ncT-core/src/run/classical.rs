@@ -30,7 +30,7 @@ pub struct ClassicalRun {
 }
 
 fn classical<O: Objective>(args: &RunArgs, config: &impl Serialize, name: &str, objective: O) -> Result<ClassicalRun, RunError> {
-    let t = Driver::new(name, objective).group_rate("log_omega", args.omega_lr_factor).run(args, config)?;
+    let t = Driver::new(name, objective).group_rate("log_omega", args.omega_lr_factor).group_rate("anharmonic", args.omega_lr_factor).run(args, config)?;
     Ok(ClassicalRun { name: t.name, dir: t.dir, theta: t.theta, outcome: t.outcome })
 }
 

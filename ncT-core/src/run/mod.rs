@@ -21,7 +21,7 @@ pub mod progress;
 pub mod report;
 pub mod trainer;
 
-pub use args::{NetArgs, OnNan, RunArgs, flag_given, invalid, parse_from_with_defaults, parse_with_defaults, warn_ignored};
+pub use args::{LatentArgs, LatentKind, NetArgs, OnNan, RunArgs, flag_given, invalid, parse_from_with_defaults, parse_with_defaults, warn_ignored};
 pub use checkpoint::{Checkpoint, ModelDescription};
 pub use dir::RunDir;
 pub use progress::PhaseProgress;
