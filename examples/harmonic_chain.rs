@@ -82,10 +82,10 @@ fn chain(cli: &Cli) -> Result<(), RunError> {
 fn with_flow<B: Latent<Dyn>>(cli: &Cli, h: &DynHarmonicChain, base: B, tag: &str) -> Result<(), RunError> {
     let n = Dyn(cli.n);
     match cli.model {
-        Model::Linear => finish(cli, h, ClassicalNct::new(ChainLinear::new(n, cli.run.seed).map_err(|e| invalid("--n", cli.n, &e.to_string()))?, base), &format!("harmonic_chain/linear{tag}")),
+        Model::Linear => finish(cli, h, ClassicalNct::new(ChainLinear::new(n, cli.run.seed).map_err(|e| invalid("--n", cli.n, &e.to_string()))?, base).with_path_gradient(cli.latent.path_gradient), &format!("harmonic_chain/linear{tag}")),
         Model::Realnvp => {
             let flow = ChainNvp::builder(n).couplings(cli.net.couplings).hidden(&cli.net.hidden).build(cli.run.seed).map_err(|e| cli.net.invalid(e))?;
-            finish(cli, h, ClassicalNct::new(flow, base), &format!("harmonic_chain/realnvp{tag}"))
+            finish(cli, h, ClassicalNct::new(flow, base).with_path_gradient(cli.latent.path_gradient), &format!("harmonic_chain/realnvp{tag}"))
         }
     }
 }

@@ -15,9 +15,13 @@ use serde::Serialize;
 use serde_json::json;
 
 nct::flow! {
-    /// A learned leapfrog map (K(p) + V(q) generators), then a linear symplectic map.
+    /// Four kick-drift pairs with their own generator networks (p += V_i'(q), q += K_i'(p)), then a
+    /// linear symplectic map.
     pub struct QuarticFlow: Symplectic<1> {
-        ham: HamiltonianFlow { hidden: [32, 32], steps: 4, time: 1.0 },
+        k1: Kick { hidden: [32, 32] }, d1: Drift { hidden: [32, 32] },
+        k2: Kick { hidden: [32, 32] }, d2: Drift { hidden: [32, 32] },
+        k3: Kick { hidden: [32, 32] }, d3: Drift { hidden: [32, 32] },
+        k4: Kick { hidden: [32, 32] }, d4: Drift { hidden: [32, 32] },
         mix: LinearSymplectic,
     }
 }
@@ -37,9 +41,6 @@ struct Cli {
     /// Hidden widths of the flow's generator networks, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "32,32")]
     hidden: Vec<usize>,
-    /// Leapfrog steps of the learned flow (>= 1).
-    #[arg(long, default_value_t = 4)]
-    leapfrog_steps: usize,
     /// Amplitudes q0 (p0 = 0) of the latent-dynamics check, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "0.5,1,1.5")]
     amplitudes: Vec<f64>,
@@ -68,16 +69,17 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     cli.latent.warn_unused();
     let h = QuarticOscillator::new().with_lambda(cli.lambda).with_omega0(cli.omega0);
-    let flow = QuarticFlow::builder().hidden(&cli.hidden).steps(cli.leapfrog_steps).build(cli.run.seed).map_err(|e| invalid("--hidden/--leapfrog-steps", format!("{:?}/{}", cli.hidden, cli.leapfrog_steps), &e.to_string()))?;
+    let w = &cli.hidden;
+    let flow = QuarticFlow::builder().k1_hidden(w).d1_hidden(w).k2_hidden(w).d2_hidden(w).k3_hidden(w).d3_hidden(w).k4_hidden(w).d4_hidden(w).build(cli.run.seed).map_err(|e| invalid("--hidden", format!("{w:?}"), &e.to_string()))?;
     let init = [cli.omega0];
     match cli.latent.latent {
         LatentKind::Harmonic => {
             let base = LatentOscillators::new(Const::<1>, cli.beta).and_then(|b| b.with_initial_frequencies(&init)).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
-            finish(cli, &h, ClassicalNct::new(flow, base), "quartic/harmonic")
+            finish(cli, &h, ClassicalNct::new(flow, base).with_path_gradient(cli.latent.path_gradient), "quartic/harmonic")
         }
         LatentKind::Anharmonic => {
             let base = cli.latent.anharmonic(Const::<1>, cli.beta)?.with_initial_frequencies(&init).map_err(|e| invalid("--omega0", cli.omega0, &e.to_string()))?;
-            finish(cli, &h, ClassicalNct::new(flow, base), "quartic/anharmonic")
+            finish(cli, &h, ClassicalNct::new(flow, base).with_path_gradient(cli.latent.path_gradient), "quartic/anharmonic")
         }
     }
 }

@@ -77,9 +77,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     match cli.latent.latent {
         LatentKind::Harmonic => {
             let base = LatentOscillators::new(Const::<2>, cli.beta).map_err(|e| invalid("--beta", cli.beta, &e.to_string()))?;
-            finish(cli, &h, ClassicalNct::new(flow, base), "ring2d/realnvp+linear")
+            finish(cli, &h, ClassicalNct::new(flow, base).with_path_gradient(cli.latent.path_gradient), "ring2d/realnvp+linear")
         }
-        LatentKind::Anharmonic => finish(cli, &h, ClassicalNct::new(flow, cli.latent.anharmonic(Const::<2>, cli.beta)?), "ring2d/realnvp+linear/anharmonic"),
+        LatentKind::Anharmonic => finish(cli, &h, ClassicalNct::new(flow, cli.latent.anharmonic(Const::<2>, cli.beta)?).with_path_gradient(cli.latent.path_gradient), "ring2d/realnvp+linear/anharmonic"),
     }
 }
 

@@ -80,6 +80,11 @@ pub struct VariationalSample {
 pub struct ClassicalNct<F, N: Size, B = LatentOscillators<N>> {
     pub flow: F,
     pub base: B,
+    /// Gradient estimator of [`ClassicalNct::variational_batch`]: `false` (default) the
+    /// reparameterised gradient of $H(T(z)) + \beta^{-1}\ln p(z)$; `true` the path derivative
+    /// ("sticking the landing", Roeder, Wu & Duvenaud, NeurIPS 2017), whose cotangent
+    /// $\nabla_x H + \beta^{-1}\nabla_x \ln q$ vanishes per sample as the model becomes exact.
+    pub path_gradient: bool,
     _dim: std::marker::PhantomData<N>,
 }
 
@@ -98,7 +103,23 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
         if flow.dim() != base.dim() {
             return Err(crate::error::ConfigError::Value { what: "latent dimension", value: format!("{} (flow has {})", base.dim().value(), flow.dim().value()), allowed: "the flow's number of degrees of freedom" });
         }
-        Ok(Self { flow, base, _dim: std::marker::PhantomData })
+        Ok(Self { flow, base, path_gradient: false, _dim: std::marker::PhantomData })
+    }
+    /// Use the path-derivative gradient (see [`ClassicalNct::path_gradient`]): unbiased, with a
+    /// variance that vanishes at the exact model, for one extra forward-mode pass of the flow per
+    /// sample.
+    pub fn with_path_gradient(mut self, on: bool) -> Self {
+        self.path_gradient = on;
+        self
+    }
+    /// $\beta^{-1}\nabla_x \ln q(x) = \beta^{-1} J^{-T}\nabla_z \ln p(z)$ at $x = T(z)$, with
+    /// $J^{-T} = \Omega J \Omega^T$ (one forward-mode pass).
+    fn entropy_cotangent(&self, t: &B::Table, theta: &[f64], z: &PhasePoint<f64, N>) -> PhasePoint<f64, N> {
+        let (tf, tw) = self.split(theta);
+        let mut scratch = vec![0.0; tw.len()];
+        let (_, dz) = self.base.log_prob_grad(t, tw, z, 0.0, &mut scratch);
+        let (_, jw) = symplectic_jvp(&self.flow, tf, z, &omega_t_apply(&dz));
+        omega_apply(&jw).map(|v| v / self.beta())
     }
     /// Number of degrees of freedom.
     pub fn dim(&self) -> N {
@@ -167,9 +188,17 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
         let (x, cache) = self.flow.forward(tf, &z);
         let energy = h.energy(&x.q, &x.p);
         let (dq, dp) = h.gradient(&x.q, &x.p);
-        let zbar = self.flow.vjp(tf, &cache, &PhasePoint::new(dq, dp), gf);
+        let mut xbar = PhasePoint::new(dq, dp);
         let beta = self.beta();
-        self.base.reparam_vjp(&t, tw, &z, &zbar, 1.0 / beta, gw);
+        let c = if self.path_gradient {
+            let e = self.entropy_cotangent(&t, theta, &z);
+            xbar = PhasePoint::new(&xbar.q + &e.q, &xbar.p + &e.p);
+            0.0
+        } else {
+            1.0 / beta
+        };
+        let zbar = self.flow.vjp(tf, &cache, &xbar, gf);
+        self.base.reparam_vjp(&t, tw, &z, &zbar, c, gw);
         let log_q = self.base.log_prob(&t, tw, &z);
         VariationalSample { loss: energy + log_q / beta, energy, log_q }
     }
@@ -199,12 +228,19 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
                     xbar.q[(i, j)] = dq[i];
                     xbar.p[(i, j)] = dp[i];
                 }
+                if self.path_gradient {
+                    let e = self.entropy_cotangent(&t, theta, z);
+                    for i in 0..n {
+                        xbar.q[(i, j)] += e.q[i];
+                        xbar.p[(i, j)] += e.p[i];
+                    }
+                }
                 loss += e + self.base.log_prob(&t, tw, z) / beta;
             }
             let mut g = vec![0.0; theta.len()];
             let zbar = self.flow.vjp_batch(tf, &cache, &xbar, &mut g[..nf]);
             for (j, z) in zs.iter().enumerate() {
-                self.base.reparam_vjp(&t, tw, z, &zbar.point(j), 1.0 / beta, &mut g[nf..]);
+                self.base.reparam_vjp(&t, tw, z, &zbar.point(j), if self.path_gradient { 0.0 } else { 1.0 / beta }, &mut g[nf..]);
             }
             (loss, g)
         });

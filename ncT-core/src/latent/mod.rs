@@ -44,9 +44,13 @@ pub trait Latent<N: Size>: Parametrised + Clone + std::fmt::Debug {
     /// $\ln p$, its gradient in $(Q, P)$, and its gradient in `theta` at fixed $(Q, P)$ (added to
     /// `g`, the latent's slice of the gradient, with coefficient `coef`).
     fn log_prob_grad(&self, t: &Self::Table, theta: &[f64], z: &PhasePoint<f64, N>, coef: f64, g: &mut [f64]) -> (f64, PhasePoint<f64, N>);
-    /// For a sample $z(\epsilon, \theta)$ drawn by [`Latent::sample`], adds
-    /// $\frac{d}{d\theta}\big[\bar z \cdot z(\epsilon, \theta) + c \ln p(z(\epsilon, \theta); \theta)\big]$
-    /// to `g`: the reparameterised gradient (`zbar` is the cotangent the flow's VJP returns).
+    /// For a sample $z(\epsilon, \theta)$ drawn by [`Latent::sample`], adds to `g` a per-sample
+    /// estimate of $\frac{d}{d\theta}\mathbb E\big[\bar z \cdot z(\epsilon, \theta) + c \ln p(z(\epsilon, \theta); \theta)\big]$
+    /// (`zbar` is the cotangent the flow's VJP returns): the reparameterised path derivative, with
+    /// the zero-mean score term $c\,\partial_\theta \ln p$ at fixed $z$ either summed exactly
+    /// (the harmonic latent, where the total is the constant $c$ per mode) or left out ("sticking
+    /// the landing", Roeder, Wu & Duvenaud, NeurIPS 2017: the estimate's variance then vanishes
+    /// as the model becomes exact).
     fn reparam_vjp(&self, t: &Self::Table, theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, c: f64, g: &mut [f64]);
     /// Thermal mean angular frequency $\langle f_k'(I_k)\rangle$ of every mode, in parameter order.
     fn frequencies(&self, t: &Self::Table, theta: &[f64]) -> Vec<f64>;

@@ -245,6 +245,10 @@ pub struct LatentArgs {
     /// Terms per mode of the anharmonic latent's frequency function (1 to 16).
     #[arg(long, default_value_t = 8)]
     pub basis: usize,
+    /// Train with the path-derivative ("sticking the landing") gradient, whose noise vanishes as the
+    /// model becomes exact (one extra forward-mode pass of the flow per sample).
+    #[arg(long)]
+    pub path_gradient: bool,
 }
 
 impl LatentArgs {
