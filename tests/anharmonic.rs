@@ -132,9 +132,9 @@ fn quartic_case(lambda: f64) {
     let f = h.free_energy(1.0);
     let bound = best_harmonic_free_energy(lambda);
     let flow = QuarticFlow::new(1);
-    let harmonic = ClassicalNct::new(flow.clone(), LatentOscillators::new(Const::<1>, 1.0).unwrap());
-    let anharmonic = ClassicalNct::new(flow, AnharmonicOscillators::new(Const::<1>, 1.0, 8).unwrap());
-    let (th_h, th_a) = (train(&harmonic, &h, 2500, 1), train(&anharmonic, &h, 2500, 1));
+    let harmonic = ClassicalNct::new(flow.clone(), LatentOscillators::new(Const::<1>, 1.0).unwrap()).with_path_gradient(true);
+    let anharmonic = ClassicalNct::new(flow, AnharmonicOscillators::new(Const::<1>, 1.0, 8).unwrap()).with_path_gradient(true);
+    let (th_h, th_a) = (train(&harmonic, &h, 1500, 1), train(&anharmonic, &h, 1500, 1));
     let (engine, stream) = (BatchEngine::new(1000), SeedStream::new(77));
     let (fe_h, fe_a) = (harmonic.free_energy(&th_h, &h, 40_000, &engine, &stream, 0), anharmonic.free_energy(&th_a, &h, 40_000, &engine, &stream, 0));
     eprintln!("lambda = {lambda}: exact F = {f:.5}, best harmonic latent {bound:.5}; harmonic F_var = {:.5} +- {:.5} (F_is {:.5}, ESS {:.0}); anharmonic F_var = {:.5} +- {:.5} (F_is {:.5}, ESS {:.0})", fe_h.f_var, fe_h.f_var_err, fe_h.f_is, fe_h.ess, fe_a.f_var, fe_a.f_var_err, fe_a.f_is, fe_a.ess);
@@ -144,6 +144,7 @@ fn quartic_case(lambda: f64) {
     assert!(fe_a.f_var - f < 2e-3, "anharmonic F_var - F = {}", fe_a.f_var - f);
     assert!(fe_a.f_var < bound - 3.0 * fe_a.f_var_err);
     // Latent dynamics against the exact orbit frequency and against leapfrog over ten periods.
+    let (mut worst_h, mut worst_a) = (0.0f64, 0.0f64);
     for q0 in [0.5, 1.0, 1.5] {
         let x0 = PhasePoint::<f64, Const<1>>::new(Vector::from([q0]), Vector::from([0.0]));
         let exact = orbit_frequency(lambda, q0);
@@ -155,8 +156,12 @@ fn quartic_case(lambda: f64) {
         let phase_h = nct::dynamics::phase_difference(&harmonic.trajectory(&th_h, &x0, &times), &reference, 0, 1.0);
         let phase_a = nct::dynamics::phase_difference(&anharmonic.trajectory(&th_a, &x0, &times), &reference, 0, 1.0);
         eprintln!("  q0 = {q0}: orbit frequency {exact:.5}; harmonic latent {wh:.5} (phase error over ten periods {phase_h:.3} rad), anharmonic {wa:.5} ({phase_a:.3} rad)");
-        assert!((wa / exact - 1.0).abs() < 0.1 && (wa / exact - 1.0).abs() < (wh / exact - 1.0).abs(), "q0 = {q0}: {wa} vs {exact} (harmonic {wh})");
+        assert!((wa / exact - 1.0).abs() < 0.1, "q0 = {q0}: {wa} vs {exact}");
+        worst_h = worst_h.max((wh / exact - 1.0).abs());
+        worst_a = worst_a.max((wa / exact - 1.0).abs());
     }
+    // One frequency cannot follow the orbits; the anharmonic latent's worst error is smaller.
+    assert!(worst_a < 0.5 * worst_h, "worst relative frequency error: anharmonic {worst_a}, harmonic {worst_h}");
 }
 
 #[test]

@@ -230,3 +230,25 @@ fn crystal_constant_pressure_relaxes_the_box_and_resumes_bitwise() {
     let e = fails("crystal", &["--pressure", "1", "--occupation", "van", "--steps", "1", "--quiet"], dir.path());
     assert!(e.contains("--occupation"), "{e}");
 }
+
+#[test]
+fn quartic_anharmonic_latent_resumes_bitwise_and_refuses_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--lambda", "0.5", "--latent", "anharmonic", "--basis", "4", "--path-gradient", "--hidden", "8,8", "--steps", "60", "--batch", "64", "--eval-samples", "2000", "--quiet"];
+    let full = run("quartic", &[&flags[..], &["--out", "full"]].concat(), dir.path());
+    let out = Command::new(example("quartic")).args([&flags[..], &["--out", "part", "--stop-at", "25"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed = run("quartic", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
+    for key in ["F_var", "F_var_err", "F_is", "ess", "omega", "latent_dynamics"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    // The exact F by quadrature, and three amplitudes of latent dynamics with finite phase errors.
+    assert!((full["F_exact"].as_f64().unwrap() - (-1.4779511)).abs() < 1e-6, "{}", full["F_exact"]);
+    let dynamics = full["latent_dynamics"].as_array().unwrap();
+    assert_eq!(dynamics.len(), 3);
+    assert!(dynamics.iter().all(|d| d["phase_error_rad"].as_f64().is_some_and(f64::is_finite)));
+    for (flag, value) in [("--lambda", "-1"), ("--basis", "0"), ("--basis", "17"), ("--amplitudes", "0.5,nan"), ("--beta", "0")] {
+        let e = fails("quartic", &["--latent", "anharmonic", flag, value, "--steps", "2", "--quiet"], dir.path());
+        assert!(e.contains(flag) && !e.contains("panicked"), "{flag} {value}: {e}");
+    }
+}

@@ -193,6 +193,7 @@ fn stored_flags(argv: &[std::ffi::OsString]) -> Vec<(String, String)> {
         serde_json::Value::String(s) if s.chars().next().is_some_and(char::is_uppercase) => Some(kebab(s)),
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     };
     map.into_iter()
@@ -218,7 +219,8 @@ pub fn parse_from_with_defaults<T: clap::Parser, I: IntoIterator<Item = S>, S: I
     // `--resume DIR` alone: the stored configuration supplies every flag not given again (flags
     // given must still match, or be control flags; RunDir checks that).
     for (id, v) in stored_flags(&argv) {
-        if cmd.get_arguments().any(|a| a.get_id() == id.as_str() && a.get_action().takes_values()) {
+        // Valued flags and switches (`--path-gradient`: a stored `true` becomes the default).
+        if cmd.get_arguments().any(|a| a.get_id() == id.as_str() && (a.get_action().takes_values() || matches!(a.get_action(), clap::ArgAction::SetTrue))) {
             let v: &'static str = Box::leak(v.into_boxed_str());
             cmd = cmd.mut_arg(id, |a| a.default_value(v));
         }
