@@ -218,3 +218,4 @@ fn path_gradient_vanishes_per_sample_at_the_exact_model_and_is_unbiased() {
     }
     assert!(nonzero > theta.len() / 2, "the estimators must differ sample by sample");
 }
+
