@@ -12,7 +12,7 @@ use nct::models::alanine::{AlanineData, K_B, circular_linear_correlation, coordi
 use nct::models::data::block_split;
 use nct::run::classical::{print_summary, summary, train_mle, plots};
 use nct::run::plot::{Aspect, scatter_plot};
-use nct::run::{exit_on_error, NetArgs, RunArgs, RunError, invalid, parse_with_defaults};
+use nct::run::{exit_on_error, invalid, parse_with_defaults, LatentArgs, LatentKind, NetArgs, RunArgs, RunError};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
@@ -49,6 +49,9 @@ struct Cli {
     #[command(flatten)]
     #[serde(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    #[serde(flatten)]
+    latent: LatentArgs,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
@@ -96,13 +99,37 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let mean = train.iter().fold(Vector::<f64, Const<N>>::zeros(Const), |a, x| a + *x).map(|v| v / nt);
     let var = train.iter().fold(Vector::<f64, Const<N>>::zeros(Const), |a, x| a + (x - &mean).map(|d| d * d)).map(|v| v / nt);
     let w0: Vec<f64> = (0..N).map(|i| (1.0 / (beta * masses[i] * (var[i] + cli.jitter * cli.jitter))).sqrt()).collect();
-    let base = LatentOscillators::new(Const::<N>, beta).and_then(|b| b.with_initial_frequencies(&w0)).map_err(|e| invalid("--temperature", cli.temperature, &e.to_string()))?;
     // The flow maps latent z to configurations centred on the mean structure.
-    let model = ClassicalNct::new(flow, base);
     let centred: Vec<_> = train.iter().map(|x| x - mean).collect();
-    let run = train_mle(&cli.run, cli, "alanine/realnvp", &model, &centred, &masses, cli.jitter)?;
     let vc: Vec<_> = valid.iter().map(|x| x - mean).collect();
-    let (nll, nll_err) = model.mean_nll(&run.theta, &vc, &masses, &BatchEngine::new(8), &SeedStream::new(cli.run.seed ^ 0x5eed));
+    let held_out = HeldOut { data: &data, valid_idx: &valid_idx, frames: &vc, masses: &masses };
+    let bad_t = |e: ConfigError| invalid("--temperature", cli.temperature, &e.to_string());
+    cli.latent.warn_unused();
+    nct::run::warn_ignored(&["--path-gradient"], "with maximum-likelihood training");
+    match cli.latent.latent {
+        LatentKind::Harmonic => {
+            let base = LatentOscillators::new(Const::<N>, beta).and_then(|b| b.with_initial_frequencies(&w0)).map_err(bad_t)?;
+            finish(cli, ClassicalNct::new(flow, base), "alanine/realnvp", &centred, &held_out)
+        }
+        LatentKind::Anharmonic => {
+            let base = cli.latent.anharmonic(Const::<N>, beta)?.with_initial_frequencies(&w0).map_err(bad_t)?;
+            finish(cli, ClassicalNct::new(flow, base), "alanine/realnvp/anharmonic", &centred, &held_out)
+        }
+    }
+}
+
+/// The held-out frames (centred) and what the analysis needs beside them.
+struct HeldOut<'a> {
+    data: &'a AlanineData,
+    valid_idx: &'a [usize],
+    frames: &'a [Vector<f64, Const<N>>],
+    masses: &'a Vector<f64, Const<N>>,
+}
+
+fn finish<B: Latent<Const<N>>>(cli: &Cli, model: ClassicalNct<AlanineFlow, Const<N>, B>, name: &str, centred: &[Vector<f64, Const<N>>], held: &HeldOut) -> Result<(), RunError> {
+    let (data, valid_idx, vc, masses) = (held.data, held.valid_idx, held.frames, held.masses);
+    let run = train_mle(&cli.run, cli, name, &model, centred, masses, cli.jitter)?;
+    let (nll, nll_err) = model.mean_nll(&run.theta, vc, masses, &BatchEngine::new(8), &SeedStream::new(cli.run.seed ^ 0x5eed));
     let mut m = summary(&cli.run, &model, &run, None, None);
     let omega = model.frequencies(&run.theta);
     m.insert("slowest_omega".into(), json!(&omega[..2]));
@@ -110,8 +137,8 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     m.insert("valid_nll_err".into(), json!(nll_err));
     m.insert("temperature".into(), json!(cli.temperature));
     // Latent coordinates of held-out frames (Q = f^{-1}(q) does not depend on p for a point map).
-    let (tf, tw) = model.split(&run.theta);
-    let order = model.base.order(tw);
+    let tf = model.split(&run.theta).0;
+    let order = model.mode_order(&run.theta);
     let zs: Vec<PhasePoint<f64, Const<N>>> = vc.iter().map(|q| model.flow.inverse(tf, &PhasePoint::new(*q, Vector::zeros(Const)))).collect();
     let phi: Vec<f64> = valid_idx.iter().take(vc.len()).map(|&i| data.dihedrals[i].0).collect();
     let psi: Vec<f64> = valid_idx.iter().take(vc.len()).map(|&i| data.dihedrals[i].1).collect();
@@ -120,8 +147,8 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     for (rank, &k) in order.iter().take(6).enumerate() {
         let q: Vec<f64> = zs.iter().map(|z| z.q[k]).collect();
         let (cphi, cpsi) = (circular_linear_correlation(&q, &phi), circular_linear_correlation(&q, &psi));
-        println!("  {rank:<5} {:<13.4} {cphi:<13.3} {cpsi:.3}", tw[k].exp());
-        modes.push(json!({"rank": rank, "omega": tw[k].exp(), "corr_phi": cphi, "corr_psi": cpsi}));
+        println!("  {rank:<5} {:<13.4} {cphi:<13.3} {cpsi:.3}", omega[rank]);
+        modes.push(json!({"rank": rank, "omega": omega[rank], "corr_phi": cphi, "corr_psi": cpsi}));
     }
     m.insert("slow_modes".into(), json!(modes));
     plots(&run, &model, "-ln q (per frame)", None, None)?;
