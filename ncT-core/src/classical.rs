@@ -180,26 +180,30 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
 
     /// One reparameterised sample of $H(T(z)) + \beta^{-1}\ln p(z)$; its gradient is added to `g`.
     pub fn variational_sample<H: Hamiltonian<N>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, rng: &mut R, g: &mut [f64]) -> VariationalSample {
+        self.variational_sample_with(&self.base.table(self.split(theta).1), theta, h, rng, g)
+    }
+    /// [`ClassicalNct::variational_sample`] with the latent's table of `theta` already built
+    /// (once per batch).
+    pub fn variational_sample_with<H: Hamiltonian<N>, R: rand::Rng + ?Sized>(&self, t: &B::Table, theta: &[f64], h: &H, rng: &mut R, g: &mut [f64]) -> VariationalSample {
         let nf = self.flow.n_params();
         let (tf, tw) = self.split(theta);
         let (gf, gw) = g.split_at_mut(nf);
-        let t = self.base.table(tw);
-        let z = self.base.sample(&t, tw, rng);
+        let z = self.base.sample(t, tw, rng);
         let (x, cache) = self.flow.forward(tf, &z);
         let energy = h.energy(&x.q, &x.p);
         let (dq, dp) = h.gradient(&x.q, &x.p);
         let mut xbar = PhasePoint::new(dq, dp);
         let beta = self.beta();
         let c = if self.path_gradient {
-            let e = self.entropy_cotangent(&t, theta, &z);
+            let e = self.entropy_cotangent(t, theta, &z);
             xbar = PhasePoint::new(&xbar.q + &e.q, &xbar.p + &e.p);
             0.0
         } else {
             1.0 / beta
         };
         let zbar = self.flow.vjp(tf, &cache, &xbar, gf);
-        self.base.reparam_vjp(&t, tw, &z, &zbar, c, gw);
-        let log_q = self.base.log_prob(&t, tw, &z);
+        self.base.reparam_vjp(t, tw, &z, &zbar, c, gw);
+        let log_q = self.base.log_prob(t, tw, &z);
         VariationalSample { loss: energy + log_q / beta, energy, log_q }
     }
 

@@ -72,7 +72,8 @@ impl<F: SymplecticLayer<N>, H: Hamiltonian<N>, N: Size, B: Latent<N>> Objective 
     }
     fn batch(&self, theta: &[f64], step: u64, stream: &SeedStream) -> BatchSum {
         let v = &self.0;
-        v.engine.loss_and_grad(v.batch, theta.len(), stream, step, |_, rng, g| v.model.variational_sample(theta, v.h, rng, g).loss)
+        let t = v.model.base.table(v.model.split(theta).1);
+        v.engine.loss_and_grad(v.batch, theta.len(), stream, step, |_, rng, g| v.model.variational_sample_with(&t, theta, v.h, rng, g).loss)
     }
     fn diagnose(&self, theta: &[f64], step: u64, stream: &SeedStream) -> Option<String> {
         variational_diagnose(&self.0, theta, step, stream)
