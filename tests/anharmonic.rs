@@ -2,6 +2,7 @@
 //! reduction to the harmonic latent bit for bit, and the variational gap it closes on the quartic
 //! oscillator against an exact bound on what any harmonic latent can reach.
 
+use nct::latent::quadrature::integrate;
 use nct::models::{QuarticOscillator, Ring2d};
 use nct::*;
 use rand::SeedableRng;
@@ -53,11 +54,6 @@ fn zero_anharmonic_parameters_reproduce_the_harmonic_latent_bit_for_bit() {
     assert_eq!(harmonic.trajectory(&theta, &x, &times), anharmonic.trajectory(&theta_a, &x, &times));
 }
 
-/// Gauss-Legendre panels of `f` over `[a, b]`.
-fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64, panels: usize) -> f64 {
-    let h = (b - a) / panels as f64;
-    (0..panels).map(|i| nct::latent::quadrature::panel(a + i as f64 * h, a + (i + 1) as f64 * h).map(|(x, w)| w * f(x)).sum::<f64>()).sum()
-}
 
 /// The orbit action of the quartic oscillator (unit mass, omega0 = 1),
 /// $J(E) = \frac{2}{\pi}\int_0^{q_m}\sqrt{2(E - V)}\,dq$ with $q = q_m\sin t$.

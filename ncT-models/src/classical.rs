@@ -104,9 +104,7 @@ impl QuarticOscillator {
         while beta * v(qmax) < 80.0 {
             qmax *= 1.5;
         }
-        let panels = 400;
-        let h = qmax / panels as f64;
-        let half: f64 = (0..panels).map(|i| nct::latent::quadrature::panel(i as f64 * h, (i + 1) as f64 * h).map(|(q, w)| w * (-beta * v(q)).exp()).sum::<f64>()).sum();
+        let half = nct::latent::quadrature::integrate(|q| (-beta * v(q)).exp(), 0.0, qmax, 400);
         -((2.0 * std::f64::consts::PI / beta).sqrt() * 2.0 * half).ln() / beta
     }
 }

@@ -187,10 +187,7 @@ impl<N: Size> AnharmonicOscillators<N> {
     }
     /// Initial frequencies (default all 1); they also fix the action scales $I_s = 1/(\beta\omega_0)$.
     pub fn with_initial_frequencies(mut self, omega: &[f64]) -> Result<Self, ConfigError> {
-        if omega.len() != self.dim.value() || omega.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
-            return Err(ConfigError::Value { what: "initial frequencies", value: format!("{omega:?}"), allowed: "N finite positive values" });
-        }
-        self.init_log_omega = omega.iter().map(|w| w.ln()).collect();
+        self.init_log_omega = super::log_frequencies(self.dim, omega)?;
         Ok(self)
     }
     /// Terms $M$ per mode.
@@ -330,6 +327,11 @@ impl Mode {
     fn m1(&self) -> usize {
         self.mean_g.len()
     }
+    /// The scaled action $u = (P^2 + \omega^2 Q^2)/(2\omega I_s)$ of one mode.
+    fn action(&self, q: f64, p: f64) -> f64 {
+        let w = self.omega;
+        (p * p + w * w * q * q) / (2.0 * w * self.scale)
+    }
     /// The panel holding `u` (the last one beyond the table).
     fn panel_of(&self, u: f64) -> usize {
         let l = self.edges.len();
@@ -371,8 +373,8 @@ impl Mode {
             hi,
         )
     }
-    /// $du/d\theta$ at fixed exponential variate, and $\Phi$, $\Phi'$, $\partial_\theta\Phi$ at `u`.
-    fn implicit(&self, u: f64, c: &[f64]) -> (Vec<f64>, f64, f64, Vec<f64>) {
+    /// $du/d\theta$ at fixed exponential variate, and $\Phi'(u)$.
+    fn implicit(&self, u: f64, c: &[f64]) -> (Vec<f64>, f64) {
         let m1 = self.m1();
         let i = self.panel_of(u);
         let (a, b) = (self.edges[i], self.edges[i + 1]);
@@ -392,11 +394,9 @@ impl Mode {
         };
         let (ha, hg) = acc(a, u, self.head[i], &self.head_g[i * m1..(i + 1) * m1]);
         let (ta, tg) = acc(u, b, self.tail[i + 1], &self.tail_g[(i + 1) * m1..(i + 2) * m1]);
-        let mut dphi_p = vec![0.0; m1];
-        let phi = self.shape.dparams(u, c, &mut dphi_p);
-        let den = self.z * (-phi).exp();
+        let den = self.z * (-self.shape.phi(u, c)).exp();
         let du = (0..m1).map(|p| (hg[p] * ta - tg[p] * ha) / den).collect();
-        (du, phi, self.shape.dphi(u, c), dphi_p)
+        (du, self.shape.dphi(u, c))
     }
 }
 
@@ -463,8 +463,7 @@ impl<N: Size> Latent<N> for AnharmonicOscillators<N> {
             if md.harmonic {
                 lp += z.p[k] * z.p[k] * (-0.5 * self.beta) + z.q[k] * z.q[k] * (-0.5 * self.beta * w * w) + (self.beta * w / (2.0 * PI)).ln();
             } else {
-                let u = (z.p[k] * z.p[k] + w * w * z.q[k] * z.q[k]) / (2.0 * w * md.scale);
-                lp += -md.shape.phi(u, &self.scales) - (2.0 * PI * md.scale * md.z).ln();
+                lp += -md.shape.phi(md.action(z.q[k], z.p[k]), &self.scales) - (2.0 * PI * md.scale * md.z).ln();
             }
         }
         lp
@@ -476,7 +475,7 @@ impl<N: Size> Latent<N> for AnharmonicOscillators<N> {
         let mut d = vec![0.0; m + 1];
         for (k, md) in t.modes.iter().enumerate() {
             let (w, q, p) = (md.omega, z.q[k], z.p[k]);
-            let u = (p * p + w * w * q * q) / (2.0 * w * md.scale);
+            let u = md.action(q, p);
             let phi = md.shape.dparams(u, &self.scales, &mut d);
             if md.harmonic {
                 let w2 = (2.0 * theta[k]).exp();
@@ -500,14 +499,14 @@ impl<N: Size> Latent<N> for AnharmonicOscillators<N> {
         let (n, m) = (self.dim.value(), self.m());
         for (k, md) in t.modes.iter().enumerate() {
             let (w, q, p) = (md.omega, z.q[k], z.p[k]);
-            let u = (p * p + w * w * q * q) / (2.0 * w * md.scale);
+            let u = md.action(q, p);
             if u <= 0.0 {
                 if md.harmonic {
                     g[k] += c;
                 }
                 continue;
             }
-            let (du, _, dphi, _) = md.implicit(u, &self.scales);
+            let (du, dphi) = md.implicit(u, &self.scales);
             // Path derivative of zbar . z + c ln p(z) at frozen density parameters: the cotangent
             // zbar + c grad_z ln p, grad_z ln p = -Phi' (w Q, P / w) / I_s, along
             // dQ = Q (du/u - [lnw]) / 2, dP = P (du/u + [lnw]) / 2.
@@ -535,8 +534,7 @@ impl<N: Size> Latent<N> for AnharmonicOscillators<N> {
             .iter()
             .enumerate()
             .map(|(k, md)| {
-                let (w, q, p) = (md.omega, z.q[k], z.p[k]);
-                if md.harmonic { w } else { md.shape.dphi((p * p + w * w * q * q) / (2.0 * w * md.scale), &self.scales) / (self.beta * md.scale) }
+                if md.harmonic { md.omega } else { md.shape.dphi(md.action(z.q[k], z.p[k]), &self.scales) / (self.beta * md.scale) }
             })
             .collect()
     }

@@ -29,10 +29,7 @@ impl<N: Size> LatentOscillators<N> {
     }
     /// Initial frequencies (default all 1).
     pub fn with_initial_frequencies(mut self, omega: &[f64]) -> Result<Self, ConfigError> {
-        if omega.len() != self.dim.value() || omega.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
-            return Err(ConfigError::Value { what: "initial frequencies", value: format!("{omega:?}"), allowed: "N finite positive values" });
-        }
-        self.init_log_omega = omega.iter().map(|w| w.ln()).collect();
+        self.init_log_omega = super::log_frequencies(self.dim, omega)?;
         Ok(self)
     }
     pub fn beta(&self) -> f64 {
@@ -51,10 +48,6 @@ impl<N: Size> LatentOscillators<N> {
         let mut idx: Vec<usize> = (0..self.dim.value()).collect();
         idx.sort_by(|&a, &b| theta[a].total_cmp(&theta[b]));
         idx
-    }
-    /// Frequencies sorted ascending (slowest first).
-    pub fn sorted_frequencies(&self, theta: &[f64]) -> Vec<f64> {
-        self.order(theta).into_iter().map(|k| theta[k].exp()).collect()
     }
     /// Exact sample.
     pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], rng: &mut R) -> PhasePoint<f64, N> {

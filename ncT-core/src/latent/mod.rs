@@ -19,6 +19,7 @@ pub use anharmonic::{ActionTable, AnharmonicOscillators};
 pub use harmonic::LatentOscillators;
 
 use crate::dim::Size;
+use crate::error::ConfigError;
 use crate::layer::PhasePoint;
 use crate::params::Parametrised;
 
@@ -68,4 +69,12 @@ pub trait Latent<N: Size>: Parametrised + Clone + std::fmt::Debug {
     /// The analytic latent dynamics: every action is conserved and every angle advances at
     /// $f_k'(I_k)$; returns $z(t)$ from $z_0$.
     fn evolve(&self, t: &Self::Table, theta: &[f64], z0: &PhasePoint<f64, N>, time: f64) -> PhasePoint<f64, N>;
+}
+
+/// $\ln\omega_k$ of `dim` initial frequencies (each finite and positive).
+fn log_frequencies<N: Size>(dim: N, omega: &[f64]) -> Result<Vec<f64>, ConfigError> {
+    if omega.len() != dim.value() || omega.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+        return Err(ConfigError::Value { what: "initial frequencies", value: format!("{omega:?}"), allowed: "N finite positive values" });
+    }
+    Ok(omega.iter().map(|w| w.ln()).collect())
 }

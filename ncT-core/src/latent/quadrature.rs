@@ -58,6 +58,12 @@ pub fn panel(a: f64, b: f64) -> impl Iterator<Item = (f64, f64)> {
     x.iter().zip(w).map(move |(&t, &wt)| (m + h * t, h * wt))
 }
 
+/// $\int_a^b f$ by the shared rule on `panels` equal panels.
+pub fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64, panels: usize) -> f64 {
+    let h = (b - a) / panels as f64;
+    (0..panels).map(|i| panel(a + i as f64 * h, a + (i + 1) as f64 * h).map(|(x, w)| w * f(x)).sum::<f64>()).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
