@@ -7,24 +7,12 @@
 
 use clap::Parser;
 use nct::dynamics::{leapfrog, phase_difference};
-use nct::models::QuarticOscillator;
+use nct::models::{OneDofFlow, QuarticOscillator};
 use nct::run::classical::{estimate, plots, print_summary, summary, train_variational};
 use nct::run::{exit_on_error, invalid, parse_with_defaults, LatentArgs, LatentKind, RunArgs, RunError};
 use nct::*;
 use serde::Serialize;
 use serde_json::json;
-
-nct::flow! {
-    /// Four kick-drift pairs with their own generator networks (p += V_i'(q), q += K_i'(p)), then a
-    /// linear symplectic map.
-    pub struct QuarticFlow: Symplectic<1> {
-        k1: Kick { hidden: [32, 32] }, d1: Drift { hidden: [32, 32] },
-        k2: Kick { hidden: [32, 32] }, d2: Drift { hidden: [32, 32] },
-        k3: Kick { hidden: [32, 32] }, d3: Drift { hidden: [32, 32] },
-        k4: Kick { hidden: [32, 32] }, d4: Drift { hidden: [32, 32] },
-        mix: LinearSymplectic,
-    }
-}
 
 #[derive(Parser, Serialize, Debug)]
 #[command(about = "Variational NCT of a 1-D quartic oscillator (units: mass 1, k_B = 1)")]
@@ -70,7 +58,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     cli.latent.warn_unused();
     let h = QuarticOscillator::new().with_lambda(cli.lambda).with_omega0(cli.omega0);
     let w = &cli.hidden;
-    let flow = QuarticFlow::builder().k1_hidden(w).d1_hidden(w).k2_hidden(w).d2_hidden(w).k3_hidden(w).d3_hidden(w).k4_hidden(w).d4_hidden(w).build(cli.run.seed).map_err(|e| invalid("--hidden", format!("{w:?}"), &e.to_string()))?;
+    let flow = OneDofFlow::builder().k1_hidden(w).d1_hidden(w).k2_hidden(w).d2_hidden(w).k3_hidden(w).d3_hidden(w).k4_hidden(w).d4_hidden(w).build(cli.run.seed).map_err(|e| invalid("--hidden", format!("{w:?}"), &e.to_string()))?;
     let init = [cli.omega0];
     match cli.latent.latent {
         LatentKind::Harmonic => {
@@ -84,7 +72,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
 }
 
-fn finish<B: Latent<Const<1>>>(cli: &Cli, h: &QuarticOscillator, model: ClassicalNct<QuarticFlow, Const<1>, B>, name: &str) -> Result<(), RunError> {
+fn finish<B: Latent<Const<1>>>(cli: &Cli, h: &QuarticOscillator, model: ClassicalNct<OneDofFlow, Const<1>, B>, name: &str) -> Result<(), RunError> {
     let run = train_variational(&cli.run, cli, name, &model, h)?;
     let fe = estimate(&cli.run, &model, h, &run.theta);
     let f_exact = h.free_energy(cli.beta);

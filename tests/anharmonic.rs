@@ -3,20 +3,9 @@
 //! oscillator against an exact bound on what any harmonic latent can reach.
 
 use nct::latent::quadrature::integrate;
-use nct::models::{QuarticOscillator, Ring2d};
+use nct::models::{OneDofFlow, QuarticOscillator, Ring2d};
 use nct::*;
 use rand::SeedableRng;
-
-nct::flow! {
-    /// Four kick-drift pairs, then a linear symplectic map (the `quartic` example's flow).
-    pub struct QuarticFlow: Symplectic<1> {
-        k1: Kick { hidden: [32, 32] }, d1: Drift { hidden: [32, 32] },
-        k2: Kick { hidden: [32, 32] }, d2: Drift { hidden: [32, 32] },
-        k3: Kick { hidden: [32, 32] }, d3: Drift { hidden: [32, 32] },
-        k4: Kick { hidden: [32, 32] }, d4: Drift { hidden: [32, 32] },
-        mix: LinearSymplectic,
-    }
-}
 
 #[test]
 fn zero_anharmonic_parameters_reproduce_the_harmonic_latent_bit_for_bit() {
@@ -107,7 +96,7 @@ fn the_harmonic_latent_bound_is_exact_in_the_harmonic_limit() {
 
 
 /// Variational training on the batched path (Adam, cosine decay to 2%, as the driver does).
-fn train<B: Latent<Const<1>>>(model: &ClassicalNct<QuarticFlow, Const<1>, B>, h: &QuarticOscillator, steps: u64, seed: u64) -> Vec<f64> {
+fn train<B: Latent<Const<1>>>(model: &ClassicalNct<OneDofFlow, Const<1>, B>, h: &QuarticOscillator, steps: u64, seed: u64) -> Vec<f64> {
     let mut theta = model.new_params(&mut NctRng::seed_from_u64(seed));
     let (engine, stream) = (BatchEngine::new(64), SeedStream::new(seed));
     let lr = 0.01;
@@ -127,7 +116,7 @@ fn quartic_case(lambda: f64) {
     let h = QuarticOscillator::new().with_lambda(lambda);
     let f = h.free_energy(1.0);
     let bound = best_harmonic_free_energy(lambda);
-    let flow = QuarticFlow::new(1);
+    let flow = OneDofFlow::new(1);
     let harmonic = ClassicalNct::new(flow.clone(), LatentOscillators::new(Const::<1>, 1.0).unwrap()).with_path_gradient(true);
     let anharmonic = ClassicalNct::new(flow, AnharmonicOscillators::new(Const::<1>, 1.0, 8).unwrap()).with_path_gradient(true);
     let (th_h, th_a) = (train(&harmonic, &h, 1500, 1), train(&anharmonic, &h, 1500, 1));

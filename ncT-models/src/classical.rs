@@ -1,6 +1,6 @@
 //! Classical model Hamiltonians, declared with `hamiltonian!` (unit masses unless stated).
 
-use nct_macros::hamiltonian;
+use nct_macros::{flow, hamiltonian};
 
 hamiltonian! {
     /// One-dimensional harmonic oscillator $H = p^2/2 + \omega_0^2 q^2 / 2$.
@@ -106,6 +106,19 @@ impl QuarticOscillator {
         }
         let half = nct::latent::quadrature::integrate(|q| (-beta * v(q)).exp(), 0.0, qmax, 400);
         -((2.0 * std::f64::consts::PI / beta).sqrt() * 2.0 * half).ln() / beta
+    }
+}
+
+flow! {
+    /// A flow for one degree of freedom: four kick-drift pairs with their own generator networks
+    /// ($p \mathrel{+}= V_i'(q)$, $q \mathrel{+}= K_i'(p)$, 2x32 tanh each), then a linear symplectic
+    /// map. The flow of the `quartic` example and of its tests.
+    pub struct OneDofFlow: Symplectic<1> {
+        k1: Kick { hidden: [32, 32] }, d1: Drift { hidden: [32, 32] },
+        k2: Kick { hidden: [32, 32] }, d2: Drift { hidden: [32, 32] },
+        k3: Kick { hidden: [32, 32] }, d3: Drift { hidden: [32, 32] },
+        k4: Kick { hidden: [32, 32] }, d4: Drift { hidden: [32, 32] },
+        mix: LinearSymplectic,
     }
 }
 

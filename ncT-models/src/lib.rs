@@ -15,4 +15,4 @@ pub mod quantum_dot;
 pub mod solid;
 pub mod vibrational;
 
-pub use classical::{DynHarmonicChain, HarmonicChain, HarmonicOscillator, QuarticOscillator, Ring2d};
+pub use classical::{DynHarmonicChain, HarmonicChain, HarmonicOscillator, OneDofFlow, QuarticOscillator, Ring2d};
