@@ -55,7 +55,7 @@ fn gaussians<D: Scalar>(coefs: &[f64], scales: &[f64], r2: D) -> (D, D, D, Vec<D
 
 /// In-place Cholesky factor (lower, row-major) of the symmetric `n x n` matrix `a`; `false` if it
 /// is not positive definite.
-fn cholesky<D: Scalar>(a: &mut [D], n: usize) -> bool {
+pub(crate) fn cholesky<D: Scalar>(a: &mut [D], n: usize) -> bool {
     for j in 0..n {
         let mut d = a[j * n + j];
         for k in 0..j {
@@ -78,7 +78,7 @@ fn cholesky<D: Scalar>(a: &mut [D], n: usize) -> bool {
 }
 
 /// Solves $L L^T x = b$ with the factor of [`cholesky`].
-fn cholesky_solve<D: Scalar>(l: &[D], n: usize, b: &mut [D]) {
+pub(crate) fn cholesky_solve<D: Scalar>(l: &[D], n: usize, b: &mut [D]) {
     for i in 0..n {
         let mut s = b[i];
         for k in 0..i {

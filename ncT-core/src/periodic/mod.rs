@@ -2,10 +2,12 @@
 //! the Ewald sum of the one-component plasma in 2D and 3D, twisted plane-wave orbitals, their
 //! complex Slater determinants and an exact sampler of them.
 
+pub mod backflow;
 pub mod ewald;
 pub mod plane_waves;
 pub mod slater;
 
+pub use backflow::PeriodicBackflow;
 pub use ewald::{Ewald, EwaldError};
 pub use plane_waves::{TwistedPlaneWaves, free_electron_thermo};
 pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_slater};
