@@ -6,8 +6,10 @@ pub mod backflow;
 pub mod ewald;
 pub mod plane_waves;
 pub mod slater;
+pub mod state;
 
 pub use backflow::PeriodicBackflow;
 pub use ewald::{Ewald, EwaldError};
 pub use plane_waves::{TwistedPlaneWaves, free_electron_thermo};
-pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_slater};
+pub use state::{CellPotential, GasState};
+pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_hessian, plane_wave_slater};

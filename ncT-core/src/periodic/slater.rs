@@ -72,6 +72,43 @@ pub fn plane_wave_slater(pw: &TwistedPlaneWaves, occupied: &[usize], x: &[f64]) 
     Some(PlaneWaveSlater { log, grad, laplacian })
 }
 
+/// $\ln\Phi$ with its gradient and its full complex Hessian in the coordinates,
+/// `hessian[(i d + a) N d + j d + b]` $= \partial_{r_{ia}}\partial_{r_{jb}}\ln\Phi
+/// = \delta_{ij}\sum_k B_{ki}\,\partial_a\partial_b A_{ik} - M^{jb}_i M^{ia}_j$ with $B = A^{-1}$ and
+/// $M^{ia}_j = \sum_k \partial_a A_{ik} B_{kj}$ (the chain rule through a flow needs all of it).
+/// `None` where the determinant is numerically singular.
+pub fn plane_wave_hessian(pw: &TwistedPlaneWaves, occupied: &[usize], x: &[f64]) -> Option<(PlaneWaveSlater, Vec<Complex<f64>>)> {
+    let s = plane_wave_slater(pw, occupied, x)?;
+    let (n, d) = (occupied.len(), pw.twist.len());
+    let rows: Vec<Vec<Complex<f64>>> = (0..n).map(|i| row(pw, occupied, &x[i * d..(i + 1) * d])).collect();
+    let inv = DMatrix::from_fn(n, n, |i, j| rows[i][j]).try_inverse()?;
+    let nd = n * d;
+    // m[(i d + a) n + j] = M^{ia}_j.
+    let mut m = vec![Complex::new(0.0, 0.0); nd * n];
+    for i in 0..n {
+        for a in 0..d {
+            for j in 0..n {
+                m[(i * d + a) * n + j] = occupied.iter().enumerate().map(|(kk, &orb)| Complex::new(0.0, pw.k[orb][a]) * rows[i][kk] * inv[(kk, j)]).sum();
+            }
+        }
+    }
+    let mut h = vec![Complex::new(0.0, 0.0); nd * nd];
+    for i in 0..n {
+        for a in 0..d {
+            for j in 0..n {
+                for b in 0..d {
+                    let mut v = -m[(j * d + b) * n + i] * m[(i * d + a) * n + j];
+                    if i == j {
+                        v -= occupied.iter().enumerate().map(|(kk, &orb)| inv[(kk, i)] * rows[i][kk] * (pw.k[orb][a] * pw.k[orb][b])).sum::<Complex<f64>>();
+                    }
+                    h[(i * d + a) * nd + j * d + b] = v;
+                }
+            }
+        }
+    }
+    Some((s, h))
+}
+
 /// Exact sampler of $|\Phi|^2/N!$ for plane waves (the sequential algorithm of Hough et al. with
 /// uniform proposals; complex Gram–Schmidt).
 pub struct PlaneWaveDpp<'a> {
@@ -132,6 +169,29 @@ mod tests {
             }
         }
         assert!(plane_wave_slater(&pw, &occ, &[0.0; 13]).is_none());
+    }
+
+    #[test]
+    fn hessian_matches_differences_of_the_gradient() {
+        let n = 4;
+        let pw = TwistedPlaneWaves::new((std::f64::consts::PI * n as f64).sqrt(), &[0.25, 0.25], 25);
+        let occ = [0usize, 2, 3, 7];
+        let x = PlaneWaveDpp { orbitals: &pw }.sample(&occ, &mut crate::batch::NctRng::seed_from_u64(3));
+        let (s, h) = plane_wave_hessian(&pw, &occ, &x).unwrap();
+        let nd = x.len();
+        let trace: Complex<f64> = (0..nd).map(|c| h[c * nd + c]).sum();
+        assert!((trace - s.laplacian).norm() < 1e-10, "{trace} vs {}", s.laplacian);
+        let step = 1e-5;
+        for c in 0..nd {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[c] += step;
+            xm[c] -= step;
+            let (gp, gm) = (plane_wave_slater(&pw, &occ, &xp).unwrap().grad, plane_wave_slater(&pw, &occ, &xm).unwrap().grad);
+            for r in 0..nd {
+                let fd = (gp[r] - gm[r]) / (2.0 * step);
+                assert!((fd - h[r * nd + c]).norm() < 1e-6 * (1.0 + fd.norm()), "({r}, {c}): {fd} vs {}", h[r * nd + c]);
+            }
+        }
     }
 
     #[test]
