@@ -14,6 +14,7 @@
 //! derivatives through it. Parameters $(\alpha, \beta)$, zero at initialisation (the identity).
 //! Stack several (and a [`super::RadialScaling`]) for a deeper flow.
 
+use super::gradient_map::{GradientField, invert, inverse_matrix, log_det};
 use crate::dim::{Dyn, Vector};
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
@@ -53,48 +54,6 @@ fn gaussians<D: Scalar>(coefs: &[f64], scales: &[f64], r2: D) -> (D, D, D, Vec<D
     (f, q, p, basis)
 }
 
-/// In-place Cholesky factor (lower, row-major) of the symmetric `n x n` matrix `a`; `false` if it
-/// is not positive definite.
-pub(crate) fn cholesky<D: Scalar>(a: &mut [D], n: usize) -> bool {
-    for j in 0..n {
-        let mut d = a[j * n + j];
-        for k in 0..j {
-            d -= a[j * n + k] * a[j * n + k];
-        }
-        if !(d.re() > 0.0) {
-            return false;
-        }
-        let l = d.sqrt();
-        a[j * n + j] = l;
-        for i in j + 1..n {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= a[i * n + k] * a[j * n + k];
-            }
-            a[i * n + j] = s / l;
-        }
-    }
-    true
-}
-
-/// Solves $L L^T x = b$ with the factor of [`cholesky`].
-pub(crate) fn cholesky_solve<D: Scalar>(l: &[D], n: usize, b: &mut [D]) {
-    for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= l[i * n + k] * b[k];
-        }
-        b[i] = s / l[i * n + i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= l[k * n + i] * b[k];
-        }
-        b[i] = s / l[i * n + i];
-    }
-}
-
 impl PairBackflow {
     /// Pair ranges 0.5, 1, 2 and one-body ranges 1, 2 (trap units).
     pub fn new(particles: usize, dim: usize) -> Self {
@@ -118,8 +77,9 @@ impl PairBackflow {
         let dc: Vec<f64> = theta.iter().enumerate().map(|(k, t)| scale(k) * (1.0 - t.tanh().powi(2))).collect();
         (c[..kp].to_vec(), c[kp..].to_vec(), dc)
     }
+}
 
-    /// The field $v(x)$ and $A = I + \partial v/\partial x$ (row-major, $n = Nd$).
+impl GradientField for PairBackflow {
     fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
         let (np, d) = (self.particles, self.dim);
         let n = np * d;
@@ -164,15 +124,6 @@ impl PairBackflow {
         }
         (v, m)
     }
-
-    /// $\ln\det A$ from the Cholesky factor (NaN if $A$ is not positive definite, which the
-    /// coefficient bounds exclude).
-    fn log_det<D: Scalar>(a: &mut [D], n: usize) -> D {
-        if !cholesky(a, n) {
-            return D::from(f64::NAN);
-        }
-        (0..n).fold(D::zero(), |acc, k| acc + a[k * n + k].ln() * 2.0)
-    }
 }
 
 impl Parametrised for PairBackflow {
@@ -200,41 +151,11 @@ impl Bijector<Dyn> for PairBackflow {
         let n = x.len();
         let (v, mut a) = self.field(theta, x.as_slice());
         let z = Vector::from_fn(Dyn(n), |k| x[k] + v[k]);
-        (z, Self::log_det(&mut a, n), x.clone())
+        (z, log_det(&mut a, n), x.clone())
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D) {
-        let n = y.len();
-        let yr: Vec<f64> = y.iter().map(|c| c.re()).collect();
-        let scale = 1.0 + yr.iter().fold(0.0f64, |m, c| m.max(c.abs()));
-        // Contraction (rate <= 0.9), then Newton to machine precision.
-        let mut x = yr.clone();
-        for _ in 0..6 {
-            let (v, _) = self.field::<f64>(theta, &x);
-            x = (0..n).map(|k| yr[k] - v[k]).collect();
-        }
-        for _ in 0..50 {
-            let (v, mut a) = self.field::<f64>(theta, &x);
-            let mut res: Vec<f64> = (0..n).map(|k| x[k] + v[k] - yr[k]).collect();
-            if res.iter().fold(0.0f64, |m, c| m.max(c.abs())) <= 1e-15 * scale || !cholesky(&mut a, n) {
-                break;
-            }
-            cholesky_solve(&a, n, &mut res);
-            x.iter_mut().zip(&res).for_each(|(xi, r)| *xi -= r);
-        }
-        // Two Newton steps in D carry the derivatives of the root exactly.
-        let mut xd: Vec<D> = x.iter().map(|&c| D::from(c)).collect();
-        for _ in 0..2 {
-            let (v, mut a) = self.field(theta, &xd);
-            let mut res: Vec<D> = (0..n).map(|k| xd[k] + v[k] - y[k]).collect();
-            if !cholesky(&mut a, n) {
-                break;
-            }
-            cholesky_solve(&a, n, &mut res);
-            xd.iter_mut().zip(&res).for_each(|(xi, r)| *xi -= *r);
-        }
-        let (_, mut a) = self.field(theta, &xd);
-        let ld = Self::log_det(&mut a, n);
-        (Vector::from(xd), -ld)
+        let (x, ld) = invert(self, theta, y.as_slice());
+        (Vector::from(x), ld)
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &Vector<D, Dyn>, ldbar: D, g: &mut [D]) -> Vector<D, Dyn> {
         let (np, d) = (self.particles, self.dim);
@@ -242,18 +163,7 @@ impl Bijector<Dyn> for PairBackflow {
         let kp = self.n_pair();
         let (a, b, dc) = self.coefs(theta);
         let (_, mut l) = self.field(theta, x.as_slice());
-        // C = A^{-1} (symmetric), column by column.
-        let mut c = vec![D::zero(); n * n];
-        if cholesky(&mut l, n) {
-            for col in 0..n {
-                let mut e = vec![D::zero(); n];
-                e[col] = D::one();
-                cholesky_solve(&l, n, &mut e);
-                for row in 0..n {
-                    c[row * n + col] = e[row];
-                }
-            }
-        }
+        let c = inverse_matrix(&mut l, n);
         let cb = |bi: usize, bj: usize, s: usize, t: usize| c[(bi * d + s) * n + bj * d + t];
         let mut xbar = ybar.clone();
         for i in 0..np {

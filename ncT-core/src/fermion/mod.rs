@@ -23,6 +23,7 @@
 pub mod backflow;
 pub mod dpp;
 pub mod free;
+pub(crate) mod gradient_map;
 pub mod local;
 pub mod metropolis;
 pub mod orbitals;

@@ -20,7 +20,7 @@
 
 use crate::dim::{Dyn, Vector};
 use crate::error::ConfigError;
-use crate::fermion::backflow::{cholesky, cholesky_solve};
+use crate::fermion::gradient_map::{GradientField, invert, inverse_matrix, log_det};
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
@@ -149,8 +149,9 @@ impl PeriodicBackflow {
         (c, dc)
     }
 
-    /// The field $v(x)$ and $A = I + \partial v/\partial x$ (row-major, $n = Nd$).
-    fn field<D: Scalar>(&self, c: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
+    /// The field $v(x)$ and $A = I + \partial v/\partial x$ (row-major, $n = Nd$) at the
+    /// coefficients $c_s$.
+    fn field_at<D: Scalar>(&self, c: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
         let (np, d) = (self.particles, self.dim_());
         let n = np * d;
         let mut v = vec![D::zero(); n];
@@ -191,12 +192,11 @@ impl PeriodicBackflow {
         }
         (v, a)
     }
+}
 
-    fn log_det<D: Scalar>(a: &mut [D], n: usize) -> D {
-        if !cholesky(a, n) {
-            return D::from(f64::NAN);
-        }
-        (0..n).fold(D::zero(), |acc, k| acc + a[k * n + k].ln() * 2.0)
+impl GradientField for PeriodicBackflow {
+    fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
+        self.field_at(&self.coefs(theta).0, x)
     }
 }
 
@@ -222,64 +222,21 @@ impl Bijector<Dyn> for PeriodicBackflow {
     }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D, Self::Cache<D>) {
         let n = x.len();
-        let (c, _) = self.coefs(theta);
-        let (v, mut a) = self.field(&c, x.as_slice());
+        let (v, mut a) = self.field(theta, x.as_slice());
         let z = Vector::from_fn(Dyn(n), |k| x[k] + v[k]);
-        (z, Self::log_det(&mut a, n), x.clone())
+        (z, log_det(&mut a, n), x.clone())
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D) {
-        let n = y.len();
-        let (c, _) = self.coefs(theta);
-        let yr: Vec<f64> = y.iter().map(|v| v.re()).collect();
-        let scale = 1.0 + yr.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        // Contraction (rate <= 0.9), then Newton to machine precision.
-        let mut x = yr.clone();
-        for _ in 0..6 {
-            let (v, _) = self.field::<f64>(&c, &x);
-            x = (0..n).map(|k| yr[k] - v[k]).collect();
-        }
-        for _ in 0..50 {
-            let (v, mut a) = self.field::<f64>(&c, &x);
-            let mut res: Vec<f64> = (0..n).map(|k| x[k] + v[k] - yr[k]).collect();
-            if res.iter().fold(0.0f64, |m, r| m.max(r.abs())) <= 1e-15 * scale || !cholesky(&mut a, n) {
-                break;
-            }
-            cholesky_solve(&a, n, &mut res);
-            x.iter_mut().zip(&res).for_each(|(xi, r)| *xi -= r);
-        }
-        // Two Newton steps in D carry the derivatives of the root exactly.
-        let mut xd: Vec<D> = x.iter().map(|&v| D::from(v)).collect();
-        for _ in 0..2 {
-            let (v, mut a) = self.field(&c, &xd);
-            let mut res: Vec<D> = (0..n).map(|k| xd[k] + v[k] - y[k]).collect();
-            if !cholesky(&mut a, n) {
-                break;
-            }
-            cholesky_solve(&a, n, &mut res);
-            xd.iter_mut().zip(&res).for_each(|(xi, r)| *xi -= *r);
-        }
-        let (_, mut a) = self.field(&c, &xd);
-        let ld = Self::log_det(&mut a, n);
-        (Vector::from(xd), -ld)
+        let (x, ld) = invert(self, theta, y.as_slice());
+        (Vector::from(x), ld)
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &Vector<D, Dyn>, ldbar: D, g: &mut [D]) -> Vector<D, Dyn> {
         let (np, d) = (self.particles, self.dim_());
         let n = np * d;
         let k = self.shells.len();
         let (c, dc) = self.coefs(theta);
-        // C = A^{-1} (symmetric), column by column.
-        let (_, mut l) = self.field(&c, x.as_slice());
-        let mut inv = vec![D::zero(); n * n];
-        if cholesky(&mut l, n) {
-            for col in 0..n {
-                let mut e = vec![D::zero(); n];
-                e[col] = D::one();
-                cholesky_solve(&l, n, &mut e);
-                for row in 0..n {
-                    inv[row * n + col] = e[row];
-                }
-            }
-        }
+        let (_, mut l) = self.field_at(&c, x.as_slice());
+        let inv = inverse_matrix(&mut l, n);
         let cb = |bi: usize, bj: usize, s: usize, t: usize| inv[(bi * d + s) * n + bj * d + t];
         let mut gc = vec![D::zero(); k];
         let mut xbar = ybar.clone();
