@@ -1,15 +1,18 @@
 //! Periodic cells for the uniform electron gas (Xie, Zhang & Wang, SciPost Phys. 14, 154 (2023)):
 //! the Ewald sum of the one-component plasma in 2D and 3D, twisted plane-wave orbitals, their
-//! complex Slater determinants and an exact sampler of them.
+//! complex Slater determinants and an exact sampler of them, an exactly invertible periodic
+//! backflow, the states through it and their finite-temperature training on the free energy.
 
 pub mod backflow;
 pub mod ewald;
 pub mod plane_waves;
 pub mod slater;
 pub mod state;
+pub mod thermal;
 
 pub use backflow::PeriodicBackflow;
 pub use ewald::{Ewald, EwaldError};
 pub use plane_waves::{TwistedPlaneWaves, free_electron_thermo};
 pub use state::{CellPotential, GasState};
+pub use thermal::{EnumeratedOccupation, GasDraw, GasEstimate, GasStep, GasThermal, OrbitalOccupation, OrbitalSet, ThermalGas, orbital_sets};
 pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_hessian, plane_wave_slater};
