@@ -11,6 +11,7 @@ pub mod alanine;
 pub mod classical;
 pub mod data;
 pub mod dvr;
+pub mod electron_gas;
 pub mod quantum_dot;
 pub mod solid;
 pub mod vibrational;

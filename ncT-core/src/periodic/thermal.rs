@@ -305,6 +305,58 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
     }
 }
 
+impl<B: Bijector<Dyn>, V: CellPotential> GasThermal<'_, B, EnumeratedOccupation, V> {
+    /// The stratified estimate over the enumerated sets: about `samples` exact samples, shared
+    /// among the sets with $p_n > 10^{-12}$ in proportion to $p_n$ (at least 16 each), give $E_n$,
+    /// $K_n$, $V_n$ and $\operatorname{Im}E_n$ with errors, and $F = \sum_n p_n(k_BT\ln p_n + E_n)$,
+    /// $E = \sum_n p_n E_n$ with the exact occupations and entropy: the spread of energies between
+    /// sets does not enter the error bars. Refused when too many walkers were rejected or a mean
+    /// is not finite.
+    pub fn stratified_estimate(&self, theta: &[f64], samples: usize, seed: u64) -> Result<GasEstimate, crate::run::RunError> {
+        let (tf, to) = self.model.split(theta);
+        let m = self.model;
+        let p = m.occupation.ready(to);
+        let kt = 1.0 / m.occupation.beta();
+        let stream = SeedStream::new(seed);
+        let (mut acc, mut var) = ([0.0; 5], [0.0; 5]);
+        let (mut rejected, mut drawn) = (0, 0);
+        for (n, set) in m.occupation.sets.iter().enumerate().filter(|(n, _)| p[*n] > 1e-12) {
+            let occ = &set.occupied;
+            let per = ((samples as f64 * p[n]).round() as usize).max(16);
+            let ws: Vec<(f64, f64, f64)> = self
+                .engine
+                .map(per, &stream, n as u64, |_, rng| {
+                    let x = m.state.sample(tf, occ, rng);
+                    let k = m.state.local_kinetic(tf, occ, x.as_slice())?;
+                    let v = self.potential.potential(x.as_slice());
+                    v.is_finite().then_some((k.re, v, k.im))
+                })
+                .into_iter()
+                .flatten()
+                .collect();
+            rejected += per - ws.len();
+            drawn += per;
+            let parts = [
+                mean_and_error(&ws.iter().map(|w| kt * p[n].ln() + w.0 + w.1).collect::<Vec<_>>()),
+                mean_and_error(&ws.iter().map(|w| w.0 + w.1).collect::<Vec<_>>()),
+                mean_and_error(&ws.iter().map(|w| w.0).collect::<Vec<_>>()),
+                mean_and_error(&ws.iter().map(|w| w.1).collect::<Vec<_>>()),
+                mean_and_error(&ws.iter().map(|w| w.2).collect::<Vec<_>>()),
+            ];
+            for (k, (mean, err)) in parts.iter().enumerate() {
+                acc[k] += p[n] * mean;
+                var[k] += (p[n] * err).powi(2);
+            }
+        }
+        if too_many_rejected(rejected, drawn) || acc.iter().chain(&var).any(|v| !v.is_finite()) {
+            return Err(crate::run::RunError::NoEstimate { what: "free energy".into(), why: rejected_message(rejected, drawn) });
+        }
+        let pair = |k: usize| (acc[k], var[k].sqrt());
+        let s = m.occupation.exact_entropy(&p).unwrap_or(f64::NAN);
+        Ok(GasEstimate { thermal: ThermalEstimate { f: pair(0), e: pair(1), k: pair(2), v: pair(3), s, rejected, drawn }, e_imag: pair(4) })
+    }
+}
+
 impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> Objective for GasThermal<'_, B, O, V> {
     fn model(&self) -> &dyn Parametrised {
         self.model
