@@ -252,3 +252,32 @@ fn quartic_anharmonic_latent_resumes_bitwise_and_refuses_bad_flags() {
         assert!(e.contains(flag) && !e.contains("panicked"), "{flag} {value}: {e}");
     }
 }
+
+#[test]
+fn electron_gas_free_limit_resume_and_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    // r_s = 0, identity flow, every pair of the 29 plane waves with |n|^2 <= 9: the Boltzmann
+    // start is the exact free-electron density matrix of the basis, with zero variance.
+    let flags = ["--particles", "2", "--rs", "0", "--emax", "9", "--window", "1000", "--flow", "identity", "--steps", "2", "--lr", "1e-9", "--batch", "32", "--eval-samples", "2000", "--quiet"];
+    let s = run("electron_gas", &[&flags[..], &["--out", "free"]].concat(), dir.path());
+    let (f, f_free) = (s["F"].as_f64().unwrap(), s["F_free"].as_f64().unwrap());
+    assert!((f - f_free).abs() < 1e-9 && s["F_err"].as_f64().unwrap() < 1e-9, "F = {f} vs {f_free}");
+    assert!((s["S"].as_f64().unwrap() - s["S_free"].as_f64().unwrap()).abs() < 1e-9 && (s["m_star_over_m"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    assert_eq!(s["orbital_sets"], 406);
+    assert!(s["F_per_electron_Ry"].is_null(), "no Ry value at r_s = 0");
+    // Interacting, with the backflow: a run stopped after 3 of 6 steps resumes to the same result.
+    let flags = ["--particles", "3", "--rs", "2", "--window", "6", "--layers", "1", "--shells", "3", "--steps", "6", "--batch", "32", "--eval-samples", "600", "--quiet"];
+    let full = run("electron_gas", &[&flags[..], &["--out", "full"]].concat(), dir.path());
+    let out = Command::new(example("electron_gas")).args([&flags[..], &["--out", "part", "--stop-at", "3"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let resumed = run("electron_gas", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
+    for key in ["F", "F_err", "E", "S", "steps", "final_loss", "F_first_order", "m_star_over_m"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    assert!(full["F_per_electron_Ry"].as_f64().unwrap().is_finite());
+    // Bad flags are refused naming the flag.
+    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax")] {
+        let e = fails("electron_gas", &[args, &["--steps", "1", "--quiet"]].concat(), dir.path());
+        assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
+    }
+}
