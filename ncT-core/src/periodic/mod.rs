@@ -9,10 +9,12 @@ pub mod plane_waves;
 pub mod slater;
 pub mod state;
 pub mod thermal;
+pub mod transformer;
 
 pub use backflow::PeriodicBackflow;
 pub use ewald::{Ewald, EwaldError};
 pub use plane_waves::{TwistedPlaneWaves, free_electron_thermo};
 pub use state::{CellPotential, GasState};
 pub use thermal::{EnumeratedOccupation, GasDraw, GasEstimate, GasStep, GasThermal, OrbitalOccupation, OrbitalSet, ThermalGas, orbital_sets};
+pub use transformer::TransformerOccupation;
 pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_hessian, plane_wave_slater};
