@@ -6,6 +6,7 @@
 pub mod backflow;
 pub mod ewald;
 pub mod plane_waves;
+pub mod pretrain;
 pub mod slater;
 pub mod state;
 pub mod thermal;
@@ -16,5 +17,6 @@ pub use ewald::{Ewald, EwaldError};
 pub use plane_waves::{TwistedPlaneWaves, free_electron_thermo};
 pub use state::{CellPotential, GasState};
 pub use thermal::{EnumeratedOccupation, GasDraw, GasEstimate, GasStep, GasThermal, OrbitalOccupation, OrbitalSet, ThermalGas, orbital_sets};
+pub use pretrain::{FreeEstimate, FreeOccupation};
 pub use transformer::TransformerOccupation;
 pub use slater::{PlaneWaveDpp, PlaneWaveSlater, plane_wave_hessian, plane_wave_slater};

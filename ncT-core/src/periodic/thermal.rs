@@ -85,6 +85,8 @@ pub trait OrbitalOccupation: Parametrised + Sync {
     fn ready(&self, theta: &[f64]) -> Self::Ready;
     /// An exact sample (occupied orbitals, increasing) and its $\ln p_n$.
     fn sample(&self, ready: &Self::Ready, rng: &mut dyn rand::Rng) -> (Vec<usize>, f64);
+    /// $\ln p_n$ of the set `occupied` ($-\infty$ outside the model's support).
+    fn log_prob(&self, theta: &[f64], ready: &Self::Ready, occupied: &[usize]) -> f64;
     /// Adds `coef` $\partial\ln p_n/\partial\phi$ to `g`.
     fn add_log_prob_grad(&self, theta: &[f64], ready: &Self::Ready, occupied: &[usize], coef: f64, g: &mut [f64]);
     /// The exact entropy in $k_B$ where it is cheap, else `None` (then $-\mathbb E\ln p$).
@@ -133,6 +135,9 @@ impl OrbitalOccupation for EnumeratedOccupation {
     fn sample(&self, p: &Vec<f64>, rng: &mut dyn rand::Rng) -> (Vec<usize>, f64) {
         let (n, lp) = self.categorical.sample_from(p, rng);
         (self.sets[n].occupied.clone(), lp)
+    }
+    fn log_prob(&self, _theta: &[f64], p: &Vec<f64>, occupied: &[usize]) -> f64 {
+        self.index.get(occupied).map_or(f64::NEG_INFINITY, |&n| p[n].ln())
     }
     fn add_log_prob_grad(&self, _theta: &[f64], p: &Vec<f64>, occupied: &[usize], coef: f64, g: &mut [f64]) {
         if let Some(&n) = self.index.get(occupied) {

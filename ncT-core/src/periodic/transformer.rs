@@ -10,7 +10,7 @@
 //! causal multi-head self-attention and a tanh MLP, each with a residual connection, and a
 //! linear read-out. The read-out starts at zero, so the untrained model is the sequential
 //! Boltzmann prior $e^{-\beta\varepsilon_j}$ over the allowed orbitals; pretraining on free
-//! electrons ([`super::FreeOccupation`]) brings it to the canonical ensemble.
+//! electrons ([`super::LikelihoodPretraining`]) brings it to the canonical ensemble.
 //!
 //! Sampling runs N steps with a key-value cache ($O(N^2 d)$ per sample, not N full passes);
 //! $\ln p$ and its gradient come from one full pass and a hand-written backward pass.
@@ -389,6 +389,9 @@ impl OrbitalOccupation for TransformerOccupation {
     }
     fn sample(&self, theta: &Vec<f64>, rng: &mut dyn rand::Rng) -> (Vec<usize>, f64) {
         self.sample_with(theta, rng)
+    }
+    fn log_prob(&self, theta: &[f64], _ready: &Vec<f64>, occupied: &[usize]) -> f64 {
+        self.log_prob_of(theta, occupied)
     }
     fn add_log_prob_grad(&self, theta: &[f64], _ready: &Vec<f64>, occupied: &[usize], coef: f64, g: &mut [f64]) {
         self.add_grad_of(theta, occupied, coef, g)
