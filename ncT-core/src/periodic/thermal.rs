@@ -382,6 +382,22 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> Objective for Gas
     }
 }
 
+/// The first-order (Gibbs–Bogoliubov) bound $F_0 + \langle V\rangle_0 \ge F$: the exact free-electron
+/// $F_0$ of the basis and the mean potential over the canonical free-electron ensemble, estimated
+/// from `samples` exact samples (sets from [`super::CanonicalElectrons`], positions from the
+/// plane-wave DPP). It is the free energy of the identity flow with free-electron occupations.
+/// Returns $(F_0 + \langle V\rangle_0$, its error$)$.
+pub fn first_order_free_energy<V: CellPotential>(orbitals: &super::TwistedPlaneWaves, particles: usize, beta: f64, potential: &V, samples: usize, seed: u64) -> (f64, f64) {
+    let canonical = super::CanonicalElectrons::new(&orbitals.energies(), particles, beta);
+    let dpp = super::PlaneWaveDpp { orbitals };
+    let vs: Vec<f64> = BatchEngine::new(16).map(samples.max(2), &SeedStream::new(seed), 0, |_, rng| {
+        let (occ, _) = canonical.sample(rng);
+        potential.potential(&dpp.sample(&occ, rng))
+    });
+    let (v, err) = mean_and_error(&vs);
+    (-canonical.ln_z() / beta + v, err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
