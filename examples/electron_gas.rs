@@ -4,20 +4,23 @@
 //! energies in Ry / r_s^2, H = -sum_i nabla_i^2 + 2 r_s [sum_{i<j} phi_Ewald(r_ij) + N xi / 2],
 //! box L = sqrt(pi N) (2D) or (4 pi N / 3)^(1/3) (3D), beta = 1 / (Theta E_F).
 //!
-//! rho = sum_n p_n |psi_n><psi_n| with n a set of N occupied twisted plane waves (every set within
-//! --window k_B T of the lowest, a categorical model over them starting at the free-electron
-//! Boltzmann law) and psi_n = Phi_n(z(x)) |det dz/dx|^1/2 through --layers exactly invertible
+//! rho = sum_n p_n |psi_n><psi_n| with n a set of N occupied twisted plane waves and p_n either a
+//! categorical model over every set within --window k_B T of the lowest (starting at the
+//! free-electron Boltzmann law; estimates stratified over the sets) or CoulombGas's causal
+//! transformer over all sets (pretrained by maximum likelihood on exact samples of the canonical
+//! free-electron ensemble for --pretrain-steps), and psi_n = Phi_n(z(x)) |det dz/dx|^1/2 through --layers exactly invertible
 //! periodic backflow layers. Samples are exact (plane-wave DPP, inverse flow): no Markov chain.
 //! The summary holds F, E, K, V, S (totals in Ry / r_s^2, as CoulombGas logs them), the same per
-//! electron in Ry, the first-order value F0 + <V>0 (identity flow, free-electron occupations) and
-//! m*/m = S / S0 (S0 the free-electron entropy of the basis).
+//! electron in Ry, the first-order bound F0 + <V>0 (Gibbs-Bogoliubov: identity flow, exact
+//! free-electron occupations) and m*/m = S / S0 (S0 the free-electron entropy of the basis).
 //!
 //! `cargo run --release --example electron_gas -- --particles 2 --rs 5 --theta 0.15 --out runs/ueg2`
+//! `cargo run --release --example electron_gas -- --particles 13 --rs 10 --occupation transformer --out runs/ueg13`
 
 use clap::{Parser, ValueEnum};
 use nct::driver::Driver;
 use nct::models::electron_gas::ElectronGas;
-use nct::periodic::{EnumeratedOccupation, GasState, GasThermal, OrbitalSet, PeriodicBackflow, ThermalGas, TwistedPlaneWaves, free_electron_thermo, orbital_sets};
+use nct::periodic::{CanonicalElectrons, EnumeratedOccupation, FreeOccupation, GasEstimate, GasState, GasThermal, LikelihoodPretraining, OrbitalOccupation, PeriodicBackflow, ThermalGas, TransformerOccupation, TwistedPlaneWaves, first_order_free_energy, free_electron_thermo, orbital_sets};
 use nct::run::{RunError, RunArgs, exit_on_error, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
@@ -28,6 +31,14 @@ enum FlowArg {
     Identity,
     /// --layers periodic pair-backflow layers of --shells reciprocal shells each.
     Backflow,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum OccupationArg {
+    /// One logit per orbital set within --window (exact entropy, stratified estimates).
+    Enumerated,
+    /// Causal transformer over the ordered occupied orbitals (every set; pretrained).
+    Transformer,
 }
 
 #[derive(Parser, Serialize, Debug)]
@@ -63,9 +74,54 @@ struct Cli {
     /// Reciprocal-vector shells of each backflow layer (1..=64).
     #[arg(long, default_value_t = 5)]
     shells: usize,
+    /// Occupation model.
+    #[arg(long, value_enum, default_value_t = OccupationArg::Enumerated)]
+    occupation: OccupationArg,
+    /// Transformer blocks of --occupation transformer (>= 1).
+    #[arg(long, default_value_t = 2)]
+    tf_layers: usize,
+    /// Model width of the transformer (a multiple of --tf-heads).
+    #[arg(long, default_value_t = 16)]
+    tf_width: usize,
+    /// Attention heads of the transformer (>= 1).
+    #[arg(long, default_value_t = 4)]
+    tf_heads: usize,
+    /// MLP width of the transformer (>= 1).
+    #[arg(long, default_value_t = 32)]
+    tf_hidden: usize,
+    /// Maximum-likelihood pretraining steps of the transformer on free electrons (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pretrain_steps: u64,
+    /// Learning rate of the pretraining (Adam, cosine decay; > 0).
+    #[arg(long, default_value_t = 0.01)]
+    pretrain_lr: f64,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
+}
+
+/// How each occupation model is estimated after training.
+trait Estimated: OrbitalOccupation + Sized {
+    fn final_estimate<B: Bijector<Dyn>>(obj: &GasThermal<B, Self, ElectronGas>, theta: &[f64], samples: usize, seed: u64) -> Result<GasEstimate, RunError>;
+    fn describe(&self) -> String;
+}
+
+impl Estimated for EnumeratedOccupation {
+    fn final_estimate<B: Bijector<Dyn>>(obj: &GasThermal<B, Self, ElectronGas>, theta: &[f64], samples: usize, seed: u64) -> Result<GasEstimate, RunError> {
+        obj.stratified_estimate(theta, samples, seed)
+    }
+    fn describe(&self) -> String {
+        format!("{} sets", self.sets.len())
+    }
+}
+
+impl Estimated for TransformerOccupation {
+    fn final_estimate<B: Bijector<Dyn>>(obj: &GasThermal<B, Self, ElectronGas>, theta: &[f64], samples: usize, seed: u64) -> Result<GasEstimate, RunError> {
+        obj.estimate(theta, samples, seed)
+    }
+    fn describe(&self) -> String {
+        format!("transformer of {} parameters", self.n_params())
+    }
 }
 
 /// Orbital sets a run may enumerate (the categorical model holds one logit per set).
@@ -125,38 +181,88 @@ fn run(cli: &Cli) -> Result<(), RunError> {
         return Err(invalid("--emax", cli.emax, &format!("a basis of at least --particles = {} plane waves ({} here)", cli.particles, orbitals.len())));
     }
     let beta = gas.beta(cli.theta);
-    let sets = orbital_sets(&orbitals.energies(), cli.particles, cli.window / beta, MAX_SETS)
-        .map_err(|_| invalid("--window", cli.window, &format!("a window holding at most {MAX_SETS} orbital sets (one logit each); narrow it or lower --particles")))?;
     let layer = PeriodicBackflow::new(cli.particles, &vec![gas.side(); cli.dim], cli.shells).map_err(|e| invalid("--shells", cli.shells, &e.to_string()))?;
-    match cli.flow {
-        FlowArg::Identity => solve(cli, &gas, orbitals, sets, IdentityFlow::new(Dyn(cli.particles * cli.dim))),
-        FlowArg::Backflow => solve(cli, &gas, orbitals, sets, Stack::new(vec![layer; cli.layers])),
+    let energies = orbitals.energies();
+    match cli.occupation {
+        OccupationArg::Enumerated => {
+            nct::run::warn_ignored(&["--tf-layers", "--tf-width", "--tf-heads", "--tf-hidden", "--pretrain-steps", "--pretrain-lr"], "with --occupation enumerated");
+            let sets = orbital_sets(&energies, cli.particles, cli.window / beta, MAX_SETS)
+                .map_err(|_| invalid("--window", cli.window, &format!("a window holding at most {MAX_SETS} orbital sets (one logit each); narrow it, lower --particles or use --occupation transformer")))?;
+            with_flow(cli, &gas, orbitals, EnumeratedOccupation::new(sets, beta), layer)
+        }
+        OccupationArg::Transformer => {
+            nct::run::warn_ignored(&["--window"], "with --occupation transformer");
+            if cli.tf_layers == 0 {
+                return Err(invalid("--tf-layers", 0, "at least 1"));
+            }
+            if !(cli.pretrain_lr.is_finite() && cli.pretrain_lr > 0.0) {
+                return Err(invalid("--pretrain-lr", cli.pretrain_lr, "a finite rate > 0"));
+            }
+            let tr = TransformerOccupation::with_sizes(cli.particles, &energies, beta, cli.tf_layers, cli.tf_width, cli.tf_heads, cli.tf_hidden)
+                .map_err(|e| invalid("--tf-width/--tf-heads/--tf-hidden", format!("{}/{}/{}", cli.tf_width, cli.tf_heads, cli.tf_hidden), &e.to_string()))?;
+            let tr = pretrain(cli, tr, &energies, beta)?;
+            with_flow(cli, &gas, orbitals, tr, layer)
+        }
     }
 }
 
-/// Trains the flow `flow` with the occupations over `sets` and writes the summary.
-fn solve<B: Bijector<Dyn>>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneWaves, sets: Vec<OrbitalSet>, flow: B) -> Result<(), RunError> {
+/// Maximum-likelihood pretraining on exact canonical free-electron samples (no run directory:
+/// it is deterministic, so a resumed run repeats it bit for bit).
+fn pretrain(cli: &Cli, tr: TransformerOccupation, energies: &[f64], beta: f64) -> Result<TransformerOccupation, RunError> {
+    if cli.pretrain_steps == 0 {
+        return Ok(tr);
+    }
+    let args = RunArgs { steps: cli.pretrain_steps, lr: cli.pretrain_lr, out: None, resume: None, stop_at: None, quiet: true, ..cli.run.clone() };
+    let t0 = std::time::Instant::now();
+    let target = CanonicalElectrons::new(energies, cli.particles, beta);
+    let trained = Driver::new("electron_gas/pretrain", LikelihoodPretraining::new(&tr, target, cli.run.batch)).run_in(&args, None)?;
+    let theta = trained.theta.clone();
+    let check = FreeOccupation::new(&tr, energies, cli.run.batch).estimate(&theta, 8 * cli.run.batch, cli.run.seed ^ 0x9e);
+    if !cli.run.quiet {
+        eprintln!(
+            "pretrained the occupations in {:.1} s: F0 = {:.5} +- {:.5} (exact {:.5}), S = {:.4} +- {:.4}",
+            t0.elapsed().as_secs_f64(),
+            check.f.0,
+            check.f.1,
+            -CanonicalElectrons::new(energies, cli.particles, beta).ln_z() / beta,
+            check.s.0,
+            check.s.1
+        );
+    }
+    Ok(tr.with_initial(&theta))
+}
+
+fn with_flow<O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneWaves, occupation: O, layer: PeriodicBackflow) -> Result<(), RunError> {
+    match cli.flow {
+        FlowArg::Identity => solve(cli, gas, orbitals, occupation, IdentityFlow::new(Dyn(cli.particles * cli.dim))),
+        FlowArg::Backflow => solve(cli, gas, orbitals, occupation, Stack::new(vec![layer; cli.layers])),
+    }
+}
+
+/// Trains the flow `flow` with the occupation model and writes the summary.
+fn solve<B: Bijector<Dyn>, O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneWaves, occupation: O, flow: B) -> Result<(), RunError> {
     let beta = gas.beta(cli.theta);
     let state = GasState::new(flow, orbitals.clone(), cli.particles).map_err(|e| invalid("--particles", cli.particles, &e.to_string()))?;
-    let model = ThermalGas::new(state, EnumeratedOccupation::new(sets, beta));
-    let name = format!("electron_gas/N{}-d{}-rs{}-theta{}/{:?}", cli.particles, cli.dim, cli.rs, cli.theta, cli.flow).to_lowercase();
+    let described = occupation.describe();
+    let model = ThermalGas::new(state, occupation);
+    let name = format!("electron_gas/N{}-d{}-rs{}-theta{}/{:?}-{:?}", cli.particles, cli.dim, cli.rs, cli.theta, cli.flow, cli.occupation).to_lowercase();
 
-    let first = GasThermal::new(&model, gas, cli.run.batch).stratified_estimate(&vec![0.0; model.n_params()], cli.run.eval_samples, cli.run.seed ^ 0xf0)?.thermal;
+    let first = first_order_free_energy(&orbitals, cli.particles, beta, gas, cli.run.eval_samples, cli.run.seed ^ 0xf0);
     let trained = Driver::new(&name, GasThermal::new(&model, gas, cli.run.batch)).run(&cli.run, cli)?;
-    let est = trained.objective.stratified_estimate(&trained.theta, cli.run.eval_samples, cli.run.seed)?;
+    let est = O::final_estimate(&trained.objective, &trained.theta, cli.run.eval_samples, cli.run.seed)?;
     let t = &est.thermal;
     let free = free_electron_thermo(&orbitals, cli.particles, beta);
     let (n, rs2) = (cli.particles as f64, cli.rs * cli.rs);
     // Per electron in Ry (undefined at r_s = 0, where the Ry / r_s^2 unit is the only one).
     let per = |v: f64| (cli.rs > 0.0).then(|| v / (n * rs2));
     println!(
-        "== UEG N = {}, d = {}, r_s = {}, Theta = {} ({} orbitals, {} sets): F = {:.5} +- {:.5}, E = {:.5} +- {:.5} (K = {:.5}, V = {:.5}), S = {:.4} (Ry / r_s^2, totals); first order F0 + <V>0 = {:.5} +- {:.5}; free F0 = {:.5}, S0 = {:.4}; m*/m = S/S0 = {:.4}",
+        "== UEG N = {}, d = {}, r_s = {}, Theta = {} ({} orbitals, {}): F = {:.5} +- {:.5}, E = {:.5} +- {:.5} (K = {:.5}, V = {:.5}), S = {:.4} (Ry / r_s^2, totals); first order F0 + <V>0 = {:.5} +- {:.5}; free F0 = {:.5}, S0 = {:.4}; m*/m = S/S0 = {:.4}",
         cli.particles,
         cli.dim,
         cli.rs,
         cli.theta,
         orbitals.len(),
-        model.occupation.sets.len(),
+        described,
         t.f.0,
         t.f.1,
         t.e.0,
@@ -164,8 +270,8 @@ fn solve<B: Bijector<Dyn>>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneW
         t.k.0,
         t.v.0,
         t.s,
-        first.f.0,
-        first.f.1,
+        first.0,
+        first.1,
         free.f,
         free.s,
         t.s / free.s
@@ -173,7 +279,7 @@ fn solve<B: Bijector<Dyn>>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneW
     if let (Some(f), Some(e)) = (per(t.f.0), per(t.e.0)) {
         println!("   per electron: F/N = {f:.6} Ry, E/N = {e:.6} Ry");
     }
-    trained.loss_plot("Free-energy estimate per step", "Ry / r_s^2", Some(("first order F0 + <V>0", first.f.0)))?;
+    trained.loss_plot("Free-energy estimate per step", "Ry / r_s^2", Some(("first order F0 + <V>0", first.0)))?;
     trained
         .summary()
         .thermal(t)
@@ -187,15 +293,15 @@ fn solve<B: Bijector<Dyn>>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneW
         .insert("V_per_electron_Ry", per(t.v.0))
         .insert("S_per_electron", t.s / n)
         .insert("m_star_over_m", t.s / free.s)
-        .insert("F_first_order", first.f.0)
-        .insert("F_first_order_err", first.f.1)
+        .insert("F_first_order", first.0)
+        .insert("F_first_order_err", first.1)
+        .insert("occupation_model", described)
         .insert("F_free", free.f)
         .insert("E_free", free.e)
         .insert("S_free", free.s)
         .insert("beta", beta)
         .insert("box_side", gas.side())
         .insert("orbitals", orbitals.len())
-        .insert("orbital_sets", model.occupation.sets.len())
         .require_finite("F")?
         .write()?;
     Ok(())

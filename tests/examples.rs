@@ -263,7 +263,7 @@ fn electron_gas_free_limit_resume_and_bad_flags() {
     let (f, f_free) = (s["F"].as_f64().unwrap(), s["F_free"].as_f64().unwrap());
     assert!((f - f_free).abs() < 1e-9 && s["F_err"].as_f64().unwrap() < 1e-9, "F = {f} vs {f_free}");
     assert!((s["S"].as_f64().unwrap() - s["S_free"].as_f64().unwrap()).abs() < 1e-9 && (s["m_star_over_m"].as_f64().unwrap() - 1.0).abs() < 1e-9);
-    assert_eq!(s["orbital_sets"], 406);
+    assert_eq!(s["occupation_model"], "406 sets");
     assert!(s["F_per_electron_Ry"].is_null(), "no Ry value at r_s = 0");
     // Interacting, with the backflow: a run stopped after 3 of 6 steps resumes to the same result.
     let flags = ["--particles", "3", "--rs", "2", "--window", "6", "--layers", "1", "--shells", "3", "--steps", "6", "--batch", "32", "--eval-samples", "600", "--quiet"];
@@ -275,8 +275,18 @@ fn electron_gas_free_limit_resume_and_bad_flags() {
         assert_eq!(full[key], resumed[key], "{key}");
     }
     assert!(full["F_per_electron_Ry"].as_f64().unwrap().is_finite());
+    // The transformer occupations with their pretraining: resumed bitwise too.
+    let flags = ["--particles", "3", "--rs", "2", "--occupation", "transformer", "--tf-width", "8", "--tf-heads", "2", "--tf-hidden", "8", "--pretrain-steps", "5", "--layers", "1", "--shells", "2", "--steps", "4", "--batch", "16", "--eval-samples", "256", "--quiet"];
+    let full = run("electron_gas", &[&flags[..], &["--out", "tf"]].concat(), dir.path());
+    let out = Command::new(example("electron_gas")).args([&flags[..], &["--out", "tf-part", "--stop-at", "2"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let resumed = run("electron_gas", &["--resume", "tf-part", "--quiet", "--out", "tf-part"], dir.path());
+    for key in ["F", "F_err", "E", "S", "steps", "final_loss", "m_star_over_m"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    assert!(full["occupation_model"].as_str().unwrap().starts_with("transformer"));
     // Bad flags are refused naming the flag.
-    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax")] {
+    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax"), (&["--occupation", "transformer", "--tf-heads", "3"], "--tf-width"), (&["--occupation", "transformer", "--pretrain-lr", "0"], "--pretrain-lr")] {
         let e = fails("electron_gas", &[args, &["--steps", "1", "--quiet"]].concat(), dir.path());
         assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
     }

@@ -33,6 +33,8 @@ pub struct TransformerOccupation {
     pub heads: usize,
     /// Width of the MLP.
     pub hidden: usize,
+    /// Initial parameters (e.g. pretrained; default: the random initialisation below).
+    pub init: Option<Vec<f64>>,
 }
 
 /// Offsets of one block's parameters.
@@ -109,7 +111,12 @@ impl TransformerOccupation {
         if heads == 0 || width == 0 || width % heads != 0 || hidden == 0 {
             return Err(ConfigError::Value { what: "transformer sizes", value: format!("width {width}, heads {heads}, hidden {hidden}"), allowed: "positive sizes with the width a multiple of the heads" });
         }
-        Ok(TransformerOccupation { particles, energies: energies.to_vec(), beta, layers, width, heads, hidden })
+        Ok(TransformerOccupation { particles, energies: energies.to_vec(), beta, layers, width, heads, hidden, init: None })
+    }
+    /// Start from `theta` (e.g. pretrained parameters; ignored unless it has the right length).
+    pub fn with_initial(mut self, theta: &[f64]) -> Self {
+        self.init = (theta.len() == self.n_params()).then(|| theta.to_vec());
+        self
     }
     fn orbitals(&self) -> usize {
         self.energies.len()
@@ -357,8 +364,13 @@ impl Parametrised for TransformerOccupation {
     fn n_params(&self) -> usize {
         self.out_offset() + (self.width + 1) * self.orbitals()
     }
-    /// Embeddings N(0, 1/4), block weights N(0, 1/fan-in), biases and the read-out zero.
+    /// Embeddings N(0, 1/4), block weights N(0, 1/fan-in), biases and the read-out zero (or the
+    /// parameters of [`TransformerOccupation::with_initial`]).
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+        if let Some(t) = &self.init {
+            theta.copy_from_slice(t);
+            return;
+        }
         let (d, h) = (self.width, self.hidden);
         let mut normal = |s: f64| -> f64 { s * rand_distr::Distribution::<f64>::sample(&rand_distr::StandardNormal, &mut *rng) };
         theta.fill(0.0);
