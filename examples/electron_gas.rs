@@ -18,7 +18,8 @@
 //! `cargo run --release --example electron_gas -- --particles 13 --rs 10 --occupation transformer --out runs/ueg13`
 
 use clap::{Parser, ValueEnum};
-use nct::driver::Driver;
+use nct::driver::{Driver, Optimiser};
+use nct::sr::SrConfig;
 use nct::models::electron_gas::ElectronGas;
 use nct::periodic::{CanonicalElectrons, EnumeratedOccupation, FreeOccupation, GasEstimate, GasState, GasThermal, LikelihoodPretraining, OrbitalOccupation, PeriodicBackflow, ThermalGas, TransformerOccupation, TwistedPlaneWaves, first_order_free_energy, free_electron_thermo, orbital_sets};
 use nct::run::{RunError, RunArgs, exit_on_error, invalid, parse_with_defaults};
@@ -39,6 +40,15 @@ enum OccupationArg {
     Enumerated,
     /// Causal transformer over the ordered occupied orbitals (every set; pretrained).
     Transformer,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
+enum OptimiserArg {
+    /// Adam on the score-function gradient.
+    Adam,
+    /// Stochastic reconfiguration (natural gradient, block-diagonal Fisher of flow and
+    /// occupations; sample-space solve when parameters outnumber samples), plain descent.
+    Sr,
 }
 
 #[derive(Parser, Serialize, Debug)]
@@ -90,11 +100,23 @@ struct Cli {
     #[arg(long, default_value_t = 32)]
     tf_hidden: usize,
     /// Maximum-likelihood pretraining steps of the transformer on free electrons (0: none).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 4000)]
     pretrain_steps: u64,
+    /// Exact canonical samples per pretraining step (>= 1).
+    #[arg(long, default_value_t = 256)]
+    pretrain_batch: usize,
     /// Learning rate of the pretraining (Adam, cosine decay; > 0).
     #[arg(long, default_value_t = 0.01)]
     pretrain_lr: f64,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value_t = OptimiserArg::Adam)]
+    optimiser: OptimiserArg,
+    /// Damping of --optimiser sr (> 0).
+    #[arg(long, default_value_t = 1e-3)]
+    sr_damping: f64,
+    /// Largest Fisher-metric length of an SR step (> 0).
+    #[arg(long, default_value_t = 0.1)]
+    sr_max_norm: f64,
     #[command(flatten)]
     #[serde(flatten)]
     run: RunArgs,
@@ -172,6 +194,16 @@ fn run(cli: &Cli) -> Result<(), RunError> {
             return Err(invalid(flag, format!("{walkers} walkers = {:.1} GiB", gib(walkers as f64 * per_walker)), &format!("settings needing at most {:.0} GiB of memory", gib(budget))));
         }
     }
+    if cli.optimiser == OptimiserArg::Sr {
+        if !(cli.sr_damping.is_finite() && cli.sr_damping > 0.0) {
+            return Err(invalid("--sr-damping", cli.sr_damping, "a finite damping > 0"));
+        }
+        if !(cli.sr_max_norm > 0.0) {
+            return Err(invalid("--sr-max-norm", cli.sr_max_norm, "a step bound > 0 (inf: none)"));
+        }
+    } else {
+        nct::run::warn_ignored(&["--sr-damping", "--sr-max-norm"], "without --optimiser sr");
+    }
     if cli.flow == FlowArg::Identity {
         nct::run::warn_ignored(&["--layers", "--shells"], "with --flow identity");
     }
@@ -185,7 +217,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     let energies = orbitals.energies();
     match cli.occupation {
         OccupationArg::Enumerated => {
-            nct::run::warn_ignored(&["--tf-layers", "--tf-width", "--tf-heads", "--tf-hidden", "--pretrain-steps", "--pretrain-lr"], "with --occupation enumerated");
+            nct::run::warn_ignored(&["--tf-layers", "--tf-width", "--tf-heads", "--tf-hidden", "--pretrain-steps", "--pretrain-batch", "--pretrain-lr"], "with --occupation enumerated");
             let sets = orbital_sets(&energies, cli.particles, cli.window / beta, MAX_SETS)
                 .map_err(|_| invalid("--window", cli.window, &format!("a window holding at most {MAX_SETS} orbital sets (one logit each); narrow it, lower --particles or use --occupation transformer")))?;
             with_flow(cli, &gas, orbitals, EnumeratedOccupation::new(sets, beta), layer)
@@ -194,6 +226,9 @@ fn run(cli: &Cli) -> Result<(), RunError> {
             nct::run::warn_ignored(&["--window"], "with --occupation transformer");
             if cli.tf_layers == 0 {
                 return Err(invalid("--tf-layers", 0, "at least 1"));
+            }
+            if cli.pretrain_batch == 0 {
+                return Err(invalid("--pretrain-batch", 0, "at least 1"));
             }
             if !(cli.pretrain_lr.is_finite() && cli.pretrain_lr > 0.0) {
                 return Err(invalid("--pretrain-lr", cli.pretrain_lr, "a finite rate > 0"));
@@ -212,10 +247,10 @@ fn pretrain(cli: &Cli, tr: TransformerOccupation, energies: &[f64], beta: f64) -
     if cli.pretrain_steps == 0 {
         return Ok(tr);
     }
-    let args = RunArgs { steps: cli.pretrain_steps, lr: cli.pretrain_lr, out: None, resume: None, stop_at: None, quiet: true, ..cli.run.clone() };
+    let args = RunArgs { steps: cli.pretrain_steps, lr: cli.pretrain_lr, batch: cli.pretrain_batch, out: None, resume: None, stop_at: None, quiet: true, ..cli.run.clone() };
     let t0 = std::time::Instant::now();
     let target = CanonicalElectrons::new(energies, cli.particles, beta);
-    let trained = Driver::new("electron_gas/pretrain", LikelihoodPretraining::new(&tr, target, cli.run.batch)).run_in(&args, None)?;
+    let trained = Driver::new("electron_gas/pretrain", LikelihoodPretraining::new(&tr, target, cli.pretrain_batch)).run_in(&args, None)?;
     let theta = trained.theta.clone();
     let check = FreeOccupation::new(&tr, energies, cli.run.batch).estimate(&theta, 8 * cli.run.batch, cli.run.seed ^ 0x9e);
     if !cli.run.quiet {
@@ -248,7 +283,12 @@ fn solve<B: Bijector<Dyn>, O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals:
     let name = format!("electron_gas/N{}-d{}-rs{}-theta{}/{:?}-{:?}", cli.particles, cli.dim, cli.rs, cli.theta, cli.flow, cli.occupation).to_lowercase();
 
     let first = first_order_free_energy(&orbitals, cli.particles, beta, gas, cli.run.eval_samples, cli.run.seed ^ 0xf0);
-    let trained = Driver::new(&name, GasThermal::new(&model, gas, cli.run.batch)).run(&cli.run, cli)?;
+    let objective = GasThermal::new(&model, gas, cli.run.batch);
+    let driver = match cli.optimiser {
+        OptimiserArg::Adam => Driver::new(&name, objective),
+        OptimiserArg::Sr => Driver::new(&name, objective.with_sr(SrConfig { damping: cli.sr_damping, max_norm: cli.sr_max_norm })).optimiser(Optimiser::Sgd { momentum: 0.0 }),
+    };
+    let trained = driver.run(&cli.run, cli)?;
     let est = O::final_estimate(&trained.objective, &trained.theta, cli.run.eval_samples, cli.run.seed)?;
     let t = &est.thermal;
     let free = free_electron_thermo(&orbitals, cli.particles, beta);

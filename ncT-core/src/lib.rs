@@ -42,6 +42,7 @@ pub mod quantum;
 pub mod run;
 pub mod scalar;
 pub mod shear;
+pub mod sr;
 pub mod stats;
 pub mod train;
 

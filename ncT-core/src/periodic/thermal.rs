@@ -214,17 +214,27 @@ pub struct GasEstimate {
     pub e_imag: (f64, f64),
 }
 
-/// The free-energy objective of the driver (loss: $F$).
+/// The free-energy objective of the driver (loss: $F$). With [`GasThermal::with_sr`] the
+/// gradient it returns is the stochastic-reconfiguration step (block-diagonal: the quantum Fisher
+/// matrix of the flow, $\operatorname{Re}\langle\Delta O^\dagger\Delta O\rangle$ with
+/// $O = \partial_\theta\ln\psi_n$, and the classical Fisher matrix of the occupations, both
+/// centred over the batch), for a driver with plain gradient descent.
 pub struct GasThermal<'a, B, O, V> {
     pub model: &'a ThermalGas<B, O>,
     pub potential: &'a V,
     pub walkers: usize,
+    pub sr: Option<crate::sr::SrConfig>,
     engine: BatchEngine,
 }
 
 impl<'a, B, O, V> GasThermal<'a, B, O, V> {
     pub fn new(model: &'a ThermalGas<B, O>, potential: &'a V, walkers: usize) -> Self {
-        GasThermal { model, potential, walkers, engine: BatchEngine::new(16) }
+        GasThermal { model, potential, walkers, sr: None, engine: BatchEngine::new(16) }
+    }
+    /// Precondition the gradient by stochastic reconfiguration.
+    pub fn with_sr(mut self, config: crate::sr::SrConfig) -> Self {
+        self.sr = Some(config);
+        self
     }
 }
 
@@ -287,7 +297,41 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
             (0.0, g)
         });
         out.grad = BatchEngine::reduce(parts, theta.len(), ws.len()).grad;
+        if let Some(sr) = self.sr {
+            out.grad = self.sr_step(theta, &ws, &out.grad, sr).unwrap_or_else(|_| vec![f64::NAN; theta.len()]);
+        }
         out
+    }
+
+    /// The stochastic-reconfiguration step of the gradient `grad` from the scores of the draws.
+    fn sr_step(&self, theta: &[f64], ws: &[GasDraw], grad: &[f64], sr: crate::sr::SrConfig) -> Result<Vec<f64>, crate::sr::SrError> {
+        use crate::sr::{Scores, natural_gradient};
+        let (tf, to) = self.model.split(theta);
+        let (nf, no, n) = (tf.len(), to.len(), ws.len());
+        let ready = self.model.occupation.ready(to);
+        // Per sample: Re and Im of d ln psi / d theta (two VJPs), and d ln p / d phi.
+        let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = self.engine.map(n, &SeedStream::new(0), 0, |j, _| {
+            let w = &ws[j];
+            let (mut re, mut im, mut occ) = (vec![0.0; nf], vec![0.0; nf], vec![0.0; no]);
+            self.model.state.add_log_psi_grad(tf, &w.occupied, w.x.as_slice(), Complex::new(1.0, 0.0), &mut re);
+            self.model.state.add_log_psi_grad(tf, &w.occupied, w.x.as_slice(), Complex::new(0.0, 1.0), &mut im);
+            self.model.occupation.add_log_prob_grad(to, &ready, &w.occupied, 1.0, &mut occ);
+            (re, im, occ)
+        });
+        let mut raw_flow = Vec::with_capacity(2 * n * nf);
+        rows.iter().for_each(|r| raw_flow.extend_from_slice(&r.0));
+        rows.iter().for_each(|r| raw_flow.extend_from_slice(&r.1));
+        let raw_occ: Vec<f64> = rows.iter().flat_map(|r| r.2.iter().cloned()).collect();
+        let (sf, so) = (Scores::centred(&raw_flow, nf, 2), Scores::centred(&raw_occ, no, 1));
+        let mut df = if nf > 0 { natural_gradient(&sf, &grad[..nf], sr.damping)? } else { vec![] };
+        let mut dn = if no > 0 { natural_gradient(&so, &grad[nf..], sr.damping)? } else { vec![] };
+        let norm = (sf.metric(&df) + so.metric(&dn)).sqrt();
+        if norm > sr.max_norm {
+            let c = sr.max_norm / norm;
+            df.iter_mut().chain(dn.iter_mut()).for_each(|v| *v *= c);
+        }
+        df.extend(dn);
+        Ok(df)
     }
 
     /// Eight independent estimates of `samples / 8` each; the entropy is the occupation model's
