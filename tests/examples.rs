@@ -265,6 +265,10 @@ fn electron_gas_free_limit_resume_and_bad_flags() {
     assert!((s["S"].as_f64().unwrap() - s["S_free"].as_f64().unwrap()).abs() < 1e-9 && (s["m_star_over_m"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     assert_eq!(s["occupation_model"], "406 sets");
     assert!(s["F_per_electron_Ry"].is_null(), "no Ry value at r_s = 0");
+    // The same in the cubic box (19 plane waves with |n|^2 <= 2, 171 pairs).
+    let flags = ["--particles", "2", "--dim", "3", "--twist", "0.25,0.25,0.25", "--rs", "0", "--emax", "2", "--window", "1000", "--flow", "identity", "--steps", "2", "--lr", "1e-9", "--batch", "32", "--eval-samples", "2000", "--quiet"];
+    let s = run("electron_gas", &[&flags[..], &["--out", "free3"]].concat(), dir.path());
+    assert!((s["F"].as_f64().unwrap() - s["F_free"].as_f64().unwrap()).abs() < 1e-9 && s["F_err"].as_f64().unwrap() < 1e-9 && s["occupation_model"] == "171 sets", "{s}");
     // Interacting, with the backflow: a run stopped after 3 of 6 steps resumes to the same result.
     let flags = ["--particles", "3", "--rs", "2", "--window", "6", "--layers", "1", "--shells", "3", "--steps", "6", "--batch", "32", "--eval-samples", "600", "--quiet"];
     let full = run("electron_gas", &[&flags[..], &["--out", "full"]].concat(), dir.path());
