@@ -154,13 +154,12 @@ impl TransformerOccupation {
         (range, l.into_iter().map(|v| v - lse).collect())
     }
 
-    /// One block on a new position given its cached keys and values (pushed here).
-    fn block_step(&self, theta: &[f64], b: Block, x: &[f64], keys: &mut Vec<Vec<f64>>, values: &mut Vec<Vec<f64>>) -> Vec<f64> {
+    /// Causal attention of one position: its query against the keys and values of the positions
+    /// up to it, per head; the output and the weights (`[head][s]`).
+    fn attend(&self, q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> (Vec<f64>, Vec<f64>) {
         let (d, nh, hd) = (self.width, self.heads, self.width / self.heads);
-        let q = matvec(x, &theta[b.wq..b.wq + d * d], d);
-        keys.push(matvec(x, &theta[b.wk..b.wk + d * d], d));
-        values.push(matvec(x, &theta[b.wv..b.wv + d * d], d));
         let mut o = vec![0.0; d];
+        let mut weights = Vec::with_capacity(nh * keys.len());
         let scale = 1.0 / (hd as f64).sqrt();
         for head in 0..nh {
             let r = head * hd..(head + 1) * hd;
@@ -173,7 +172,21 @@ impl TransformerOccupation {
                     o[c] += ws / z * v[c];
                 }
             }
+            weights.extend(w.iter().map(|ws| ws / z));
         }
+        (o, weights)
+    }
+
+    /// One block on a new position given its cached keys and values (pushed here).
+    fn block_step(&self, theta: &[f64], b: Block, x: &[f64], keys: &mut Vec<Vec<f64>>, values: &mut Vec<Vec<f64>>) -> Vec<f64> {
+        let d = self.width;
+        let q = matvec(x, &theta[b.wq..b.wq + d * d], d);
+        keys.push(matvec(x, &theta[b.wk..b.wk + d * d], d));
+        values.push(matvec(x, &theta[b.wv..b.wv + d * d], d));
+        fn rows(m: &[Vec<f64>]) -> Vec<&[f64]> {
+            m.iter().map(|r| r.as_slice()).collect()
+        }
+        let (o, _) = self.attend(&q, &rows(keys), &rows(values));
         self.mlp(theta, b, x, &o).0
     }
 
@@ -225,31 +238,24 @@ impl TransformerOccupation {
     /// The full forward pass over the sequence `occ`: the tapes of the blocks and the read-out
     /// inputs at every position; `None` if `occ` is not an increasing set of valid orbitals.
     fn forward(&self, theta: &[f64], occ: &[usize]) -> Option<(Vec<BlockTape>, Vec<f64>)> {
-        let (n, d, nh, hd) = (self.particles, self.width, self.heads, self.width / self.heads);
+        let (n, d, nh) = (self.particles, self.width, self.heads);
         if occ.len() != n || occ.iter().any(|&j| j >= self.orbitals()) || occ.windows(2).any(|w| w[0] >= w[1]) {
             return None;
         }
         let mut x: Vec<f64> = (0..n).flat_map(|t| self.embed(theta, if t == 0 { self.orbitals() } else { occ[t - 1] }, t)).collect();
         let mut tapes = Vec::with_capacity(self.layers);
-        let scale = 1.0 / (hd as f64).sqrt();
         for l in 0..self.layers {
             let b = self.block(l);
             let rows = |w: usize| -> Vec<f64> { (0..n).flat_map(|t| matvec(&x[t * d..(t + 1) * d], &theta[w..w + d * d], d)).collect() };
             let (q, k, v) = (rows(b.wq), rows(b.wk), rows(b.wv));
             let mut a = vec![0.0; nh * n * n];
             let mut o = vec![0.0; n * d];
-            for head in 0..nh {
-                for t in 0..n {
-                    let sc: Vec<f64> = (0..=t).map(|s| (0..hd).map(|c| q[t * d + head * hd + c] * k[s * d + head * hd + c]).sum::<f64>() * scale).collect();
-                    let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let w: Vec<f64> = sc.iter().map(|s| (s - mx).exp()).collect();
-                    let z: f64 = w.iter().sum();
-                    for s in 0..=t {
-                        a[(head * n + t) * n + s] = w[s] / z;
-                        for c in 0..hd {
-                            o[t * d + head * hd + c] += w[s] / z * v[s * d + head * hd + c];
-                        }
-                    }
+            let (krows, vrows): (Vec<&[f64]>, Vec<&[f64]>) = (0..n).map(|s| (&k[s * d..(s + 1) * d], &v[s * d..(s + 1) * d])).unzip();
+            for t in 0..n {
+                let (ot, w) = self.attend(&q[t * d..(t + 1) * d], &krows[..=t], &vrows[..=t]);
+                o[t * d..(t + 1) * d].copy_from_slice(&ot);
+                for head in 0..nh {
+                    a[(head * n + t) * n..(head * n + t) * n + t + 1].copy_from_slice(&w[head * (t + 1)..(head + 1) * (t + 1)]);
                 }
             }
             let (mut nx, mut y, mut act) = (Vec::with_capacity(n * d), Vec::with_capacity(n * d), Vec::with_capacity(n * self.hidden));
