@@ -108,6 +108,11 @@ struct Cli {
     /// Learning rate of the pretraining (Adam, cosine decay; > 0).
     #[arg(long, default_value_t = 0.01)]
     pretrain_lr: f64,
+    /// Learning-rate factor of the occupation model relative to --lr (> 0; default 1 for
+    /// enumerated occupations, 0.05 for the transformer, whose Adam steps of size --lr would
+    /// reshape the whole law at once).
+    #[arg(long)]
+    occupation_lr_factor: Option<f64>,
     /// Optimiser.
     #[arg(long, value_enum, default_value_t = OptimiserArg::Adam)]
     optimiser: OptimiserArg,
@@ -284,8 +289,12 @@ fn solve<B: Bijector<Dyn>, O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals:
 
     let first = first_order_free_energy(&orbitals, cli.particles, beta, gas, cli.run.eval_samples, cli.run.seed ^ 0xf0);
     let objective = GasThermal::new(&model, gas, cli.run.batch);
+    let factor = cli.occupation_lr_factor.unwrap_or(if cli.occupation == OccupationArg::Transformer { 0.05 } else { 1.0 });
+    if !(factor.is_finite() && factor > 0.0) {
+        return Err(invalid("--occupation-lr-factor", factor, "a finite factor > 0"));
+    }
     let driver = match cli.optimiser {
-        OptimiserArg::Adam => Driver::new(&name, objective),
+        OptimiserArg::Adam => Driver::new(&name, objective).group_rate("occupation", factor),
         OptimiserArg::Sr => Driver::new(&name, objective.with_sr(SrConfig { damping: cli.sr_damping, max_norm: cli.sr_max_norm })).optimiser(Optimiser::Sgd { momentum: 0.0 }),
     };
     let trained = driver.run(&cli.run, cli)?;

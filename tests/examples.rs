@@ -290,7 +290,7 @@ fn electron_gas_free_limit_resume_and_bad_flags() {
     }
     assert!(full["occupation_model"].as_str().unwrap().starts_with("transformer"));
     // Bad flags are refused naming the flag.
-    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax"), (&["--occupation", "transformer", "--tf-heads", "3"], "--tf-width"), (&["--occupation", "transformer", "--pretrain-lr", "0"], "--pretrain-lr"), (&["--occupation", "transformer", "--pretrain-batch", "0"], "--pretrain-batch"), (&["--optimiser", "sr", "--sr-damping", "0"], "--sr-damping")] {
+    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax"), (&["--occupation", "transformer", "--tf-heads", "3"], "--tf-width"), (&["--occupation", "transformer", "--pretrain-lr", "0"], "--pretrain-lr"), (&["--occupation", "transformer", "--pretrain-batch", "0"], "--pretrain-batch"), (&["--optimiser", "sr", "--sr-damping", "0"], "--sr-damping"), (&["--occupation-lr-factor", "0"], "--occupation-lr-factor")] {
         let e = fails("electron_gas", &[args, &["--steps", "1", "--quiet"]].concat(), dir.path());
         assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
     }
