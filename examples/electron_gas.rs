@@ -295,7 +295,7 @@ fn solve<B: Bijector<Dyn>, O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals:
     }
     let driver = match cli.optimiser {
         OptimiserArg::Adam => Driver::new(&name, objective).group_rate("occupation", factor),
-        OptimiserArg::Sr => Driver::new(&name, objective.with_sr(SrConfig { damping: cli.sr_damping, max_norm: cli.sr_max_norm })).optimiser(Optimiser::Sgd { momentum: 0.0 }),
+        OptimiserArg::Sr => Driver::new(&name, objective.with_sr(SrConfig { damping: cli.sr_damping, max_norm: cli.sr_max_norm })).optimiser(Optimiser::Sgd { momentum: 0.0 }).group_rate("occupation", factor),
     };
     let trained = driver.run(&cli.run, cli)?;
     let est = O::final_estimate(&trained.objective, &trained.theta, cli.run.eval_samples, cli.run.seed)?;
