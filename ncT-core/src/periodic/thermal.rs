@@ -309,7 +309,8 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
         let (tf, to) = self.model.split(theta);
         let (nf, no, n) = (tf.len(), to.len(), ws.len());
         let ready = self.model.occupation.ready(to);
-        // Per sample: Re and Im of d ln psi / d theta (two VJPs), and d ln p / d phi.
+        // Per sample: Re and Im of d ln psi / d theta (two VJPs), and d ln p / d phi (no random
+        // numbers are drawn, so the stream is immaterial).
         let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = self.engine.map(n, &SeedStream::new(0), 0, |j, _| {
             let w = &ws[j];
             let (mut re, mut im, mut occ) = (vec![0.0; nf], vec![0.0; nf], vec![0.0; no]);
