@@ -57,6 +57,81 @@ fn two_electron_levels(side: f64, twist: [f64; 2], rs: f64, cut: i64) -> Vec<f64
     levels
 }
 
+/// Every level of N electrons in the 2D box with plane waves |n|^2 <= `cut`, by second
+/// quantisation: V = sum_{p<q} sum_{r<s} [ṽ(k_r - k_p) - ṽ(k_r - k_q)] c+_r c+_s c_q c_p (momentum
+/// conserved), occupations as bit masks, blocks of equal total momentum.
+fn many_electron_levels(n: usize, side: f64, twist: [f64; 2], rs: f64, cut: i64) -> Vec<f64> {
+    let reach = (cut as f64).sqrt() as i64;
+    let ns: Vec<[i64; 2]> = (-reach..=reach).flat_map(|a| (-reach..=reach).map(move |b| [a, b])).filter(|v| v[0] * v[0] + v[1] * v[1] <= cut).collect();
+    let m = ns.len();
+    assert!(m <= 128, "bit masks hold 128 orbitals");
+    let tp = 2.0 * std::f64::consts::PI / side;
+    let kin = |v: &[i64; 2]| (tp * (v[0] as f64 + twist[0])).powi(2) + (tp * (v[1] as f64 + twist[1])).powi(2);
+    let vq = |a: usize, b: usize| -> f64 {
+        let q = tp * (((ns[a][0] - ns[b][0]) as f64).powi(2) + ((ns[a][1] - ns[b][1]) as f64).powi(2)).sqrt();
+        if q == 0.0 { 0.0 } else { 2.0 * rs * 2.0 * std::f64::consts::PI / (side * side * q) }
+    };
+    let mut pairs: HashMap<[i64; 2], Vec<(usize, usize)>> = HashMap::new();
+    for r in 0..m {
+        for s in r + 1..m {
+            pairs.entry([ns[r][0] + ns[s][0], ns[r][1] + ns[s][1]]).or_default().push((r, s));
+        }
+    }
+    // Every N-subset, by total momentum.
+    let mut blocks: HashMap<[i64; 2], Vec<u128>> = HashMap::new();
+    fn subsets(m: usize, left: usize, from: usize, mask: u128, out: &mut Vec<u128>) {
+        if left == 0 {
+            out.push(mask);
+            return;
+        }
+        for j in from..=m - left {
+            subsets(m, left - 1, j + 1, mask | 1 << j, out);
+        }
+    }
+    let mut all = Vec::new();
+    subsets(m, n, 0, 0, &mut all);
+    for mask in all {
+        let p = (0..m).filter(|j| mask >> j & 1 == 1).fold([0, 0], |acc, j| [acc[0] + ns[j][0], acc[1] + ns[j][1]]);
+        blocks.entry(p).or_default().push(mask);
+    }
+    // c_j or c+_j on `mask`: the sign (-1)^(occupied below j).
+    let sign = |mask: u128, j: usize| if (mask & ((1u128 << j) - 1)).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+    let madelung = 2.0 * rs * n as f64 * XI_SQUARE / (2.0 * side);
+    let mut levels = Vec::new();
+    for states in blocks.values() {
+        let index: HashMap<u128, usize> = states.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+        let dim = states.len();
+        let mut h = nalgebra::DMatrix::<f64>::zeros(dim, dim);
+        for (col, &st) in states.iter().enumerate() {
+            let occ: Vec<usize> = (0..m).filter(|j| st >> j & 1 == 1).collect();
+            h[(col, col)] += occ.iter().map(|&j| kin(&ns[j])).sum::<f64>() + madelung;
+            for (a, &p) in occ.iter().enumerate() {
+                for &q in &occ[a + 1..] {
+                    // c_q c_p, then c+_s c+_r... applied as c+_r c+_s c_q c_p.
+                    let s1 = sign(st, p);
+                    let m1 = st & !(1u128 << p);
+                    let s2 = sign(m1, q);
+                    let m2 = m1 & !(1u128 << q);
+                    for &(r, s) in &pairs[&[ns[p][0] + ns[q][0], ns[p][1] + ns[q][1]]] {
+                        if m2 >> r & 1 == 1 || m2 >> s & 1 == 1 {
+                            continue;
+                        }
+                        let s3 = sign(m2, s);
+                        let m3 = m2 | 1u128 << s;
+                        let s4 = sign(m3, r);
+                        let m4 = m3 | 1u128 << r;
+                        let amp = vq(r, p) - vq(r, q);
+                        h[(index[&m4], col)] += s1 * s2 * s3 * s4 * amp;
+                    }
+                }
+            }
+        }
+        assert!((&h - h.transpose()).abs().max() < 1e-12, "H is symmetric");
+        levels.extend(h.symmetric_eigen().eigenvalues.iter().cloned());
+    }
+    levels
+}
+
 const THETA: f64 = 0.15;
 const TWIST: [f64; 2] = [0.25, 0.25];
 
@@ -210,4 +285,46 @@ fn stochastic_reconfiguration_reaches_the_oracle_bound() {
     let t = trained.objective.stratified_estimate(&trained.theta, 130_000, 2).unwrap().thermal;
     eprintln!("SR, r_s = {rs}: ED F {f_ed:.5}; trained F {:.5} +- {:.5} ({:+.2}%)", t.f.0, t.f.1, 100.0 * (t.f.0 - f_ed) / f_ed.abs());
     assert!(t.f.0 + 3.0 * t.f.1 > f_ed && t.f.0 - f_ed < 0.01 * f_ed.abs());
+}
+
+/// The second-quantised oracle reproduces the two-electron one (signs of the pair excitations),
+/// and gives the three-electron reference, converged in its basis.
+#[test]
+fn the_many_electron_oracle_agrees_with_the_two_electron_one() {
+    let beta = 1.0 / (4.0 * THETA);
+    let mut a = two_electron_levels(side(2), TWIST, 5.0, 16);
+    let mut b = many_electron_levels(2, side(2), TWIST, 5.0, 16);
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-10));
+    for rs in [1.0, 5.0] {
+        let (f16, e16, _) = thermo(&many_electron_levels(3, side(3), TWIST, rs, 16), beta);
+        let (f25, e25, s25) = thermo(&many_electron_levels(3, side(3), TWIST, rs, 25), beta);
+        eprintln!("N = 3, r_s = {rs}: ED F {f25:.6} E {e25:.6} S {s25:.4} (|n|^2 <= 25), F {f16:.6} E {e16:.6} (<= 16)");
+        assert!((f16 - f25).abs() < 2e-3 * f25.abs().max(1.0));
+    }
+}
+
+/// Three electrons at r_s = 5 against the second-quantised oracle (|n|^2 <= 25): the trained F is
+/// an upper bound within 1%. (At r_s = 1, where F = 0.1026 is close to zero, the same flow stays
+/// 0.0028 Ry/r_s^2 above: 2.7 % of F, measured, not asserted.)
+#[test]
+fn three_electrons_trained_free_energy_is_a_tight_upper_bound() {
+    use nct::driver::Driver;
+    use nct::run::RunArgs;
+    let rs = 5.0;
+    let gas = ElectronGas::new(3, 2, rs).unwrap();
+    let beta = gas.beta(THETA);
+    let (f_ed, e_ed, _) = thermo(&many_electron_levels(3, gas.side(), TWIST, rs, 25), beta);
+    let pw = gas.orbitals(&TWIST, 25).unwrap();
+    let sets = orbital_sets(&pw.energies(), 3, 20.0 / beta, 10_000).unwrap();
+    let flow = Stack::new(vec![PeriodicBackflow::new(3, &[gas.side(); 2], 5).unwrap(); 2]);
+    let model = ThermalGas::new(GasState::new(flow, pw, 3).unwrap(), EnumeratedOccupation::new(sets, beta));
+    let args = RunArgs { steps: 600, lr: 0.05, seed: 6, batch: 512, quiet: true, ..Default::default() };
+    let trained = Driver::new("ueg3", GasThermal::new(&model, &gas, 512)).run(&args, &args).unwrap();
+    let t = trained.objective.stratified_estimate(&trained.theta, 130_000, 2).unwrap().thermal;
+    eprintln!("N = 3, r_s = {rs}: ED F {f_ed:.5} E {e_ed:.5}; trained F {:.5} +- {:.5} ({:+.2}%), E {:.5} +- {:.5}", t.f.0, t.f.1, 100.0 * (t.f.0 - f_ed) / f_ed.abs(), t.e.0, t.e.1);
+    assert!(t.f.0 + 3.0 * t.f.1 > f_ed && t.f.0 - f_ed < 0.01 * f_ed.abs());
+    assert!((t.e.0 - e_ed).abs() < 2.0 * t.e.1 + 0.01 * e_ed.abs());
 }
