@@ -1,6 +1,6 @@
-//! The uniform electron gas against an independent exact diagonalisation: two spin-polarised
-//! electrons in the 2D box (CoulombGas conventions: L = sqrt(pi N), Ry / r_s^2, Theta = 0.15,
-//! twist (1/4, 1/4)) in a plane-wave basis, blocked by total momentum. The oracle shares no code
+//! The uniform electron gas against an independent exact diagonalisation: two and three
+//! spin-polarised electrons in the 2D box (CoulombGas conventions: L = sqrt(pi N), Ry / r_s^2,
+//! Theta = 0.15, twist (1/4, 1/4)) in a plane-wave basis, blocked by total momentum. The oracle shares no code
 //! with the Monte Carlo path: its interaction is the Fourier series of the periodic Coulomb
 //! potential, ṽ(q) = 2 pi / (A |q|) with the q = 0 term removed (the neutralising background), plus
 //! the Madelung self-energy 2 r_s * N xi_M / (2 L) with the literature value of xi_M; the Monte
