@@ -23,23 +23,46 @@ fn thermo(e: &[f64], beta: f64) -> (f64, f64, f64) {
     (f, u, beta * (u - f))
 }
 
-/// Every two-electron level of the 2D box of side `side` with plane waves |n|^2 <= `cut`.
+/// The plane waves |n|^2 <= cut of the 2D box: one-body energies and the Fourier coefficient of
+/// the periodic Coulomb potential between two of them, ṽ(k_a - k_b) = 2 pi / (A |k_a - k_b|)
+/// (zero for equal momenta: the neutralising background).
+struct PlaneWaveBox {
+    ns: Vec<[i64; 2]>,
+    side: f64,
+    twist: [f64; 2],
+}
+
+impl PlaneWaveBox {
+    fn new(side: f64, twist: [f64; 2], cut: i64) -> Self {
+        let reach = (cut as f64).sqrt() as i64;
+        let ns = (-reach..=reach).flat_map(|a| (-reach..=reach).map(move |b| [a, b])).filter(|v| v[0] * v[0] + v[1] * v[1] <= cut).collect();
+        PlaneWaveBox { ns, side, twist }
+    }
+    fn tp(&self) -> f64 {
+        2.0 * std::f64::consts::PI / self.side
+    }
+    fn kinetic(&self, j: usize) -> f64 {
+        let v = self.ns[j];
+        (self.tp() * (v[0] as f64 + self.twist[0])).powi(2) + (self.tp() * (v[1] as f64 + self.twist[1])).powi(2)
+    }
+    fn coulomb(&self, a: usize, b: usize) -> f64 {
+        let (x, y) = (self.ns[a], self.ns[b]);
+        let q = self.tp() * (((x[0] - y[0]) as f64).powi(2) + ((x[1] - y[1]) as f64).powi(2)).sqrt();
+        if q == 0.0 { 0.0 } else { 2.0 * std::f64::consts::PI / (self.side * self.side * q) }
+    }
+    fn momentum(&self, orbitals: &[usize]) -> [i64; 2] {
+        orbitals.iter().fold([0, 0], |acc, &j| [acc[0] + self.ns[j][0], acc[1] + self.ns[j][1]])
+    }
+}
+
+/// Every two-electron level of the 2D box of side `side` with plane waves |n|^2 <= `cut`, from the
+/// antisymmetrised first-quantised matrix elements <c d|V|a b> = 2 r_s [ṽ(k_c - k_a) - ṽ(k_c - k_b)].
 fn two_electron_levels(side: f64, twist: [f64; 2], rs: f64, cut: i64) -> Vec<f64> {
-    let reach = (cut as f64).sqrt() as i64;
-    let ns: Vec<[i64; 2]> = (-reach..=reach).flat_map(|a| (-reach..=reach).map(move |b| [a, b])).filter(|n| n[0] * n[0] + n[1] * n[1] <= cut).collect();
-    let tp = 2.0 * std::f64::consts::PI / side;
-    let k = |n: &[i64; 2]| [tp * (n[0] as f64 + twist[0]), tp * (n[1] as f64 + twist[1])];
-    let kin = |n: &[i64; 2]| k(n).iter().map(|c| c * c).sum::<f64>();
-    let area = side * side;
-    let vq = |a: &[i64; 2], b: &[i64; 2]| -> f64 {
-        let q = [tp * (a[0] - b[0]) as f64, tp * (a[1] - b[1]) as f64];
-        let qn = (q[0] * q[0] + q[1] * q[1]).sqrt();
-        if qn == 0.0 { 0.0 } else { 2.0 * std::f64::consts::PI / (area * qn) }
-    };
+    let pw = PlaneWaveBox::new(side, twist, cut);
     let mut blocks: HashMap<[i64; 2], Vec<(usize, usize)>> = HashMap::new();
-    for a in 0..ns.len() {
-        for b in a + 1..ns.len() {
-            blocks.entry([ns[a][0] + ns[b][0], ns[a][1] + ns[b][1]]).or_default().push((a, b));
+    for a in 0..pw.ns.len() {
+        for b in a + 1..pw.ns.len() {
+            blocks.entry(pw.momentum(&[a, b])).or_default().push((a, b));
         }
     }
     let madelung = 2.0 * rs * XI_SQUARE / side;
@@ -49,8 +72,8 @@ fn two_electron_levels(side: f64, twist: [f64; 2], rs: f64, cut: i64) -> Vec<f64
         let h = nalgebra::DMatrix::from_fn(m, m, |r, c| {
             let ((a, b), (cc, _)) = (pairs[c], pairs[r]);
             // <c d| V |a b> antisymmetrised; momentum is conserved within the block.
-            let v = 2.0 * rs * (vq(&ns[cc], &ns[a]) - vq(&ns[cc], &ns[b]));
-            v + if r == c { kin(&ns[a]) + kin(&ns[b]) + madelung } else { 0.0 }
+            let v = 2.0 * rs * (pw.coulomb(cc, a) - pw.coulomb(cc, b));
+            v + if r == c { pw.kinetic(a) + pw.kinetic(b) + madelung } else { 0.0 }
         });
         levels.extend(h.symmetric_eigen().eigenvalues.iter().cloned());
     }
@@ -61,20 +84,13 @@ fn two_electron_levels(side: f64, twist: [f64; 2], rs: f64, cut: i64) -> Vec<f64
 /// quantisation: V = sum_{p<q} sum_{r<s} [ṽ(k_r - k_p) - ṽ(k_r - k_q)] c+_r c+_s c_q c_p (momentum
 /// conserved), occupations as bit masks, blocks of equal total momentum.
 fn many_electron_levels(n: usize, side: f64, twist: [f64; 2], rs: f64, cut: i64) -> Vec<f64> {
-    let reach = (cut as f64).sqrt() as i64;
-    let ns: Vec<[i64; 2]> = (-reach..=reach).flat_map(|a| (-reach..=reach).map(move |b| [a, b])).filter(|v| v[0] * v[0] + v[1] * v[1] <= cut).collect();
-    let m = ns.len();
+    let pw = PlaneWaveBox::new(side, twist, cut);
+    let m = pw.ns.len();
     assert!(m <= 128, "bit masks hold 128 orbitals");
-    let tp = 2.0 * std::f64::consts::PI / side;
-    let kin = |v: &[i64; 2]| (tp * (v[0] as f64 + twist[0])).powi(2) + (tp * (v[1] as f64 + twist[1])).powi(2);
-    let vq = |a: usize, b: usize| -> f64 {
-        let q = tp * (((ns[a][0] - ns[b][0]) as f64).powi(2) + ((ns[a][1] - ns[b][1]) as f64).powi(2)).sqrt();
-        if q == 0.0 { 0.0 } else { 2.0 * rs * 2.0 * std::f64::consts::PI / (side * side * q) }
-    };
     let mut pairs: HashMap<[i64; 2], Vec<(usize, usize)>> = HashMap::new();
     for r in 0..m {
         for s in r + 1..m {
-            pairs.entry([ns[r][0] + ns[s][0], ns[r][1] + ns[s][1]]).or_default().push((r, s));
+            pairs.entry(pw.momentum(&[r, s])).or_default().push((r, s));
         }
     }
     // Every N-subset, by total momentum.
@@ -91,8 +107,8 @@ fn many_electron_levels(n: usize, side: f64, twist: [f64; 2], rs: f64, cut: i64)
     let mut all = Vec::new();
     subsets(m, n, 0, 0, &mut all);
     for mask in all {
-        let p = (0..m).filter(|j| mask >> j & 1 == 1).fold([0, 0], |acc, j| [acc[0] + ns[j][0], acc[1] + ns[j][1]]);
-        blocks.entry(p).or_default().push(mask);
+        let occ: Vec<usize> = (0..m).filter(|j| mask >> j & 1 == 1).collect();
+        blocks.entry(pw.momentum(&occ)).or_default().push(mask);
     }
     // c_j or c+_j on `mask`: the sign (-1)^(occupied below j).
     let sign = |mask: u128, j: usize| if (mask & ((1u128 << j) - 1)).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
@@ -104,7 +120,7 @@ fn many_electron_levels(n: usize, side: f64, twist: [f64; 2], rs: f64, cut: i64)
         let mut h = nalgebra::DMatrix::<f64>::zeros(dim, dim);
         for (col, &st) in states.iter().enumerate() {
             let occ: Vec<usize> = (0..m).filter(|j| st >> j & 1 == 1).collect();
-            h[(col, col)] += occ.iter().map(|&j| kin(&ns[j])).sum::<f64>() + madelung;
+            h[(col, col)] += occ.iter().map(|&j| pw.kinetic(j)).sum::<f64>() + madelung;
             for (a, &p) in occ.iter().enumerate() {
                 for &q in &occ[a + 1..] {
                     // c_q c_p, then c+_s c+_r... applied as c+_r c+_s c_q c_p.
@@ -112,7 +128,7 @@ fn many_electron_levels(n: usize, side: f64, twist: [f64; 2], rs: f64, cut: i64)
                     let m1 = st & !(1u128 << p);
                     let s2 = sign(m1, q);
                     let m2 = m1 & !(1u128 << q);
-                    for &(r, s) in &pairs[&[ns[p][0] + ns[q][0], ns[p][1] + ns[q][1]]] {
+                    for &(r, s) in &pairs[&pw.momentum(&[p, q])] {
                         if m2 >> r & 1 == 1 || m2 >> s & 1 == 1 {
                             continue;
                         }
@@ -120,7 +136,7 @@ fn many_electron_levels(n: usize, side: f64, twist: [f64; 2], rs: f64, cut: i64)
                         let m3 = m2 | 1u128 << s;
                         let s4 = sign(m3, r);
                         let m4 = m3 | 1u128 << r;
-                        let amp = vq(r, p) - vq(r, q);
+                        let amp = 2.0 * rs * (pw.coulomb(r, p) - pw.coulomb(r, q));
                         h[(index[&m4], col)] += s1 * s2 * s3 * s4 * amp;
                     }
                 }
@@ -163,7 +179,7 @@ fn first_order_bound_is_exact_and_above_the_oracle() {
     for rs in [1.0, 5.0] {
         let gas = ElectronGas::new(2, 2, rs).unwrap();
         let pw = gas.orbitals(&TWIST, 25).unwrap();
-        let (l, area, tp) = (gas.side(), gas.side().powi(2), 2.0 * std::f64::consts::PI / gas.side());
+        let l = gas.side();
         let e = pw.energies();
         let sets = orbital_sets(&e, 2, 1e9, 10_000).unwrap();
         let weights: Vec<f64> = sets.iter().map(|s| (-beta * s.excitation).exp()).collect();
@@ -172,9 +188,8 @@ fn first_order_bound_is_exact_and_above_the_oracle() {
             .iter()
             .zip(&weights)
             .map(|(s, w)| {
-                let (a, b) = (&pw.n[s.occupied[0]], &pw.n[s.occupied[1]]);
-                let q = tp * (((a[0] - b[0]) as f64).powi(2) + ((a[1] - b[1]) as f64).powi(2)).sqrt();
-                w / z * (2.0 * rs * (-2.0 * std::f64::consts::PI / (area * q)) + 2.0 * rs * XI_SQUARE / l)
+                let pair = PlaneWaveBox { ns: s.occupied.iter().map(|&j| [pw.n[j][0], pw.n[j][1]]).collect(), side: l, twist: TWIST };
+                w / z * (-2.0 * rs * pair.coulomb(0, 1) + 2.0 * rs * XI_SQUARE / l)
             })
             .sum();
         let f1 = free_electron_thermo(&pw, 2, beta).f + v0;
