@@ -7,7 +7,7 @@
 //!   $\mathbb E_{p^*}[\ln p^* - \ln p]$; it covers every branch of degenerate orbitals (the reverse
 //!   divergence below lets the sequential model drop one branch of a degenerate pair for good).
 //! * [`FreeOccupation`]: the free energy of the model's own law,
-//! $$ F_0[p] = \mathbb E_{n\sim p}\Big[k_BT\ln p_n + \sum_{j\in n}\varepsilon_j\Big] \ \ge\ -k_BT\ln Z_0, $$
+//! $$ F_0(p) = \mathbb E_{n\sim p}\Big[k_BT\ln p_n + \sum_{j\in n}\varepsilon_j\Big] \ \ge\ -k_BT\ln Z_0, $$
 //! with equality only at the canonical ensemble $p_n = e^{-\beta E_n}/Z_0$, whose $Z_0$ the exact
 //! recursion ([`super::free_electron_thermo`]) gives. Score-function gradient
 //! $\nabla F_0 = \mathbb E[(f - \bar f)\nabla\ln p_n]$, exact samples, no local energies.
