@@ -285,6 +285,16 @@ fn solve<B: Bijector<Dyn>, O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals:
     let state = GasState::new(flow, orbitals.clone(), cli.particles).map_err(|e| invalid("--particles", cli.particles, &e.to_string()))?;
     let described = occupation.describe();
     let model = ThermalGas::new(state, occupation);
+    if cli.optimiser == OptimiserArg::Sr {
+        // Scores of every walker (Re and Im rows for the flow) and the smaller Gram matrix of each block.
+        let b = cli.run.batch as f64;
+        let blocks = [(2.0 * b, model.state.n_params() as f64), (b, model.occupation.n_params() as f64)];
+        let bytes: f64 = blocks.iter().map(|(r, p)| 8.0 * (r * p + r.min(*p).powi(2))).sum();
+        let budget = 8.0 * (1u64 << 30) as f64;
+        if bytes > budget {
+            return Err(invalid("--batch", format!("{} walkers with --optimiser sr = {:.1} GiB of scores", cli.run.batch, bytes / (1u64 << 30) as f64), "SR settings needing at most 8 GiB of memory"));
+        }
+    }
     let name = format!("electron_gas/N{}-d{}-rs{}-theta{}/{:?}-{:?}", cli.particles, cli.dim, cli.rs, cli.theta, cli.flow, cli.occupation).to_lowercase();
 
     let first = first_order_free_energy(&orbitals, cli.particles, beta, gas, cli.run.eval_samples, cli.run.seed ^ 0xf0);
