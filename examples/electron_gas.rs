@@ -255,6 +255,7 @@ fn pretrain(cli: &Cli, tr: TransformerOccupation, energies: &[f64], beta: f64) -
     let args = RunArgs { steps: cli.pretrain_steps, lr: cli.pretrain_lr, batch: cli.pretrain_batch, out: None, resume: None, stop_at: None, quiet: true, ..cli.run.clone() };
     let t0 = std::time::Instant::now();
     let target = CanonicalElectrons::new(energies, cli.particles, beta);
+    let exact_f0 = -target.ln_z() / beta;
     let trained = Driver::new("electron_gas/pretrain", LikelihoodPretraining::new(&tr, target, cli.pretrain_batch)).run_in(&args, None)?;
     let theta = trained.theta.clone();
     let check = FreeOccupation::new(&tr, energies, cli.run.batch).estimate(&theta, 8 * cli.run.batch, cli.run.seed ^ 0x9e);
@@ -264,7 +265,7 @@ fn pretrain(cli: &Cli, tr: TransformerOccupation, energies: &[f64], beta: f64) -
             t0.elapsed().as_secs_f64(),
             check.f.0,
             check.f.1,
-            -CanonicalElectrons::new(energies, cli.particles, beta).ln_z() / beta,
+            exact_f0,
             check.s.0,
             check.s.1
         );

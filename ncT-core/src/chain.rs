@@ -3,7 +3,7 @@
 //! parts in reverse order, each accumulating into its own slice of the gradient.
 
 use crate::layer::{Bijector, CotangentLift, PhasePoint, SymplecticLayer};
-use crate::params::{ParamGroup, Parametrised, nest_groups};
+use crate::params::{ParamGroup, Parametrised, groups_end_to_end, init_end_to_end, nest_groups};
 use crate::scalar::Scalar;
 use crate::dim::{Size, Vector};
 
@@ -174,14 +174,10 @@ impl<A: Parametrised, B: Parametrised> Parametrised for Chain<A, B> {
         self.first.n_params() + self.second.n_params()
     }
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
-        let (a, b) = theta.split_at_mut(self.first.n_params());
-        self.first.init_params(rng, a);
-        self.second.init_params(rng, b);
+        init_end_to_end(&self.first, &self.second, rng, theta);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        let mut g = nest_groups(self.first.param_groups(), "0", 0);
-        g.extend(nest_groups(self.second.param_groups(), "1", self.first.n_params()));
-        g
+        groups_end_to_end(&self.first, "0", &self.second, "1")
     }
 }
 

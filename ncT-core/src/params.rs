@@ -39,6 +39,21 @@ pub fn nest_groups(groups: Vec<ParamGroup>, prefix: &str, offset: usize) -> Vec<
         .collect()
 }
 
+/// Seeded initialisation of two parts whose parameters lie end to end in `theta`: `first`, then
+/// `second`, from one generator in that order (composite models: chains, flow + occupations).
+pub fn init_end_to_end(first: &dyn Parametrised, second: &dyn Parametrised, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
+    let (a, b) = theta.split_at_mut(first.n_params());
+    first.init_params(rng, a);
+    second.init_params(rng, b);
+}
+
+/// The groups of two parts laid end to end, each nested under its prefix.
+pub fn groups_end_to_end(first: &dyn Parametrised, first_prefix: &str, second: &dyn Parametrised, second_prefix: &str) -> Vec<ParamGroup> {
+    let mut g = nest_groups(first.param_groups(), first_prefix, 0);
+    g.extend(nest_groups(second.param_groups(), second_prefix, first.n_params()));
+    g
+}
+
 /// Common interface of everything that owns a slice of the parameter vector.
 pub trait Parametrised: Send + Sync {
     /// Number of f64 parameters the object reads from its slice of theta.

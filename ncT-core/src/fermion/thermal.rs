@@ -18,7 +18,7 @@ use crate::driver::objective::{ThermalEstimate, rejected_message};
 use crate::driver::Objective;
 use crate::hamiltonian::Separable;
 use crate::layer::Bijector;
-use crate::params::{ParamGroup, Parametrised, nest_groups};
+use crate::params::{ParamGroup, Parametrised, groups_end_to_end, init_end_to_end};
 use crate::quantum::occupation::{CategoricalOccupation, OccupationModel};
 use crate::quantum::{clip_mad, too_many_rejected};
 
@@ -50,14 +50,10 @@ impl<B: Bijector<Dyn>> Parametrised for ThermalFermions<B> {
         self.state.n_params() + self.occupation.n_params()
     }
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
-        let (a, b) = theta.split_at_mut(self.state.n_params());
-        self.state.init_params(rng, a);
-        self.occupation.init_params(rng, b);
+        init_end_to_end(&self.state, &self.occupation, rng, theta);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        let mut g = nest_groups(self.state.param_groups(), "flow", 0);
-        g.extend(nest_groups(self.occupation.param_groups(), "", self.state.n_params()));
-        g
+        groups_end_to_end(&self.state, "flow", &self.occupation, "")
     }
 }
 

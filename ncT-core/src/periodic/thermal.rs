@@ -19,7 +19,7 @@ use crate::driver::Objective;
 use crate::driver::objective::{ThermalEstimate, rejected_message};
 use crate::error::ConfigError;
 use crate::layer::Bijector;
-use crate::params::{ParamGroup, Parametrised, nest_groups};
+use crate::params::{ParamGroup, Parametrised, groups_end_to_end, init_end_to_end};
 use crate::quantum::occupation::CategoricalOccupation;
 use crate::quantum::{clip_mad, too_many_rejected};
 use nalgebra::Complex;
@@ -171,14 +171,10 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation> Parametrised for ThermalGas<B, O> {
         self.state.n_params() + self.occupation.n_params()
     }
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
-        let (a, b) = theta.split_at_mut(self.state.n_params());
-        self.state.init_params(rng, a);
-        self.occupation.init_params(rng, b);
+        init_end_to_end(&self.state, &self.occupation, rng, theta);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        let mut g = nest_groups(self.state.param_groups(), "flow", 0);
-        g.extend(nest_groups(self.occupation.param_groups(), "occupation", self.state.n_params()));
-        g
+        groups_end_to_end(&self.state, "flow", &self.occupation, "occupation")
     }
 }
 
@@ -241,11 +237,15 @@ impl<'a, B, O, V> GasThermal<'a, B, O, V> {
 impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B, O, V> {
     /// `walkers` exact samples of step `step` (`None`: on a node or not finite).
     pub fn draws(&self, theta: &[f64], walkers: usize, stream: &SeedStream, step: u64) -> Vec<Option<GasDraw>> {
-        let (tf, to) = self.model.split(theta);
+        self.draws_from(theta, &self.model.occupation.ready(self.model.split(theta).1), walkers, stream, step)
+    }
+
+    /// [`Self::draws`] with the occupation model's batch state `ready` already computed.
+    fn draws_from(&self, theta: &[f64], ready: &O::Ready, walkers: usize, stream: &SeedStream, step: u64) -> Vec<Option<GasDraw>> {
+        let tf = self.model.split(theta).0;
         let m = self.model;
-        let ready = m.occupation.ready(to);
         self.engine.map(walkers, stream, step, |_, rng| {
-            let (occupied, log_p) = m.occupation.sample(&ready, rng);
+            let (occupied, log_p) = m.occupation.sample(ready, rng);
             let x = m.state.sample(tf, &occupied, rng);
             let kinetic = m.state.local_kinetic(tf, &occupied, x.as_slice())?;
             let potential = self.potential.potential(x.as_slice());
@@ -255,7 +255,8 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
 
     /// Estimates and (with `with_grad`) the gradient of one batch of `walkers` samples.
     pub fn step(&self, theta: &[f64], walkers: usize, stream: &SeedStream, step: u64, with_grad: bool) -> GasStep {
-        let ws: Vec<GasDraw> = self.draws(theta, walkers, stream, step).into_iter().flatten().collect();
+        let ready = self.model.occupation.ready(self.model.split(theta).1);
+        let ws: Vec<GasDraw> = self.draws_from(theta, &ready, walkers, stream, step).into_iter().flatten().collect();
         let rejected = walkers - ws.len();
         let kt = 1.0 / self.model.occupation.beta();
         let es: Vec<f64> = ws.iter().map(|w| w.kinetic.re + w.potential).collect();
@@ -285,7 +286,6 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
         let (me, mf) = (ce.iter().sum::<f64>() / nb, cf.iter().sum::<f64>() / nb);
         let (tf, to) = self.model.split(theta);
         let nf = tf.len();
-        let ready = self.model.occupation.ready(to);
         let parts = self.engine.map_chunks(ws.len(), stream, step ^ 0x7e57_f00d, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for j in range {
@@ -298,17 +298,16 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
         });
         out.grad = BatchEngine::reduce(parts, theta.len(), ws.len()).grad;
         if let Some(sr) = self.sr {
-            out.grad = self.sr_step(theta, &ws, &out.grad, sr).unwrap_or_else(|_| vec![f64::NAN; theta.len()]);
+            out.grad = self.sr_step(theta, &ready, &ws, &out.grad, sr).unwrap_or_else(|_| vec![f64::NAN; theta.len()]);
         }
         out
     }
 
     /// The stochastic-reconfiguration step of the gradient `grad` from the scores of the draws.
-    fn sr_step(&self, theta: &[f64], ws: &[GasDraw], grad: &[f64], sr: crate::sr::SrConfig) -> Result<Vec<f64>, crate::sr::SrError> {
+    fn sr_step(&self, theta: &[f64], ready: &O::Ready, ws: &[GasDraw], grad: &[f64], sr: crate::sr::SrConfig) -> Result<Vec<f64>, crate::sr::SrError> {
         use crate::sr::{Scores, natural_gradient};
         let (tf, to) = self.model.split(theta);
         let (nf, no, n) = (tf.len(), to.len(), ws.len());
-        let ready = self.model.occupation.ready(to);
         // Per sample: Re and Im of d ln psi / d theta (two VJPs), and d ln p / d phi (no random
         // numbers are drawn, so the stream is immaterial).
         let rows: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = self.engine.map(n, &SeedStream::new(0), 0, |j, _| {
@@ -316,7 +315,7 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
             let (mut re, mut im, mut occ) = (vec![0.0; nf], vec![0.0; nf], vec![0.0; no]);
             self.model.state.add_log_psi_grad(tf, &w.occupied, w.x.as_slice(), Complex::new(1.0, 0.0), &mut re);
             self.model.state.add_log_psi_grad(tf, &w.occupied, w.x.as_slice(), Complex::new(0.0, 1.0), &mut im);
-            self.model.occupation.add_log_prob_grad(to, &ready, &w.occupied, 1.0, &mut occ);
+            self.model.occupation.add_log_prob_grad(to, ready, &w.occupied, 1.0, &mut occ);
             (re, im, occ)
         });
         let mut raw_flow = Vec::with_capacity(2 * n * nf);

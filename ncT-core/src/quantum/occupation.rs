@@ -375,14 +375,10 @@ impl<B: Parametrised, O: OccupationModel, D: Size> Parametrised for ThermalNct<B
         self.states.n_params() + self.occupation.n_params()
     }
     fn init_params(&self, rng: &mut dyn rand::Rng, theta: &mut [f64]) {
-        let (a, b) = theta.split_at_mut(self.states.n_params());
-        self.states.init_params(rng, a);
-        self.occupation.init_params(rng, b);
+        crate::params::init_end_to_end(&self.states, &self.occupation, rng, theta);
     }
     fn param_groups(&self) -> Vec<ParamGroup> {
-        let mut g = crate::params::nest_groups(self.states.param_groups(), "flow", 0);
-        g.extend(crate::params::nest_groups(self.occupation.param_groups(), "", self.states.n_params()));
-        g
+        crate::params::groups_end_to_end(&self.states, "flow", &self.occupation, "")
     }
 }
 
