@@ -8,8 +8,10 @@
 //! categorical model over every set within --window k_B T of the lowest (starting at the
 //! free-electron Boltzmann law; estimates stratified over the sets) or CoulombGas's causal
 //! transformer over all sets (pretrained by maximum likelihood on exact samples of the canonical
-//! free-electron ensemble for --pretrain-steps), and psi_n = Phi_n(z(x)) |det dz/dx|^1/2 through --layers exactly invertible
-//! periodic backflow layers. Samples are exact (plane-wave DPP, inverse flow): no Markov chain.
+//! free-electron ensemble for --pretrain-steps), and psi_n = Phi_n(z(x)) |det dz/dx|^1/2 through
+//! --layers exactly invertible flows: periodic pair backflows (--flow backflow) or FermiNet-style
+//! one- and two-body streams made contractions by a Lipschitz bound (--flow ferminet). Samples
+//! are exact (plane-wave DPP, inverse flow): no Markov chain.
 //! The summary holds F, E, K, V, S (totals in Ry / r_s^2, as CoulombGas logs them), the same per
 //! electron in Ry, the first-order bound F0 + <V>0 (Gibbs-Bogoliubov: identity flow, exact
 //! free-electron occupations) and m*/m = S / S0 (S0 the free-electron entropy of the basis).
@@ -21,7 +23,7 @@ use clap::{Parser, ValueEnum};
 use nct::driver::{Driver, Optimiser};
 use nct::sr::SrConfig;
 use nct::models::electron_gas::ElectronGas;
-use nct::periodic::{CanonicalElectrons, EnumeratedOccupation, FreeOccupation, GasEstimate, GasState, GasThermal, LikelihoodPretraining, OrbitalOccupation, PeriodicBackflow, ThermalGas, TransformerOccupation, TwistedPlaneWaves, first_order_free_energy, free_electron_thermo, orbital_sets};
+use nct::periodic::{CanonicalElectrons, EnumeratedOccupation, FermiNetBackflow, FreeOccupation, GasEstimate, GasState, GasThermal, LikelihoodPretraining, OrbitalOccupation, PeriodicBackflow, ThermalGas, TransformerOccupation, TwistedPlaneWaves, first_order_free_energy, free_electron_thermo, orbital_sets};
 use nct::run::{RunError, RunArgs, exit_on_error, invalid, parse_with_defaults};
 use nct::*;
 use serde::Serialize;
@@ -32,6 +34,9 @@ enum FlowArg {
     Identity,
     /// --layers periodic pair-backflow layers of --shells reciprocal shells each.
     Backflow,
+    /// --layers FermiNet-style flows (one- and two-body streams of --depth layers, widths
+    /// --one-body / --two-body), each a contraction by construction and so exactly invertible.
+    Ferminet,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq)]
@@ -84,6 +89,18 @@ struct Cli {
     /// Reciprocal-vector shells of each backflow layer (1..=64).
     #[arg(long, default_value_t = 5)]
     shells: usize,
+    /// Layers of each FermiNet-style flow's streams (1..=8).
+    #[arg(long, default_value_t = 2)]
+    depth: usize,
+    /// One-body stream width of the FermiNet-style flow (1..=256).
+    #[arg(long, default_value_t = 16)]
+    one_body: usize,
+    /// Two-body stream width of the FermiNet-style flow (1..=256).
+    #[arg(long, default_value_t = 16)]
+    two_body: usize,
+    /// Standard deviation of the FermiNet output weights at the start (0: the identity).
+    #[arg(long, default_value_t = 0.0)]
+    output_scale: f64,
     /// Occupation model.
     #[arg(long, value_enum, default_value_t = OccupationArg::Enumerated)]
     occupation: OccupationArg,
@@ -181,7 +198,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     if !(cli.window.is_finite() && cli.window > 0.0) {
         return Err(invalid("--window", cli.window, "a finite number of k_B T > 0"));
     }
-    if cli.flow == FlowArg::Backflow && cli.layers == 0 {
+    if cli.flow != FlowArg::Identity && cli.layers == 0 {
         return Err(invalid("--layers", 0, "at least 1 (or --flow identity)"));
     }
     if !(1..=64).contains(&cli.shells) {
@@ -209,8 +226,10 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     } else {
         nct::run::warn_ignored(&["--sr-damping", "--sr-max-norm"], "without --optimiser sr");
     }
-    if cli.flow == FlowArg::Identity {
-        nct::run::warn_ignored(&["--layers", "--shells"], "with --flow identity");
+    match cli.flow {
+        FlowArg::Identity => nct::run::warn_ignored(&["--layers", "--shells", "--depth", "--one-body", "--two-body", "--output-scale"], "with --flow identity"),
+        FlowArg::Backflow => nct::run::warn_ignored(&["--depth", "--one-body", "--two-body", "--output-scale"], "with --flow backflow"),
+        FlowArg::Ferminet => nct::run::warn_ignored(&["--shells"], "with --flow ferminet"),
     }
     let gas = ElectronGas::new(cli.particles, cli.dim, cli.rs).map_err(|e| invalid("--particles/--dim/--rs", format!("{}/{}/{}", cli.particles, cli.dim, cli.rs), &e.to_string()))?;
     let orbitals = gas.orbitals(&cli.twist, cli.emax).map_err(|e| invalid("--twist/--emax", format!("{:?}/{}", cli.twist, cli.emax), &e.to_string()))?;
@@ -219,13 +238,17 @@ fn run(cli: &Cli) -> Result<(), RunError> {
     }
     let beta = gas.beta(cli.theta);
     let layer = PeriodicBackflow::new(cli.particles, &vec![gas.side(); cli.dim], cli.shells).map_err(|e| invalid("--shells", cli.shells, &e.to_string()))?;
+    let ferminet = FermiNetBackflow::new(cli.particles, &vec![gas.side(); cli.dim], cli.depth, cli.one_body, cli.two_body)
+        .and_then(|f| f.with_output_scale(cli.output_scale))
+        .map_err(|e| invalid("--depth/--one-body/--two-body/--output-scale", format!("{}/{}/{}/{}", cli.depth, cli.one_body, cli.two_body, cli.output_scale), &e.to_string()))?;
+    let flows = (layer, ferminet);
     let energies = orbitals.energies();
     match cli.occupation {
         OccupationArg::Enumerated => {
             nct::run::warn_ignored(&["--tf-layers", "--tf-width", "--tf-heads", "--tf-hidden", "--pretrain-steps", "--pretrain-batch", "--pretrain-lr"], "with --occupation enumerated");
             let sets = orbital_sets(&energies, cli.particles, cli.window / beta, MAX_SETS)
                 .map_err(|_| invalid("--window", cli.window, &format!("a window holding at most {MAX_SETS} orbital sets (one logit each); narrow it, lower --particles or use --occupation transformer")))?;
-            with_flow(cli, &gas, orbitals, EnumeratedOccupation::new(sets, beta), layer)
+            with_flow(cli, &gas, orbitals, EnumeratedOccupation::new(sets, beta), flows)
         }
         OccupationArg::Transformer => {
             nct::run::warn_ignored(&["--window"], "with --occupation transformer");
@@ -241,7 +264,7 @@ fn run(cli: &Cli) -> Result<(), RunError> {
             let tr = TransformerOccupation::with_sizes(cli.particles, &energies, beta, cli.tf_layers, cli.tf_width, cli.tf_heads, cli.tf_hidden)
                 .map_err(|e| invalid("--tf-width/--tf-heads/--tf-hidden", format!("{}/{}/{}", cli.tf_width, cli.tf_heads, cli.tf_hidden), &e.to_string()))?;
             let tr = pretrain(cli, tr, &energies, beta)?;
-            with_flow(cli, &gas, orbitals, tr, layer)
+            with_flow(cli, &gas, orbitals, tr, flows)
         }
     }
 }
@@ -273,10 +296,11 @@ fn pretrain(cli: &Cli, tr: TransformerOccupation, energies: &[f64], beta: f64) -
     Ok(tr.with_initial(&theta))
 }
 
-fn with_flow<O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneWaves, occupation: O, layer: PeriodicBackflow) -> Result<(), RunError> {
+fn with_flow<O: Estimated>(cli: &Cli, gas: &ElectronGas, orbitals: TwistedPlaneWaves, occupation: O, (backflow, ferminet): (PeriodicBackflow, FermiNetBackflow)) -> Result<(), RunError> {
     match cli.flow {
         FlowArg::Identity => solve(cli, gas, orbitals, occupation, IdentityFlow::new(Dyn(cli.particles * cli.dim))),
-        FlowArg::Backflow => solve(cli, gas, orbitals, occupation, Stack::new(vec![layer; cli.layers])),
+        FlowArg::Backflow => solve(cli, gas, orbitals, occupation, Stack::new(vec![backflow; cli.layers])),
+        FlowArg::Ferminet => solve(cli, gas, orbitals, occupation, Stack::new(vec![ferminet; cli.layers])),
     }
 }
 

@@ -14,7 +14,7 @@
 //! derivatives through it. Parameters $(\alpha, \beta)$, zero at initialisation (the identity).
 //! Stack several (and a [`super::RadialScaling`]) for a deeper flow.
 
-use super::gradient_map::{GradientField, invert, inverse_matrix, log_det};
+use super::gradient_map::{ResidualField, invert, inverse_matrix, log_det};
 use crate::dim::{Dyn, Vector};
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
@@ -79,7 +79,7 @@ impl PairBackflow {
     }
 }
 
-impl GradientField for PairBackflow {
+impl ResidualField for PairBackflow {
     fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
         let (np, d) = (self.particles, self.dim);
         let n = np * d;

@@ -20,7 +20,7 @@
 
 use crate::dim::{Dyn, Vector};
 use crate::error::ConfigError;
-use crate::fermion::gradient_map::{GradientField, invert, inverse_matrix, log_det};
+use crate::fermion::gradient_map::{ResidualField, invert, inverse_matrix, log_det};
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
@@ -194,7 +194,7 @@ impl PeriodicBackflow {
     }
 }
 
-impl GradientField for PeriodicBackflow {
+impl ResidualField for PeriodicBackflow {
     fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
         self.field_at(&self.coefs(theta).0, x)
     }
