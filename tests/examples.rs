@@ -289,8 +289,19 @@ fn electron_gas_free_limit_resume_and_bad_flags() {
         assert_eq!(full[key], resumed[key], "{key}");
     }
     assert!(full["occupation_model"].as_str().unwrap().starts_with("transformer"));
+    // The FermiNet-style flow (random output weights, so the flow acts from the start): resumed
+    // bitwise, and below the identity flow's first-order value.
+    let flags = ["--particles", "3", "--rs", "2", "--window", "6", "--flow", "ferminet", "--layers", "1", "--depth", "1", "--one-body", "4", "--two-body", "4", "--output-scale", "0.3", "--steps", "6", "--batch", "32", "--eval-samples", "600", "--quiet"];
+    let full = run("electron_gas", &[&flags[..], &["--out", "fn"]].concat(), dir.path());
+    let out = Command::new(example("electron_gas")).args([&flags[..], &["--out", "fn-part", "--stop-at", "3"]].concat()).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    let resumed = run("electron_gas", &["--resume", "fn-part", "--quiet", "--out", "fn-part"], dir.path());
+    for key in ["F", "F_err", "E", "S", "steps", "final_loss", "m_star_over_m"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    assert!(full["F"].as_f64().unwrap().is_finite());
     // Bad flags are refused naming the flag.
-    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax"), (&["--occupation", "transformer", "--tf-heads", "3"], "--tf-width"), (&["--occupation", "transformer", "--pretrain-lr", "0"], "--pretrain-lr"), (&["--occupation", "transformer", "--pretrain-batch", "0"], "--pretrain-batch"), (&["--optimiser", "sr", "--sr-damping", "0"], "--sr-damping"), (&["--occupation-lr-factor", "0"], "--occupation-lr-factor"), (&["--optimiser", "sr", "--occupation", "transformer", "--pretrain-steps", "0", "--batch", "300000"], "GiB of scores")] {
+    for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax"), (&["--occupation", "transformer", "--tf-heads", "3"], "--tf-width"), (&["--occupation", "transformer", "--pretrain-lr", "0"], "--pretrain-lr"), (&["--occupation", "transformer", "--pretrain-batch", "0"], "--pretrain-batch"), (&["--optimiser", "sr", "--sr-damping", "0"], "--sr-damping"), (&["--occupation-lr-factor", "0"], "--occupation-lr-factor"), (&["--flow", "ferminet", "--depth", "0"], "--depth"), (&["--flow", "ferminet", "--output-scale", "-1"], "--output-scale"), (&["--flow", "ferminet", "--layers", "0"], "--layers"), (&["--optimiser", "sr", "--occupation", "transformer", "--pretrain-steps", "0", "--batch", "300000"], "GiB of scores")] {
         let e = fails("electron_gas", &[args, &["--steps", "1", "--quiet"]].concat(), dir.path());
         assert!(e.contains(flag) && !e.contains("panicked"), "{args:?}: {e}");
     }
