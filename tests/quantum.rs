@@ -227,3 +227,64 @@ fn a_step_whose_walkers_are_rejected_has_no_loss() {
     assert!(nct::quantum::too_many_rejected(33, 64) && !nct::quantum::too_many_rejected(32, 64));
     assert!(mean_and_error(&[]).0.is_nan());
 }
+
+/// The potentials of a thermal training step go through the `Backend` seam: a backend that
+/// counts its walkers and evaluates them in reverse order gives the step of the CPU backend bit
+/// for bit, which is also the step of the per-walker path (sample, potential, kinetic) it replaced.
+#[test]
+fn thermal_step_potentials_go_through_the_backend_seam() {
+    use nct::{Backend, CpuBackend};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Reversed {
+        cpu: CpuBackend,
+        walkers: AtomicUsize,
+    }
+    impl Backend for Reversed {
+        fn name(&self) -> &'static str {
+            "reversed"
+        }
+        fn potentials<H: Separable<N>, N: Size>(&self, h: &H, xs: &[Vector<f64, N>]) -> Vec<f64> {
+            self.walkers.fetch_add(xs.len(), Ordering::SeqCst);
+            let mut v: Vec<f64> = xs.iter().rev().map(|x| h.potential(x)).collect();
+            v.reverse();
+            v
+        }
+        fn energies_and_gradients<H: Hamiltonian<N>, N: Size>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)> {
+            self.cpu.energies_and_gradients(h, points)
+        }
+        fn dense_forward(&self, net: &nct::dense::DenseNet, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> Vec<nalgebra::DMatrix<f64>> {
+            self.cpu.dense_forward(net, theta, x)
+        }
+        fn dense_vjp(&self, net: &nct::dense::DenseNet, theta: &[f64], acts: &[nalgebra::DMatrix<f64>], ybar: &nalgebra::DMatrix<f64>, g: &mut [f64]) -> nalgebra::DMatrix<f64> {
+            self.cpu.dense_vjp(net, theta, acts, ybar, g)
+        }
+    }
+    let m = Ndco::new(Const::<3>, 0.1);
+    let states = QuantumNct::new(LinearBijector::new(Const::<3>), m.w, m.masses(), 11);
+    let model = ThermalNct::new(states, ProductOccupation::new(1.0, m.w.as_slice(), 12), None).unwrap();
+    let theta: Vec<f64> = model.new_params(&mut rng(4)).iter().enumerate().map(|(k, t)| t + 0.05 * (k as f64).sin()).collect();
+    let engine = BatchEngine::new(16);
+    let stream = SeedStream::new(3);
+    let backend = Reversed { cpu: CpuBackend { engine }, walkers: AtomicUsize::new(0) };
+    let (a, wa) = model.step_with_walkers(&theta, &m, 100, &engine, &stream, 5);
+    let (b, wb) = model.step_with_walkers_on(&theta, &m, 100, &engine, &backend, &stream, 5);
+    assert_eq!(backend.walkers.load(Ordering::SeqCst), 100);
+    assert!(a.f.to_bits() == b.f.to_bits() && a.grad.iter().zip(&b.grad).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_eq!(wa.len(), wb.len());
+    // The per-walker path: occupation sample, then sample, potential and kinetic of each walker.
+    let (tf, to) = model.split(&theta);
+    let old = engine.map(100, &stream, 5, |_, r| {
+        let (n, _) = OccupationModel::sample(&model.occupation, to, r);
+        model.states.walker(tf, &m, &n, r)
+    });
+    let old: Vec<_> = old.into_iter().filter(|w| !w.rejected).collect();
+    assert_eq!(old.len(), wa.len());
+    assert!(old.iter().zip(&wa).all(|(o, w)| o.e_loc.to_bits() == w.e_loc.to_bits() && o.potential.to_bits() == w.potential.to_bits()));
+    // The driver's objective takes the backend too.
+    use nct::driver::{Objective, objective::Thermal};
+    let plain = Thermal::new(&model, &m, 64).batch(&theta, 2, &stream);
+    let seen = Reversed { cpu: CpuBackend { engine }, walkers: AtomicUsize::new(0) };
+    let on = Thermal::new(&model, &m, 64).on(seen);
+    let via = on.batch(&theta, 2, &stream);
+    assert!(plain.loss.to_bits() == via.loss.to_bits() && plain.grad == via.grad);
+}

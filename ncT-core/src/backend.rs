@@ -4,8 +4,8 @@
 
 use crate::batch::BatchEngine;
 use crate::dense::DenseNet;
-use crate::hamiltonian::Hamiltonian;
-use crate::dim::Size;
+use crate::hamiltonian::{Hamiltonian, Separable};
+use crate::dim::{Size, Vector};
 use crate::layer::PhasePoint;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -13,6 +13,9 @@ use rayon::prelude::*;
 /// Batched evaluation of the expensive pieces of a training step.
 pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The potential $V(x)$ of every configuration, in order (the machine-learned potentials of
+    /// the quantum training steps, e.g. DeepPot-SE over a batch of walkers, come through here).
+    fn potentials<H: Separable<N>, N: Size>(&self, h: &H, xs: &[Vector<f64, N>]) -> Vec<f64>;
     /// Energies and $(\partial H/\partial q, \partial H/\partial p)$ at every phase-space point.
     fn energies_and_gradients<H: Hamiltonian<N>, N: Size>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)>;
     /// Dense net applied to the columns of `x`; returns every layer's activations.
@@ -53,6 +56,9 @@ fn hcat(parts: Vec<DMatrix<f64>>) -> DMatrix<f64> {
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
+    }
+    fn potentials<H: Separable<N>, N: Size>(&self, h: &H, xs: &[Vector<f64, N>]) -> Vec<f64> {
+        xs.par_iter().with_min_len(self.engine.chunk_size).map(|x| h.potential(x)).collect()
     }
     fn energies_and_gradients<H: Hamiltonian<N>, N: Size>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)> {
         points

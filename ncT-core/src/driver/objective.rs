@@ -2,6 +2,7 @@
 //! ensemble of quantum states, and the finite-temperature free energy.
 
 use super::Objective;
+use crate::backend::{Backend, CpuBackend};
 use crate::batch::{BatchEngine, BatchSum, SeedStream};
 use crate::batched::BatchedSymplectic;
 use crate::classical::{ClassicalNct, FreeEnergy};
@@ -203,17 +204,27 @@ impl<B: Bijector<D>, H: Separable<D>, D: Size> Objective for Ensemble<'_, B, H, 
 }
 
 /// Finite temperature: $\min F = \mathbb E_{n\sim p}[k_BT\ln p_n + \langle\psi_n|H|\psi_n\rangle]$
-/// over the flow and the occupation model jointly, `batch` samples $(n, x)$ per step.
-pub struct Thermal<'a, B, O, H, D: Size> {
+/// over the flow and the occupation model jointly, `batch` samples $(n, x)$ per step; the
+/// potentials of each batch come from the [`Backend`] (the CPU one unless [`Thermal::on`]).
+pub struct Thermal<'a, B, O, H, D: Size, Bk = CpuBackend> {
     pub model: &'a ThermalNct<B, O, D>,
     pub h: &'a H,
     pub batch: usize,
     engine: BatchEngine,
+    backend: Bk,
 }
 
 impl<'a, B, O, H, D: Size> Thermal<'a, B, O, H, D> {
     pub fn new(model: &'a ThermalNct<B, O, D>, h: &'a H, batch: usize) -> Self {
-        Thermal { model, h, batch, engine: BatchEngine::new(32) }
+        let engine = BatchEngine::new(32);
+        Thermal { model, h, batch, engine, backend: CpuBackend { engine } }
+    }
+}
+
+impl<'a, B, O, H, D: Size, Bk> Thermal<'a, B, O, H, D, Bk> {
+    /// The same objective with the batch potentials from `backend`.
+    pub fn on<Bk2: Backend>(self, backend: Bk2) -> Thermal<'a, B, O, H, D, Bk2> {
+        Thermal { model: self.model, h: self.h, batch: self.batch, engine: self.engine, backend }
     }
 }
 
@@ -230,12 +241,15 @@ pub struct ThermalEstimate {
     pub drawn: usize,
 }
 
-impl<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size> Thermal<'_, B, O, H, D> {
+impl<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size, Bk: Backend> Thermal<'_, B, O, H, D, Bk> {
+    fn step(&self, theta: &[f64], batch: usize, stream: &SeedStream, step: u64) -> crate::quantum::occupation::ThermalStep {
+        self.model.step_with_walkers_on(theta, self.h, batch, &self.engine, &self.backend, stream, step).0
+    }
     /// Eight independent estimates of `samples / 8` each; refused (an error saying why) when
     /// too many walkers were rejected or an estimate is not finite.
     pub fn estimate(&self, theta: &[f64], samples: usize, seed: u64) -> Result<ThermalEstimate, crate::run::RunError> {
         use crate::classical::mean_and_error;
-        let est: Vec<_> = (0..8).map(|k| self.model.step(theta, self.h, samples.div_ceil(8), &self.engine, &SeedStream::new(seed ^ (0xf00d + k)), 0)).collect();
+        let est: Vec<_> = (0..8).map(|k| self.step(theta, samples.div_ceil(8), &SeedStream::new(seed ^ (0xf00d + k)), 0)).collect();
         let (rejected, drawn) = (est.iter().map(|s| s.rejected).sum::<usize>(), 8 * samples.div_ceil(8));
         if too_many_rejected(rejected, drawn) || est.iter().any(|s| !s.f.is_finite()) {
             return Err(crate::run::RunError::NoEstimate { what: "free energy".into(), why: rejected_message(rejected, drawn) });
@@ -247,16 +261,16 @@ impl<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size> Thermal<'_, B
     }
 }
 
-impl<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size> Objective for Thermal<'_, B, O, H, D> {
+impl<B: Bijector<D>, O: OccupationModel, H: Separable<D>, D: Size, Bk: Backend> Objective for Thermal<'_, B, O, H, D, Bk> {
     fn model(&self) -> &dyn Parametrised {
         self.model
     }
     fn batch(&self, theta: &[f64], step: u64, stream: &SeedStream) -> BatchSum {
-        let s = self.model.step(theta, self.h, self.batch, &self.engine, stream, step);
+        let s = self.step(theta, self.batch, stream, step);
         BatchSum { loss: s.f, grad: s.grad, samples: 1 }
     }
     fn diagnose(&self, theta: &[f64], step: u64, stream: &SeedStream) -> Option<String> {
-        let s = self.model.step(theta, self.h, self.batch, &self.engine, stream, step);
+        let s = self.step(theta, self.batch, stream, step);
         too_many_rejected(s.rejected, self.batch).then(|| rejected_message(s.rejected, self.batch))
     }
     fn loss_name(&self) -> &str {

@@ -265,11 +265,17 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// with a non-finite or too low potential are marked rejected, never NaN in an average.
     pub fn evaluate<H: Separable<D>, R: rand::Rng + ?Sized>(&self, theta: &[f64], h: &H, n: &[usize], x: Vector<f64, D>, z: Vector<f64, D>, rng: &mut R) -> Walker<D> {
         let v = h.potential(&x);
+        let k = if self.escaped(v, &x) { f64::NAN } else { self.kinetic(theta, n, &x, rng) };
+        self.walker_from(x, z, k, v)
+    }
+
+    /// The walker at `x` from its kinetic and potential local energies, with the same guard as
+    /// [`QuantumNct::evaluate`] (for potentials computed elsewhere, e.g. by a [`crate::Backend`]).
+    pub fn walker_from(&self, x: Vector<f64, D>, z: Vector<f64, D>, kinetic: f64, v: f64) -> Walker<D> {
         if self.escaped(v, &x) {
             return Walker { x, z, e_loc: f64::NAN, kinetic: f64::NAN, potential: v, rejected: true };
         }
-        let k = self.kinetic(theta, n, &x, rng);
-        Walker { x, z, e_loc: k + v, kinetic: k, potential: v, rejected: !k.is_finite() }
+        Walker { x, z, e_loc: kinetic + v, kinetic, potential: v, rejected: !kinetic.is_finite() }
     }
 
     /// Draw (exactly) and evaluate a walker of state `n`.

@@ -9,7 +9,8 @@
 use super::{QuantumNct, clip_mad};
 use crate::batch::{BatchEngine, SeedStream};
 use crate::hamiltonian::Separable;
-use crate::dim::Size;
+use crate::backend::{Backend, CpuBackend};
+use crate::dim::{Size, Vector};
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use rand::RngExt;
@@ -330,14 +331,25 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
     /// [`ThermalNct::step`], also returning the accepted walkers (for further estimators of the
     /// same samples, e.g. a pressure).
     pub fn step_with_walkers<H: Separable<D>>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> (ThermalStep, Vec<super::Walker<D>>) {
+        self.step_with_walkers_on(theta, h, batch, engine, &CpuBackend { engine: *engine }, stream, step)
+    }
+
+    /// [`ThermalNct::step_with_walkers`] with the potentials of the whole batch from `backend`
+    /// (samples and kinetic energies on `engine` first, in the same random streams).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with_walkers_on<H: Separable<D>, Bk: Backend>(&self, theta: &[f64], h: &H, batch: usize, engine: &BatchEngine, backend: &Bk, stream: &SeedStream, step: u64) -> (ThermalStep, Vec<super::Walker<D>>) {
         let (tf, to) = self.split(theta);
         let nf = tf.len();
         let kt = self.temperature();
-        let draws = engine.map(batch, stream, step, |_, rng| {
+        let drawn = engine.map(batch, stream, step, |_, rng| {
             let (n, lp) = self.occupation.sample(to, rng);
-            let w = self.states.walker(tf, h, &n, rng);
-            (n, lp, w)
+            let (x, z) = self.states.sample(tf, &n, rng);
+            let k = if x.iter().all(|c| c.is_finite()) { self.states.kinetic(tf, &n, &x, rng) } else { f64::NAN };
+            (n, lp, x, z, k)
         });
+        let xs: Vec<Vector<f64, D>> = drawn.iter().map(|d| d.2.clone()).collect();
+        let vs = backend.potentials(h, &xs);
+        let draws: Vec<_> = drawn.into_iter().zip(vs).map(|((n, lp, x, z, k), v)| (n, lp, self.states.walker_from(x, z, k, v))).collect();
         let ok: Vec<usize> = (0..batch).filter(|&i| !draws[i].2.rejected).collect();
         let es: Vec<f64> = ok.iter().map(|&i| draws[i].2.e_loc).collect();
         let fs: Vec<f64> = ok.iter().map(|&i| kt * draws[i].1 + draws[i].2.e_loc).collect();
