@@ -8,6 +8,7 @@
 //! then two Newton steps in the scalar type so that dual numbers carry exact derivatives through
 //! the root).
 
+use crate::dim::{Dyn, Vector};
 use crate::scalar::Scalar;
 
 /// A field $v(x)$ with $\|\partial v/\partial x\| < 1$ for every parameter value.
@@ -211,4 +212,19 @@ pub(crate) fn invert<F: ResidualField, D: Scalar>(map: &F, theta: &[f64], y: &[D
     let (_, mut a) = map.field(theta, &xd);
     let ld = if F::SYMMETRIC { log_det(&mut a, n) } else { general_log_det(&mut a, n) };
     (xd, -ld)
+}
+
+/// `Bijector::forward` of a residual map: $z = x + v(x)$ and $\ln\det A$.
+pub(crate) fn residual_forward<F: ResidualField, D: Scalar>(map: &F, theta: &[f64], x: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D) {
+    let n = x.len();
+    let (v, mut a) = map.field(theta, x.as_slice());
+    let z = Vector::from_fn(Dyn(n), |k| x[k] + v[k]);
+    let ld = if F::SYMMETRIC { log_det(&mut a, n) } else { general_log_det(&mut a, n) };
+    (z, ld)
+}
+
+/// `Bijector::inverse` of a residual map (see [`invert`]).
+pub(crate) fn residual_inverse<F: ResidualField, D: Scalar>(map: &F, theta: &[f64], y: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D) {
+    let (x, ld) = invert(map, theta, y.as_slice());
+    (Vector::from(x), ld)
 }

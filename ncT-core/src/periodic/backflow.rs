@@ -20,7 +20,7 @@
 
 use crate::dim::{Dyn, Vector};
 use crate::error::ConfigError;
-use crate::fermion::gradient_map::{ResidualField, invert, inverse_matrix, log_det};
+use crate::fermion::gradient_map::{ResidualField, inverse_matrix, residual_forward, residual_inverse};
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
@@ -221,14 +221,11 @@ impl Bijector<Dyn> for PeriodicBackflow {
         Dyn(self.particles * self.dim_())
     }
     fn forward<D: Scalar>(&self, theta: &[f64], x: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D, Self::Cache<D>) {
-        let n = x.len();
-        let (v, mut a) = self.field(theta, x.as_slice());
-        let z = Vector::from_fn(Dyn(n), |k| x[k] + v[k]);
-        (z, log_det(&mut a, n), x.clone())
+        let (z, ld) = residual_forward(self, theta, x);
+        (z, ld, x.clone())
     }
     fn inverse<D: Scalar>(&self, theta: &[f64], y: &Vector<D, Dyn>) -> (Vector<D, Dyn>, D) {
-        let (x, ld) = invert(self, theta, y.as_slice());
-        (Vector::from(x), ld)
+        residual_inverse(self, theta, y)
     }
     fn vjp<D: Scalar>(&self, theta: &[f64], x: &Self::Cache<D>, ybar: &Vector<D, Dyn>, ldbar: D, g: &mut [D]) -> Vector<D, Dyn> {
         let (np, d) = (self.particles, self.dim_());
