@@ -65,6 +65,20 @@ fn fails(name: &str, args: &[&str], cwd: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `name` with `flags` in full (`--out tag`) and stopped after `stop` steps then resumed
+/// (`--out tag-part`); asserts that the two summaries agree in `keys` and returns the full one.
+fn resumes_bitwise(name: &str, flags: &[&str], tag: &str, stop: &str, keys: &[&str], cwd: &std::path::Path) -> Value {
+    let part = format!("{tag}-part");
+    let full = run(name, &[flags, &["--out", tag]].concat(), cwd);
+    let out = Command::new(example(name)).args([flags, &["--out", &part, "--stop-at", stop]].concat()).current_dir(cwd).output().unwrap();
+    assert!(out.status.success());
+    let resumed = run(name, &["--resume", &part, "--quiet", "--out", &part], cwd);
+    for key in keys {
+        assert_eq!(full[key], resumed[key], "{name} {tag}: {key}");
+    }
+    full
+}
+
 #[test]
 fn nonsense_never_ends_as_a_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -271,34 +285,16 @@ fn electron_gas_free_limit_resume_and_bad_flags() {
     assert!((s["F"].as_f64().unwrap() - s["F_free"].as_f64().unwrap()).abs() < 1e-9 && s["F_err"].as_f64().unwrap() < 1e-9 && s["occupation_model"] == "171 sets", "{s}");
     // Interacting, with the backflow: a run stopped after 3 of 6 steps resumes to the same result.
     let flags = ["--particles", "3", "--rs", "2", "--window", "6", "--layers", "1", "--shells", "3", "--steps", "6", "--batch", "32", "--eval-samples", "600", "--quiet"];
-    let full = run("electron_gas", &[&flags[..], &["--out", "full"]].concat(), dir.path());
-    let out = Command::new(example("electron_gas")).args([&flags[..], &["--out", "part", "--stop-at", "3"]].concat()).current_dir(dir.path()).output().unwrap();
-    assert!(out.status.success());
-    let resumed = run("electron_gas", &["--resume", "part", "--quiet", "--out", "part"], dir.path());
-    for key in ["F", "F_err", "E", "S", "steps", "final_loss", "F_first_order", "m_star_over_m"] {
-        assert_eq!(full[key], resumed[key], "{key}");
-    }
+    let full = resumes_bitwise("electron_gas", &flags, "full", "3", &["F", "F_err", "E", "S", "steps", "final_loss", "F_first_order", "m_star_over_m"], dir.path());
     assert!(full["F_per_electron_Ry"].as_f64().unwrap().is_finite());
     // The transformer occupations with their pretraining: resumed bitwise too.
     let flags = ["--particles", "3", "--rs", "2", "--occupation", "transformer", "--tf-width", "8", "--tf-heads", "2", "--tf-hidden", "8", "--pretrain-steps", "5", "--layers", "1", "--shells", "2", "--steps", "4", "--batch", "16", "--eval-samples", "256", "--quiet"];
-    let full = run("electron_gas", &[&flags[..], &["--out", "tf"]].concat(), dir.path());
-    let out = Command::new(example("electron_gas")).args([&flags[..], &["--out", "tf-part", "--stop-at", "2"]].concat()).current_dir(dir.path()).output().unwrap();
-    assert!(out.status.success());
-    let resumed = run("electron_gas", &["--resume", "tf-part", "--quiet", "--out", "tf-part"], dir.path());
-    for key in ["F", "F_err", "E", "S", "steps", "final_loss", "m_star_over_m"] {
-        assert_eq!(full[key], resumed[key], "{key}");
-    }
+    let full = resumes_bitwise("electron_gas", &flags, "tf", "2", &["F", "F_err", "E", "S", "steps", "final_loss", "m_star_over_m"], dir.path());
     assert!(full["occupation_model"].as_str().unwrap().starts_with("transformer"));
     // The FermiNet-style flow (random output weights, so the flow acts from the start): resumed
     // bitwise, and below the identity flow's first-order value.
     let flags = ["--particles", "3", "--rs", "2", "--window", "6", "--flow", "ferminet", "--layers", "1", "--depth", "1", "--one-body", "4", "--two-body", "4", "--output-scale", "0.3", "--steps", "6", "--batch", "32", "--eval-samples", "600", "--quiet"];
-    let full = run("electron_gas", &[&flags[..], &["--out", "fn"]].concat(), dir.path());
-    let out = Command::new(example("electron_gas")).args([&flags[..], &["--out", "fn-part", "--stop-at", "3"]].concat()).current_dir(dir.path()).output().unwrap();
-    assert!(out.status.success());
-    let resumed = run("electron_gas", &["--resume", "fn-part", "--quiet", "--out", "fn-part"], dir.path());
-    for key in ["F", "F_err", "E", "S", "steps", "final_loss", "m_star_over_m"] {
-        assert_eq!(full[key], resumed[key], "{key}");
-    }
+    let full = resumes_bitwise("electron_gas", &flags, "fn", "3", &["F", "F_err", "E", "S", "steps", "final_loss", "m_star_over_m"], dir.path());
     assert!(full["F"].as_f64().unwrap().is_finite());
     // Bad flags are refused naming the flag.
     for (args, flag) in [(&["--dim", "4"][..], "--dim"), (&["--rs", "-1"], "--rs"), (&["--theta", "0"], "--theta"), (&["--twist", "0.25"], "--twist"), (&["--particles", "13", "--window", "60"], "--window"), (&["--shells", "0"], "--shells"), (&["--batch", "1000000000"], "GiB"), (&["--particles", "9", "--emax", "1"], "--emax"), (&["--occupation", "transformer", "--tf-heads", "3"], "--tf-width"), (&["--occupation", "transformer", "--pretrain-lr", "0"], "--pretrain-lr"), (&["--occupation", "transformer", "--pretrain-batch", "0"], "--pretrain-batch"), (&["--optimiser", "sr", "--sr-damping", "0"], "--sr-damping"), (&["--occupation-lr-factor", "0"], "--occupation-lr-factor"), (&["--flow", "ferminet", "--depth", "0"], "--depth"), (&["--flow", "ferminet", "--output-scale", "-1"], "--output-scale"), (&["--flow", "ferminet", "--layers", "0"], "--layers"), (&["--optimiser", "sr", "--occupation", "transformer", "--pretrain-steps", "0", "--batch", "300000"], "GiB of scores")] {
