@@ -95,9 +95,8 @@ impl Clone for FermiNetBackflow {
 
 /// Values and tangents of one forward pass, kept for the VJP.
 struct Trace<D> {
-    /// The $r$-derivatives of the pair features (the features are `h2[0]`), per ordered pair.
-    df: Vec<Vec<D>>,
     /// Two-body stream: input (value, tangent) of each layer and its output; `h2[depth]` the last.
+    /// Level 0 is the pair features and their $r$-derivatives.
     h2: Vec<Vec<Vec<D>>>,
     th2: Vec<Vec<Vec<D>>>,
     /// $\tanh$ outputs and pre-activation tangents of each two-body layer.
@@ -407,7 +406,7 @@ impl FermiNetBackflow {
             }
         }
         // Two-body stream.
-        let mut tr = Trace { h2: vec![f], th2: vec![df.clone()], t2: vec![], ta2: vec![], h1: vec![], th1: vec![], g1: vec![], tg1: vec![], t1: vec![], ta1: vec![], u: vec![], du: vec![], df };
+        let mut tr = Trace { h2: vec![f], th2: vec![df], t2: vec![], ta2: vec![], h1: vec![], th1: vec![], g1: vec![], tg1: vec![], t1: vec![], ta1: vec![], u: vec![], du: vec![] };
         for l in 0..self.depth {
             let res = l > 0;
             let (mut hs, mut ths, mut ts, mut tas) = (vec![], vec![], vec![], vec![]);
@@ -695,7 +694,7 @@ impl Bijector<Dyn> for FermiNetBackflow {
                 let mut rb = self.feature_curvature(&r, &th2b[0][p]);
                 for a in 0..d {
                     for q in 0..p0 {
-                        rb[a] += h2b[0][p][q] * tr.df[p][q * d + a];
+                        rb[a] += h2b[0][p][q] * tr.th2[0][p][q * d + a];
                     }
                     xbar[i * d + a] += rb[a];
                     xbar[j * d + a] -= rb[a];
