@@ -522,6 +522,27 @@ impl<N: Size> Latent<N> for AnharmonicOscillators<N> {
             }
         }
     }
+    /// $K = \beta^{-1}\sum_k\Phi_k(u_k)$ with $u = (P^2/\omega + \omega Q^2)/(2I_s)$:
+    /// $\partial K/\partial\ln\omega = \beta^{-1}[\Phi + \Phi'(u)(\omega Q^2 - P^2/\omega)/(2I_s)]$
+    /// (at fixed $u$, $\Phi \propto \omega$), $\partial K/\partial b_j = \beta^{-1}\partial_{b_j}\Phi$.
+    fn energy_grad(&self, theta: &[f64], z: &PhasePoint<f64, N>, g: &mut [f64]) -> f64 {
+        let (n, m) = (self.dim.value(), self.m());
+        let mut d = vec![0.0; m + 1];
+        let mut k_total = 0.0;
+        for k in 0..n {
+            let shape = self.shape(theta, k);
+            let (w, scale) = (theta[k].exp(), 1.0 / (self.beta * self.init_log_omega[k].exp()));
+            let (q, p) = (z.q[k], z.p[k]);
+            let u = (p * p + w * w * q * q) / (2.0 * w * scale);
+            let phi = shape.dparams(u, &self.scales, &mut d);
+            k_total += phi / self.beta;
+            g[k] += (phi + shape.dphi(u, &self.scales) * (w * q * q - p * p / w) / (2.0 * scale)) / self.beta;
+            for j in 0..m {
+                g[n + k * m + j] += d[1 + j] / self.beta;
+            }
+        }
+        k_total
+    }
     fn frequencies(&self, t: &ActionTable, _theta: &[f64]) -> Vec<f64> {
         // <f'(I)> = 1 / (beta Z_I), Z_I = I_s Z_u.
         t.modes.iter().map(|md| if md.harmonic { md.omega } else { 1.0 / (self.beta * md.scale * md.z) }).collect()
@@ -764,6 +785,42 @@ mod tests {
         Latent::<Const<2>>::reparam_vjp(&l, &tt, &tiny, &zt, &zbar, 0.0, &mut gt);
         for k in 0..2 {
             assert!((gh[k] - gt[k]).abs() < 1e-9, "{gh:?} vs {gt:?}");
+        }
+    }
+
+    #[test]
+    fn latent_energy_is_the_integrated_frequency_profile_and_its_gradient_matches_differences() {
+        let l = AnharmonicOscillators::new(Const::<2>, 0.9, 3).unwrap().with_initial_frequencies(&[0.8, 1.7]).unwrap();
+        let h = LatentOscillators::new(Const::<2>, 0.9).unwrap();
+        let z = PhasePoint::<f64, Const<2>>::new(crate::dim::Vector::from([0.7, -0.4]), crate::dim::Vector::from([0.3, 1.1]));
+        // Harmonic limit: K = sum (P^2 + w^2 Q^2)/2, the same gradient in ln w.
+        let th = [0.1, 0.6];
+        let mut ta = th.to_vec();
+        ta.extend([0.0; 6]);
+        let (mut gh, mut ga) = (vec![0.0; 2], vec![0.0; 8]);
+        let kh = Latent::<Const<2>>::energy_grad(&h, &th, &z, &mut gh);
+        let ka = Latent::<Const<2>>::energy_grad(&l, &ta, &z, &mut ga);
+        let direct: f64 = (0..2).map(|k| 0.5 * (z.p[k] * z.p[k] + (2.0 * th[k]).exp() * z.q[k] * z.q[k])).sum();
+        assert!((kh - direct).abs() < 1e-14 && (ka - direct).abs() < 1e-13, "{kh} {ka} {direct}");
+        for k in 0..2 {
+            assert!((gh[k] - ga[k]).abs() < 1e-13);
+        }
+        // General parameters: K(z) = f(I(z)) (the integral of f' by an independent quadrature) and
+        // its gradient against central differences.
+        let theta = [0.2, 0.5, 0.3, -0.2, 0.5, -0.4, 0.1, 0.25];
+        let mut g = vec![0.0; 8];
+        let k_total = Latent::<Const<2>>::energy_grad(&l, &theta, &z, &mut g);
+        let by_quadrature: f64 = (0..2)
+            .map(|k| {
+                let w = theta[k].exp();
+                let action = (z.p[k] * z.p[k] / w + w * z.q[k] * z.q[k]) / 2.0;
+                crate::latent::quadrature::integrate(|i| l.frequency_at_action(&theta, k, i), 0.0, action, 20)
+            })
+            .sum();
+        assert!((k_total - by_quadrature).abs() < 1e-12, "{k_total} vs {by_quadrature}");
+        for i in 0..theta.len() {
+            let f = fd(|th| Latent::<Const<2>>::energy_grad(&l, th, &z, &mut vec![0.0; 8]), &theta, i);
+            assert!((g[i] - f).abs() < 1e-7 * (1.0 + f.abs()), "dK / d theta_{i}: {} vs {f}", g[i]);
         }
     }
 }

@@ -126,6 +126,16 @@ impl<N: Size> super::Latent<N> for LatentOscillators<N> {
             g[k] += -zbar.q[k] * z.q[k] + c;
         }
     }
+    /// $K = \sum_k (P_k^2 + \omega_k^2 Q_k^2)/2$, $\partial K/\partial\ln\omega_k = \omega_k^2 Q_k^2$.
+    fn energy_grad(&self, theta: &[f64], z: &PhasePoint<f64, N>, g: &mut [f64]) -> f64 {
+        let mut k_total = 0.0;
+        for k in 0..z.q.len() {
+            let w2q2 = (2.0 * theta[k]).exp() * z.q[k] * z.q[k];
+            k_total += 0.5 * (z.p[k] * z.p[k] + w2q2);
+            g[k] += w2q2;
+        }
+        k_total
+    }
     fn frequencies(&self, _t: &(), theta: &[f64]) -> Vec<f64> {
         self.omega(theta)
     }

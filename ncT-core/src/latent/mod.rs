@@ -53,6 +53,10 @@ pub trait Latent<N: Size>: Parametrised + Clone + std::fmt::Debug {
     /// the landing", Roeder, Wu & Duvenaud, NeurIPS 2017: the estimate's variance then vanishes
     /// as the model becomes exact).
     fn reparam_vjp(&self, t: &Self::Table, theta: &[f64], z: &PhasePoint<f64, N>, zbar: &PhasePoint<f64, N>, c: f64, g: &mut [f64]);
+    /// The latent Hamiltonian $K(Q, P) = \sum_k f_k(I_k)$ at `z`; its gradient in `theta` at fixed
+    /// $(Q, P)$ is added to `g` (the latent's slice). No table: $K$ does not involve the partition
+    /// function.
+    fn energy_grad(&self, theta: &[f64], z: &PhasePoint<f64, N>, g: &mut [f64]) -> f64;
     /// Thermal mean angular frequency $\langle f_k'(I_k)\rangle$ of every mode, in parameter order.
     fn frequencies(&self, t: &Self::Table, theta: &[f64]) -> Vec<f64>;
     /// Angular frequency $f_k'(I_k)$ of every mode at the latent point `z`.
