@@ -89,14 +89,23 @@ fn run(cli: &Cli) -> Result<(), RunError> {
 }
 
 fn finish<B: Latent<Const<1>>>(cli: &Cli, h: &QuarticOscillator, model: ClassicalNct<OneDofFlow, Const<1>, B>, name: &str) -> Result<(), RunError> {
+    let fit = ConjugacyFit { points: cli.refine_points, held_out: cli.refine_held_out, iterations: cli.refine_iterations, seed: cli.run.seed, spread: cli.refine_spread };
+    let refusal = |e: ConjugacyError| match e {
+        ConjugacyError::Spread(v) => invalid("--refine-spread", v, "a finite factor >= 1"),
+        ConjugacyError::NonFinite { .. } => RunError::NoEstimate { what: "conjugacy fit".into(), why: e.to_string() },
+        _ => invalid("--refine-points/--refine-held-out", format!("{}/{}", cli.refine_points, cli.refine_held_out), &e.to_string()),
+    };
+    if cli.refine_iterations > 0 {
+        // Refused before training, not after.
+        fit.validate(model.n_params()).map_err(refusal)?;
+    }
     let mut run = train_variational(&cli.run, cli, name, &model, h)?;
     let f_exact = h.free_energy(cli.beta);
     let mut refined = None;
     if cli.refine_iterations > 0 {
         let fe = estimate(&cli.run, &model, h, &run.theta);
-        let fit = ConjugacyFit { points: cli.refine_points, held_out: cli.refine_held_out, iterations: cli.refine_iterations, seed: cli.run.seed, spread: cli.refine_spread };
         let t0 = std::time::Instant::now();
-        let (theta, report) = model.refine_conjugacy(&run.theta, h, &fit, &BatchEngine::default()).map_err(|e| invalid("--refine-points/--refine-iterations", format!("{}/{}", cli.refine_points, cli.refine_iterations), &e.to_string()))?;
+        let (theta, report) = model.refine_conjugacy(&run.theta, h, &fit, &BatchEngine::default()).map_err(refusal)?;
         println!("conjugacy fit: rms residual {:.3e} -> {:.3e} (held out {:.3e} -> {:.3e}), {} accepted steps, {:.1} s", report.rms_start, report.rms, report.held_out_rms_start, report.held_out_rms, report.accepted, t0.elapsed().as_secs_f64());
         run.theta = theta;
         refined = Some(json!({ "rms_start": report.rms_start, "held_out_rms_start": report.held_out_rms_start, "rms": report.rms, "held_out_rms": report.held_out_rms, "offset": report.offset, "accepted": report.accepted, "best_iteration": report.best_iteration, "seconds": t0.elapsed().as_secs_f64(), "F_var_before": fe.f_var, "F_var_err_before": fe.f_var_err }));

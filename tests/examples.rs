@@ -248,7 +248,7 @@ fn crystal_constant_pressure_relaxes_the_box_and_resumes_bitwise() {
 #[test]
 fn quartic_anharmonic_latent_resumes_bitwise_and_refuses_bad_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = ["--lambda", "0.5", "--latent", "anharmonic", "--basis", "4", "--path-gradient", "--hidden", "8,8", "--steps", "60", "--batch", "64", "--eval-samples", "2000", "--quiet"];
+    let flags = ["--lambda", "0.5", "--latent", "anharmonic", "--basis", "4", "--path-gradient", "--hidden", "8,8", "--steps", "60", "--batch", "64", "--eval-samples", "2000", "--refine-iterations", "4", "--refine-points", "300", "--refine-held-out", "100", "--quiet"];
     let full = run("quartic", &[&flags[..], &["--out", "full"]].concat(), dir.path());
     let out = Command::new(example("quartic")).args([&flags[..], &["--out", "part", "--stop-at", "25"]].concat()).current_dir(dir.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -256,6 +256,11 @@ fn quartic_anharmonic_latent_resumes_bitwise_and_refuses_bad_flags() {
     for key in ["F_var", "F_var_err", "F_is", "ess", "omega", "latent_dynamics"] {
         assert_eq!(full[key], resumed[key], "{key}");
     }
+    // The conjugacy fit after training is deterministic too, and lowers the residual.
+    for key in ["rms_start", "rms", "held_out_rms", "offset", "accepted", "F_var_before"] {
+        assert_eq!(full["conjugacy"][key], resumed["conjugacy"][key], "conjugacy {key}");
+    }
+    assert!(full["conjugacy"]["held_out_rms"].as_f64().unwrap() < full["conjugacy"]["held_out_rms_start"].as_f64().unwrap());
     // The exact F by quadrature, and three amplitudes of latent dynamics with finite phase errors.
     assert!((full["F_exact"].as_f64().unwrap() - (-1.4779511)).abs() < 1e-6, "{}", full["F_exact"]);
     let dynamics = full["latent_dynamics"].as_array().unwrap();
@@ -263,6 +268,10 @@ fn quartic_anharmonic_latent_resumes_bitwise_and_refuses_bad_flags() {
     assert!(dynamics.iter().all(|d| d["phase_error_rad"].as_f64().is_some_and(f64::is_finite)));
     for (flag, value) in [("--lambda", "-1"), ("--basis", "0"), ("--basis", "17"), ("--amplitudes", "0.5,nan"), ("--beta", "0")] {
         let e = fails("quartic", &["--latent", "anharmonic", flag, value, "--steps", "2", "--quiet"], dir.path());
+        assert!(e.contains(flag) && !e.contains("panicked"), "{flag} {value}: {e}");
+    }
+    for (flag, value) in [("--refine-spread", "0.5"), ("--refine-points", "0")] {
+        let e = fails("quartic", &["--refine-iterations", "3", flag, value, "--steps", "2", "--quiet"], dir.path());
         assert!(e.contains(flag) && !e.contains("panicked"), "{flag} {value}: {e}");
     }
 }

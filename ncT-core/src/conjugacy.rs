@@ -87,7 +87,8 @@ pub enum ConjugacyError {
     NonFinite { point: usize, value: f64 },
 }
 
-/// Memory the fit may use (Jacobian, its scaled copy and the Gram matrix with its factor).
+/// Memory the fit may use (the Jacobian, its transpose and the next iterate's Jacobian; the Gram
+/// matrix and its factor).
 const LIMIT_GIB: f64 = 6.0;
 
 impl ConjugacyFit {
@@ -104,7 +105,7 @@ impl ConjugacyFit {
         }
         let m = n_params + 1;
         let side = m.min(self.points) as f64;
-        let gib = (2.0 * self.points as f64 * m as f64 + 2.0 * side * side) * 8.0 / (1u64 << 30) as f64;
+        let gib = (3.0 * self.points as f64 * m as f64 + 2.0 * side * side) * 8.0 / (1u64 << 30) as f64;
         if gib > LIMIT_GIB {
             return Err(ConjugacyError::TooLarge { points: self.points, params: n_params, gib, limit: LIMIT_GIB });
         }
