@@ -46,7 +46,7 @@ struct Cli {
     refine_held_out: usize,
     /// Point i of n of that fit is a latent sample scaled by spread^((i + 1/2)/n) (>= 1), so that
     /// the fit reaches into the thermal tail.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.0)]
     refine_spread: f64,
     #[command(flatten)]
     #[serde(flatten)]

@@ -53,7 +53,7 @@ pub struct ConjugacyFit {
 
 impl Default for ConjugacyFit {
     fn default() -> Self {
-        Self { points: 4096, held_out: 1024, iterations: 30, seed: 0, spread: 1.5 }
+        Self { points: 4096, held_out: 1024, iterations: 30, seed: 0, spread: 1.0 }
     }
 }
 
