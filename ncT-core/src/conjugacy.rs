@@ -206,8 +206,8 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
         c = r.iter().sum::<f64>() / r.len() as f64;
         r.iter_mut().for_each(|v| *v -= c);
         let held_start = rms(&residuals(&th, c, &held));
-        let mut report = ConjugacyReport { rms_start: rms(&r), held_out_rms_start: held_start, rms: rms(&r), held_out_rms: held_start, offset: c, accepted: 0, best_iteration: 0, history: Vec::new() };
-        let mut best = (th.clone(), c, held_start);
+        let mut report = ConjugacyReport { rms_start: rms(&r), held_out_rms_start: held_start, rms: f64::NAN, held_out_rms: held_start, offset: c, accepted: 0, best_iteration: 0, history: Vec::new() };
+        let mut best = (th.clone(), c, held_start, rms(&r));
         let mut lambda = 1e-3;
         let mut cost = rms(&r);
         for _ in 0..fit.iterations {
@@ -246,15 +246,15 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
             report.accepted += 1;
             report.history.push((cost, held_rms));
             if held_rms < best.2 {
-                best = (th.clone(), c, held_rms);
+                best = (th.clone(), c, held_rms, cost);
                 report.best_iteration = report.accepted;
             }
             let next = jacobian(&th, c);
             r = next.0;
             j = next.1;
         }
-        let (th, c, held_rms) = best;
-        report.rms = rms(&residuals(&th, c, &fit_points));
+        let (th, c, held_rms, fit_rms) = best;
+        report.rms = fit_rms;
         report.held_out_rms = held_rms;
         report.offset = c;
         Ok((th, report))
