@@ -8,7 +8,7 @@
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use rayon::prelude::*;
+use crate::parallel::{self, Wire};
 
 /// The random number generator used throughout ncT.
 pub type NctRng = Xoshiro256PlusPlus;
@@ -87,60 +87,56 @@ impl BatchEngine {
     where
         F: Fn(usize, &mut NctRng, &mut [f64]) -> f64 + Sync,
     {
-        let parts: Vec<(f64, Vec<f64>)> = self
-            .chunks(n)
-            .into_par_iter()
-            .enumerate()
-            .map(|(c, range)| {
-                let mut rng = stream.rng(step, c as u64);
-                let mut g = vec![0.0; n_params];
-                let mut loss = 0.0;
-                for i in range {
-                    loss += f(i, &mut rng, &mut g);
-                }
-                (loss, g)
-            })
-            .collect();
-        Self::reduce(parts, n_params, n)
+        self.sum_chunks(n, n_params, stream, step, |range, rng| {
+            let mut g = vec![0.0; n_params];
+            let mut loss = 0.0;
+            for i in range {
+                loss += f(i, rng, &mut g);
+            }
+            (loss, g)
+        })
+    }
+
+    /// Sum over the chunks of `0..n` of `f(chunk range, chunk stream) -> (loss, gradient)`, added
+    /// in a fixed pairwise tree over the chunks ([`parallel::tree_sum`]): bitwise the same for any
+    /// number of threads and MPI ranks, and over MPI only O(log chunks) partial gradients per
+    /// rank are exchanged. Each gradient has `n_params` entries; `samples` is `n`.
+    pub fn sum_chunks<F>(&self, n: usize, n_params: usize, stream: &SeedStream, step: u64, f: F) -> BatchSum
+    where
+        F: Fn(std::ops::Range<usize>, &mut NctRng) -> (f64, Vec<f64>) + Sync,
+    {
+        let chunks = self.chunks(n);
+        let add = |mut a: (f64, Vec<f64>), b: (f64, Vec<f64>)| {
+            a.0 += b.0;
+            for (x, y) in a.1.iter_mut().zip(&b.1) {
+                *x += y;
+            }
+            a
+        };
+        let (loss, grad) = parallel::tree_sum(chunks.len(), |c| f(chunks[c].clone(), &mut stream.rng(step, c as u64)), add, (0.0, vec![0.0; n_params]));
+        BatchSum { loss, grad, samples: n }
     }
 
     /// Ordered parallel map over the chunks of `0..n`: `f(chunk range, chunk stream)`. The batched
-    /// (matrix) paths use this so that they draw exactly the samples of the per-sample path.
+    /// (matrix) paths use this so that they draw exactly the samples of the per-sample path. Over
+    /// MPI each rank evaluates its share of the chunks and every rank gets all the results
+    /// ([`crate::parallel`]).
     pub fn map_chunks<T, F>(&self, n: usize, stream: &SeedStream, step: u64, f: F) -> Vec<T>
     where
-        T: Send,
+        T: Wire + Send,
         F: Fn(std::ops::Range<usize>, &mut NctRng) -> T + Sync,
     {
-        self.chunks(n).into_par_iter().enumerate().map(|(c, range)| f(range, &mut stream.rng(step, c as u64))).collect()
-    }
-
-    /// Ordered sum of per-chunk `(loss, gradient)` results.
-    pub fn reduce(parts: Vec<(f64, Vec<f64>)>, n_params: usize, samples: usize) -> BatchSum {
-        let mut total = BatchSum { loss: 0.0, grad: vec![0.0; n_params], samples };
-        for (l, g) in parts {
-            total.loss += l;
-            for (t, v) in total.grad.iter_mut().zip(&g) {
-                *t += v;
-            }
-        }
-        total
+        let chunks = self.chunks(n);
+        parallel::map_chunks(chunks.len(), |c| f(chunks[c].clone(), &mut stream.rng(step, c as u64)))
     }
 
     /// Ordered parallel map over samples `0..n` with the chunk streams.
     pub fn map<T, F>(&self, n: usize, stream: &SeedStream, step: u64, f: F) -> Vec<T>
     where
-        T: Send,
+        T: Wire + Send,
         F: Fn(usize, &mut NctRng) -> T + Sync,
     {
-        let parts: Vec<Vec<T>> = self
-            .chunks(n)
-            .into_par_iter()
-            .enumerate()
-            .map(|(c, range)| {
-                let mut rng = stream.rng(step, c as u64);
-                range.map(|i| f(i, &mut rng)).collect()
-            })
-            .collect();
+        let parts: Vec<Vec<T>> = self.map_chunks(n, stream, step, |range, rng| range.map(|i| f(i, rng)).collect());
         parts.into_iter().flatten().collect()
     }
 }

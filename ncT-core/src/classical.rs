@@ -217,7 +217,7 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
         let beta = self.beta();
         let (tf, tw) = self.split(theta);
         let t = self.base.table(tw);
-        let parts = engine.map_chunks(batch, stream, step, |range, rng| {
+        let sum = engine.sum_chunks(batch, theta.len(), stream, step, |range, rng| {
             let zs: Vec<PhasePoint<f64, N>> = range.map(|_| self.base.sample(&t, tw, rng)).collect();
             let zb = PhaseBatch::from_points(&zs);
             let (xb, cache) = self.flow.forward_batch(tf, &zb);
@@ -248,7 +248,7 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
             }
             (loss, g)
         });
-        BatchEngine::reduce(parts, theta.len(), batch)
+        sum
     }
 
     /// Negative log-likelihood $-\ln q(x)$ of one phase-space point; its gradient is added to `g`.

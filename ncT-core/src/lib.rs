@@ -35,6 +35,7 @@ pub mod lu;
 pub mod mlp;
 pub mod classical;
 pub mod optim;
+pub mod parallel;
 pub mod params;
 pub mod periodic;
 pub mod point;

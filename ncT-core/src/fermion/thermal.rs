@@ -67,6 +67,8 @@ pub struct Draw {
     pub potential: f64,
 }
 
+crate::wire_struct!(Draw { n, log_p, x, kinetic, potential });
+
 /// Estimates and gradient of one batch.
 #[derive(Clone, Debug)]
 pub struct FermiThermalStep {
@@ -136,7 +138,7 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
         let (tf, to) = self.model.split(theta);
         let nf = tf.len();
         let p = self.model.occupation.probs(to);
-        let parts = self.engine.map_chunks(ws.len(), stream, step ^ 0x7e57_f00d, |range, _| {
+        let sum = self.engine.sum_chunks(ws.len(), theta.len(), stream, step ^ 0x7e57_f00d, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for j in range {
                 let w = &ws[j];
@@ -146,7 +148,7 @@ impl<B: Bijector<Dyn>, H: Separable<Dyn>> FermiThermal<'_, B, H> {
             }
             (0.0, g)
         });
-        out.grad = BatchEngine::reduce(parts, theta.len(), ws.len()).grad;
+        out.grad = sum.grad;
         out
     }
 

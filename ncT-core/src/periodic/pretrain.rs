@@ -106,7 +106,7 @@ impl<O: OrbitalOccupation> Objective for LikelihoodPretraining<'_, O> {
     fn batch(&self, theta: &[f64], step: u64, stream: &SeedStream) -> BatchSum {
         let ready = self.occupation.ready(theta);
         let nb = self.walkers as f64;
-        let parts = self.engine.map_chunks(self.walkers, stream, step, |range, rng| {
+        let sum = self.engine.sum_chunks(self.walkers, theta.len(), stream, step, |range, rng| {
             let mut g = vec![0.0; theta.len()];
             let mut loss = 0.0;
             for _ in range {
@@ -116,8 +116,7 @@ impl<O: OrbitalOccupation> Objective for LikelihoodPretraining<'_, O> {
             }
             (loss, g)
         });
-        let total = BatchEngine::reduce(parts, theta.len(), self.walkers);
-        BatchSum { loss: total.loss, grad: total.grad, samples: 1 }
+        BatchSum { loss: sum.loss, grad: sum.grad, samples: 1 }
     }
     fn loss_name(&self) -> &str {
         "cross_entropy"
@@ -177,14 +176,14 @@ impl<O: OrbitalOccupation> Objective for FreeOccupation<'_, O> {
         let nb = ws.len() as f64;
         let mean = fs.iter().sum::<f64>() / nb;
         let ready = self.occupation.ready(theta);
-        let parts = self.engine.map_chunks(ws.len(), stream, step ^ 0x9e37, |range, _| {
+        let sum = self.engine.sum_chunks(ws.len(), theta.len(), stream, step ^ 0x9e37, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for j in range {
                 self.occupation.add_log_prob_grad(theta, &ready, &ws[j].0, (fs[j] - mean) / nb, &mut g);
             }
             (0.0, g)
         });
-        BatchSum { loss: mean, grad: BatchEngine::reduce(parts, theta.len(), ws.len()).grad, samples: 1 }
+        BatchSum { loss: mean, grad: sum.grad, samples: 1 }
     }
     fn loss_name(&self) -> &str {
         "F0"

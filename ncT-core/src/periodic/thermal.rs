@@ -188,6 +188,8 @@ pub struct GasDraw {
     pub potential: f64,
 }
 
+crate::wire_struct!(GasDraw { occupied, log_p, x, kinetic, potential });
+
 /// Estimates and gradient of one batch (energies in Ry / r_s², totals).
 #[derive(Clone, Debug)]
 pub struct GasStep {
@@ -286,7 +288,7 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
         let (me, mf) = (ce.iter().sum::<f64>() / nb, cf.iter().sum::<f64>() / nb);
         let (tf, to) = self.model.split(theta);
         let nf = tf.len();
-        let parts = self.engine.map_chunks(ws.len(), stream, step ^ 0x7e57_f00d, |range, _| {
+        let sum = self.engine.sum_chunks(ws.len(), theta.len(), stream, step ^ 0x7e57_f00d, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for j in range {
                 let w = &ws[j];
@@ -296,7 +298,7 @@ impl<B: Bijector<Dyn>, O: OrbitalOccupation, V: CellPotential> GasThermal<'_, B,
             }
             (0.0, g)
         });
-        out.grad = BatchEngine::reduce(parts, theta.len(), ws.len()).grad;
+        out.grad = sum.grad;
         if let Some(sr) = self.sr {
             out.grad = self.sr_step(theta, &ready, &ws, &out.grad, sr).unwrap_or_else(|_| vec![f64::NAN; theta.len()]);
         }

@@ -43,6 +43,8 @@ pub struct Walker<D: Size> {
     pub rejected: bool,
 }
 
+crate::wire_struct!(Walker<D: Size> { x, z, e_loc, kinetic, potential, rejected });
+
 /// Mean and standard error of per-state local energies, with the kinetic and potential parts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StateEnergy {
@@ -387,7 +389,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
                 coefs[s * walkers + k] = 2.0 * weights[s] * (clipped[j] - cm) / idx.len() as f64;
             }
         }
-        let parts = engine.map_chunks(total, stream, step ^ 0x9e37_79b9, |range, _| {
+        let sum = engine.sum_chunks(total, theta.len(), stream, step ^ 0x9e37_79b9, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for i in range {
                 if coefs[i] != 0.0 {
@@ -396,7 +398,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
             }
             (0.0, g)
         });
-        let grad = BatchEngine::reduce(parts, theta.len(), total).grad;
+        let grad = sum.grad;
         let loss = if too_many_rejected(rejected, total) { f64::NAN } else { energies.iter().zip(weights).map(|(e, w)| e * w).sum() };
         EnsembleStep { loss, grad, energies, rejected }
     }

@@ -365,7 +365,7 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
         let cf = clip_mad(&fs, 5.0);
         let (me, mf) = (ce.iter().sum::<f64>() / ce.len().max(1) as f64, cf.iter().sum::<f64>() / cf.len().max(1) as f64);
         let nb = ok.len().max(1) as f64;
-        let parts = engine.map_chunks(ok.len(), stream, step ^ 0x51ed_270b, |range, _| {
+        let sum = engine.sum_chunks(ok.len(), theta.len(), stream, step ^ 0x51ed_270b, |range, _| {
             let mut g = vec![0.0; theta.len()];
             for j in range {
                 let (n, _, w) = &draws[ok[j]];
@@ -374,7 +374,7 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
             }
             (0.0, g)
         });
-        let grad = BatchEngine::reduce(parts, theta.len(), ok.len()).grad;
+        let grad = sum.grad;
         let rejected = batch - ok.len();
         let f = if super::too_many_rejected(rejected, batch) { f64::NAN } else { f };
         let walkers = draws.into_iter().filter(|d| !d.2.rejected).map(|d| d.2).collect();

@@ -80,6 +80,8 @@ struct Sums {
     rejected: usize,
 }
 
+crate::wire_struct!(Sums { s, h, accepted, rejected });
+
 impl Sums {
     fn zero(k: usize) -> Self {
         Self { s: DMatrix::zeros(k, k), h: DMatrix::zeros(k, k), accepted: 0, rejected: 0 }

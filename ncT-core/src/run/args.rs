@@ -47,7 +47,9 @@ pub struct RunArgs {
     /// Reaction to NaN/Inf in the loss or gradient.
     #[arg(long, value_enum, default_value_t = OnNan::Stop)]
     pub on_nan: OnNan,
-    /// Worker threads (0 = all cores). Results do not depend on it.
+    /// Worker threads (0 = all cores), per MPI rank when built with `--features mpi` and launched
+    /// as `mpirun -n R target/release/examples/NAME ...` (each rank evaluates its share of every
+    /// batch). Results depend on neither.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Samples used for the final free-energy / energy estimates (>= 2).
@@ -164,7 +166,10 @@ pub fn invalid(flag: &str, value: impl ToString, allowed: &str) -> RunError {
 /// Parse the command line of `T`, with example-specific defaults for some flags
 /// (`(flag id, default)`, e.g. `("steps", "3000")`). Exits with clap's message on bad flags.
 pub fn parse_with_defaults<T: clap::Parser>(defaults: &[(&'static str, &'static str)]) -> T {
-    parse_from_with_defaults(std::env::args_os(), defaults).unwrap_or_else(|e| e.exit())
+    let cli = parse_from_with_defaults(std::env::args_os(), defaults).unwrap_or_else(|e| e.exit());
+    // Join the MPI job, if any (feature `mpi`); `exit_on_error` leaves it.
+    crate::parallel::start();
+    cli
 }
 
 /// The flags stored in `<DIR>/config.json` when `argv` has `--resume DIR`, as command-line strings

@@ -29,8 +29,9 @@ pub struct RunDir {
     path: PathBuf,
     metrics: Option<BufWriter<File>>,
     resumed: bool,
-    /// The locked `.lock` file (released when the run directory is dropped or the process dies).
-    _lock: File,
+    /// The locked `.lock` file (released when the run directory is dropped or the process dies);
+    /// `None` on MPI ranks other than 0, which read the directory but never write to it.
+    _lock: Option<File>,
 }
 
 /// Take the exclusive lock of the run directory `dir` (which must exist) and record our pid.
@@ -63,6 +64,7 @@ impl RunDir {
     /// change the model) may differ between a run and its resume, like the shared control flags.
     pub fn open_with_control(args: &RunArgs, config: &impl Serialize, control: &[&str]) -> Result<Option<Self>, RunError> {
         let config = serde_json::to_value(config).map_err(|e| RunError::InvalidArg { flag: "config".into(), value: e.to_string(), allowed: "serialisable".into() })?;
+        let root = crate::parallel::is_root();
         if let Some(dir) = &args.resume {
             let cpath = dir.join(CONFIG);
             let text = fs::read_to_string(&cpath).map_err(|e| RunError::NoRun { path: dir.clone(), why: format!("{}: {e}", cpath.display()) })?;
@@ -71,11 +73,18 @@ impl RunDir {
             if !dir.join(CHECKPOINT).exists() {
                 return Err(RunError::NoRun { path: dir.clone(), why: format!("no {CHECKPOINT} in it") });
             }
+            if !root {
+                return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, _lock: None }));
+            }
             let lock = lock(dir)?;
             write_atomic(&cpath, serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
-            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, _lock: lock }));
+            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, _lock: Some(lock) }));
         }
         let Some(dir) = &args.out else { return Ok(None) };
+        if !root {
+            // Rank 0 prepares the directory (and fails the job if it cannot).
+            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, _lock: None }));
+        }
         let existed = dir.exists();
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         // Lock first: a directory in use by another run is never cleared.
@@ -95,7 +104,7 @@ impl RunDir {
             }
         }
         write_atomic(&dir.join(CONFIG), serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
-        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, _lock: lock }))
+        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, _lock: Some(lock) }))
     }
 
     fn compare(path: &Path, stored: &Value, given: &Value, control: &[&str]) -> Result<(), RunError> {
@@ -130,6 +139,10 @@ impl RunDir {
     pub fn is_resumed(&self) -> bool {
         self.resumed
     }
+    /// Whether this process writes the run directory (rank 0 of an MPI job, or the only process).
+    pub fn writes(&self) -> bool {
+        self._lock.is_some()
+    }
     pub fn checkpoint_path(&self) -> PathBuf {
         self.path.join(CHECKPOINT)
     }
@@ -145,6 +158,9 @@ impl RunDir {
 
     /// Append one metrics record (a JSON object with at least `step`).
     pub fn log(&mut self, record: &Value) -> Result<(), RunError> {
+        if !self.writes() {
+            return Ok(());
+        }
         let p = self.path.join(METRICS);
         let w = self.metrics_writer()?;
         writeln!(w, "{record}").map_err(io_err(&p))
@@ -160,6 +176,9 @@ impl RunDir {
 
     /// Keep only the records with `step < step` (on resume and rollback).
     pub fn truncate_metrics(&mut self, step: u64) -> Result<(), RunError> {
+        if !self.writes() {
+            return Ok(());
+        }
         self.flush()?;
         self.metrics = None;
         let kept: Vec<Value> = self.read_metrics()?.into_iter().filter(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| s < step)).collect();
@@ -174,6 +193,9 @@ impl RunDir {
 
     /// Write `name` (JSON, pretty) atomically.
     pub fn write_json(&self, name: &str, value: &Value) -> Result<(), RunError> {
+        if !self.writes() {
+            return Ok(());
+        }
         write_atomic(&self.path.join(name), serde_json::to_string_pretty(value).expect("JSON").as_bytes())
     }
 

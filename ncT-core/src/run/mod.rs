@@ -62,12 +62,15 @@ pub enum RunError {
     Plot { path: PathBuf, why: String },
 }
 
-/// Print a run error and exit with status 2 (the `main` of every example).
+/// Print a run error and exit with status 2 (the `main` of every example). Over MPI an error on
+/// any rank names the rank and aborts the whole job; success leaves the job cleanly.
 pub fn exit_on_error(result: Result<(), RunError>) {
     if let Err(e) = result {
-        eprintln!("error: {e}");
+        eprintln!("error: {}{e}", crate::parallel::rank_prefix());
+        crate::parallel::finish(2);
         std::process::exit(2);
     }
+    crate::parallel::finish(0);
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RunError {

@@ -78,7 +78,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn save(&mut self, ck: &Checkpoint) -> Result<(), RunError> {
-        if let Some(d) = self.dir.as_mut() {
+        if let Some(d) = self.dir.as_mut().filter(|d| d.writes()) {
             d.flush()?;
             ck.save(&d.checkpoint_path())?;
         }
@@ -110,7 +110,7 @@ impl<'a> Trainer<'a> {
                 // The schedule keeps the plan the run started with; a changed --steps extends or
                 // shortens the run, it does not re-plan the decay.
                 if let Some(planned) = ck.schedule.filter(|s| *s != self.schedule) {
-                    if !self.args.quiet {
+                    if !self.args.quiet && crate::parallel::is_root() {
                         eprintln!("note: {}: the run was planned with a {}; this invocation asks for a {} (--steps {}). The run keeps its plan{}, so it equals an uninterrupted run with the original flags followed by the extra steps; start a new run to re-plan the schedule", cpath.display(), planned.describe(), self.schedule.describe(), self.args.steps, match planned { Schedule::Cosine { total, min_factor } if self.args.steps > total => format!(" (after step {total} the rate stays at {min_factor} of the base rate)"), _ => String::new() });
                     }
                     self.schedule = planned;
@@ -121,7 +121,9 @@ impl<'a> Trainer<'a> {
                 resumed_from = Some(ck.step);
                 restore(ck, &cpath, &mut theta, &mut opt)?;
                 d.truncate_metrics(start)?;
-                for r in d.read_metrics()? {
+                // (Steps from `start` on are dropped here too: over MPI the other ranks may read
+                // the metrics before rank 0 has truncated them.)
+                for r in d.read_metrics()?.into_iter().filter(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| s < start)) {
                     if let (Some(s), Some(l)) = (r.get("step").and_then(Value::as_u64), r.get("loss").and_then(Value::as_f64)) {
                         losses.push((s, l));
                     }
@@ -134,7 +136,9 @@ impl<'a> Trainer<'a> {
             }
         }
         let total = self.args.steps;
-        let tty = std::io::stderr().is_terminal() && !self.args.quiet;
+        // Over MPI only rank 0 reports progress.
+        let quiet = self.args.quiet || !crate::parallel::is_root();
+        let tty = std::io::stderr().is_terminal() && !quiet;
         let bar = if tty {
             let b = ProgressBar::new(total);
             b.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").expect("valid template"));
@@ -178,7 +182,7 @@ impl<'a> Trainer<'a> {
                     let msg = format!("step {step}: non-finite {what}; rolled back to step {back_to} and halved the learning rate (rollback {rollbacks} of {MAX_ROLLBACKS})");
                     match &bar {
                         Some(b) => b.println(msg),
-                        None if !self.args.quiet => eprintln!("{msg}"),
+                        None if !quiet => eprintln!("{msg}"),
                         None => {}
                     }
                     step = back_to;
@@ -214,7 +218,7 @@ impl<'a> Trainer<'a> {
             if let Some(b) = &bar {
                 b.set_position(step);
                 b.set_message(format!("loss {loss:.6}"));
-            } else if !self.args.quiet && (step % log_every == 0 || step == total) {
+            } else if !quiet && (step % log_every == 0 || step == total) {
                 eprintln!("step {step}/{total}  loss {loss:.6}  |grad| {grad_norm:.3e}  lr {lr:.2e}  {:.1}s", t0.elapsed().as_secs_f64());
             }
             if step % self.args.checkpoint_every == 0 || step == total {

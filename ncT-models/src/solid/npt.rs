@@ -99,7 +99,7 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
                 history.truncate(step as usize);
                 history.push([s[0], s[1], s[2]]);
             }
-        } else if let Some(path) = &log {
+        } else if let Some(path) = log.as_ref().filter(|_| nct_core::parallel::is_root()) {
             std::fs::write(path, "").map_err(|e| format!("{}: cannot start the box history ({e})", path.display()))?;
         }
         let me_cell = Self::cell_at(&dp, &images, &lattice0, lattice0.lengths, effective_mass, flow.clone(), (temperature, levels, laplacian))?;
@@ -183,7 +183,8 @@ impl<B: Bijector<Dyn> + Clone + Send + Sync> NptThermal<B> {
                 stress[a] += sigma[a] * K_PER_A3_TO_GPA / walkers.len() as f64;
             }
         }
-        if let Some(path) = &self.log {
+        // Over MPI rank 0 keeps the history; every rank holds the same one in memory.
+        if let Some(path) = self.log.as_ref().filter(|_| nct_core::parallel::is_root()) {
             let line = serde_json::json!({"step": step, "box_A": lengths, "stress_GPa": stress, "pressure_GPa": (stress[0] + stress[1] + stress[2]) / 3.0, "F": ts.f});
             let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
             writeln!(f, "{line}").and_then(|_| f.sync_data()).map_err(|e| format!("{}: {e}", path.display()))?;
