@@ -7,6 +7,7 @@ use crate::dense::DenseNet;
 use crate::hamiltonian::{Hamiltonian, Separable};
 use crate::dim::{Size, Vector};
 use crate::layer::PhasePoint;
+use crate::parallel::Wire;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
@@ -35,6 +36,12 @@ impl CpuBackend {
     pub fn new(chunk_size: usize) -> Self {
         Self { engine: BatchEngine::new(chunk_size) }
     }
+    /// `f` of every item, in order: fixed chunks on rayon, shared out over MPI ranks.
+    fn per_chunk<X: Sync, T: Wire + Send>(&self, items: &[X], f: impl Fn(&X) -> T + Sync) -> Vec<T> {
+        let c = self.engine.chunk_size.max(1);
+        let parts: Vec<Vec<T>> = crate::parallel::map_chunks(items.len().div_ceil(c), |k| items[k * c..((k + 1) * c).min(items.len())].iter().map(&f).collect());
+        parts.into_iter().flatten().collect()
+    }
     fn col_chunks(&self, b: usize) -> Vec<(usize, usize)> {
         let c = self.engine.chunk_size.max(1);
         (0..b.div_ceil(c)).map(|k| (k * c, c.min(b - k * c))).collect()
@@ -58,18 +65,14 @@ impl Backend for CpuBackend {
         "cpu"
     }
     fn potentials<H: Separable<N>, N: Size>(&self, h: &H, xs: &[Vector<f64, N>]) -> Vec<f64> {
-        xs.par_iter().with_min_len(self.engine.chunk_size).map(|x| h.potential(x)).collect()
+        self.per_chunk(xs, |x| h.potential(x))
     }
     fn energies_and_gradients<H: Hamiltonian<N>, N: Size>(&self, h: &H, points: &[PhasePoint<f64, N>]) -> Vec<(f64, PhasePoint<f64, N>)> {
-        points
-            .par_iter()
-            .with_min_len(self.engine.chunk_size)
-            .map(|x| {
-                let e = h.energy(&x.q, &x.p);
-                let (dq, dp) = h.gradient(&x.q, &x.p);
-                (e, PhasePoint::new(dq, dp))
-            })
-            .collect()
+        self.per_chunk(points, |x| {
+            let e = h.energy(&x.q, &x.p);
+            let (dq, dp) = h.gradient(&x.q, &x.p);
+            (e, PhasePoint::new(dq, dp))
+        })
     }
     fn dense_forward(&self, net: &DenseNet, theta: &[f64], x: &DMatrix<f64>) -> Vec<DMatrix<f64>> {
         let parts: Vec<Vec<DMatrix<f64>>> = self.col_chunks(x.ncols()).into_par_iter().map(|(c0, n)| net.forward_batch(theta, &x.columns(c0, n).into_owned())).collect();

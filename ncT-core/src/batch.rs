@@ -2,9 +2,10 @@
 //!
 //! A batch of `n` samples is cut into fixed chunks of `chunk_size` samples, independent of the
 //! number of threads. Each chunk runs sequentially with its own accumulation buffer and its own
-//! random stream (derived from `(seed, step, chunk)`), rayon runs the chunks in parallel, and the
-//! per-chunk results are reduced in chunk order. The result is therefore bitwise identical for any
-//! thread count, and a run is reproducible from its seed.
+//! random stream (derived from `(seed, step, chunk)`), rayon runs the chunks in parallel, the
+//! per-chunk results are returned in chunk order and losses and gradients are summed in a fixed
+//! pairwise tree over the chunks. The result is therefore bitwise identical for any thread count
+//! (and any number of MPI ranks, [`crate::parallel`]), and a run is reproducible from its seed.
 
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -61,7 +62,7 @@ impl BatchSum {
     }
 }
 
-/// Fixed-chunk, order-preserving parallel map and reduce.
+/// Fixed-chunk, order-preserving parallel map and tree sum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchEngine {
     pub chunk_size: usize,
