@@ -51,11 +51,11 @@ fn parallel(ranks: usize, name: &str, args: &[&str], cwd: &Path) -> String {
     err
 }
 
-/// A JSON value without its wall-clock fields and without `resumed_from`.
+/// A JSON value without its wall-clock fields (`seconds`, `eval_seconds`, ...) and `resumed_from`.
 fn strip(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            m.retain(|k, _| k != "seconds" && k != "resumed_from");
+            m.retain(|k, _| !k.ends_with("seconds") && k != "resumed_from");
             m.values_mut().for_each(strip);
         }
         Value::Array(a) => a.iter_mut().for_each(strip),
