@@ -31,7 +31,7 @@ pub struct RunDir {
     resumed: bool,
     /// The locked `.lock` file (released when the run directory is dropped or the process dies);
     /// `None` on MPI ranks other than 0, which read the directory but never write to it.
-    _lock: Option<File>,
+    lock_file: Option<File>,
 }
 
 /// Take the exclusive lock of the run directory `dir` (which must exist) and record our pid.
@@ -74,16 +74,16 @@ impl RunDir {
                 return Err(RunError::NoRun { path: dir.clone(), why: format!("no {CHECKPOINT} in it") });
             }
             if !root {
-                return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, _lock: None }));
+                return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, lock_file: None }));
             }
             let lock = lock(dir)?;
             write_atomic(&cpath, serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
-            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, _lock: Some(lock) }));
+            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: true, lock_file: Some(lock) }));
         }
         let Some(dir) = &args.out else { return Ok(None) };
         if !root {
             // Rank 0 prepares the directory (and fails the job if it cannot).
-            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, _lock: None }));
+            return Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, lock_file: None }));
         }
         let existed = dir.exists();
         fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -104,7 +104,7 @@ impl RunDir {
             }
         }
         write_atomic(&dir.join(CONFIG), serde_json::to_string_pretty(&config).expect("JSON").as_bytes())?;
-        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, _lock: Some(lock) }))
+        Ok(Some(Self { path: dir.clone(), metrics: None, resumed: false, lock_file: Some(lock) }))
     }
 
     fn compare(path: &Path, stored: &Value, given: &Value, control: &[&str]) -> Result<(), RunError> {
@@ -141,7 +141,7 @@ impl RunDir {
     }
     /// Whether this process writes the run directory (rank 0 of an MPI job, or the only process).
     pub fn writes(&self) -> bool {
-        self._lock.is_some()
+        self.lock_file.is_some()
     }
     pub fn checkpoint_path(&self) -> PathBuf {
         self.path.join(CHECKPOINT)
