@@ -141,29 +141,38 @@ where
 {
     let size = w.size();
     let mine: Vec<T> = share(n_chunks, size, w.rank()).into_par_iter().map(&f).collect();
+    let chunk = |r: usize, i: usize| format!("the result of chunk {}", share(n_chunks, size, r).start + i);
+    gather_items(w, &mine, |r| share(n_chunks, size, r).len(), chunk).into_iter().flatten().collect()
+}
+
+/// Every rank's `mine`, in rank order, exchanged by one all-gather. Rank `r` sends `count(r)`
+/// items (known to every rank); `label(r, i)` names item `i` of rank `r` if it does not decode,
+/// which means mismatched binaries and aborts the job.
+fn gather_items<V: Wire>(w: &dyn Collective, mine: &[V], count: impl Fn(usize) -> usize, label: impl Fn(usize, usize) -> String) -> Vec<Vec<V>> {
     let mut bytes = Vec::new();
-    for t in &mine {
-        t.put(&mut bytes);
+    for v in mine {
+        v.put(&mut bytes);
     }
     let all = timed_gather(w, &bytes);
-    let mut out = Vec::with_capacity(n_chunks);
-    for (r, b) in all.iter().enumerate() {
-        let mut input = &b[..];
-        for c in share(n_chunks, size, r) {
-            match T::take(&mut input) {
-                Ok(t) => out.push(t),
-                Err(e) => {
-                    eprintln!("error: {}the result of chunk {c} from rank {r} does not decode ({e}); every rank must run the same binary", rank_prefix());
-                    w.abort(3)
-                }
+    all.iter()
+        .enumerate()
+        .map(|(r, b)| {
+            let mut input = &b[..];
+            let items: Vec<V> = (0..count(r))
+                .map(|i| {
+                    V::take(&mut input).unwrap_or_else(|e| {
+                        eprintln!("error: {}{} from rank {r} does not decode ({e}); every rank must run the same binary", rank_prefix(), label(r, i));
+                        w.abort(3)
+                    })
+                })
+                .collect();
+            if !input.is_empty() {
+                eprintln!("error: {}rank {r} sent {} bytes more than its items hold; every rank must run the same binary", rank_prefix(), input.len());
+                w.abort(3)
             }
-        }
-        if !input.is_empty() {
-            eprintln!("error: {}rank {r} sent {} bytes more than its chunks hold; every rank must run the same binary", rank_prefix(), input.len());
-            w.abort(3)
-        }
-    }
-    out
+            items
+        })
+        .collect()
 }
 
 /// The sum over chunks `0..n_chunks` of `leaf(c)` in a fixed pairwise tree: a node covering
@@ -227,27 +236,11 @@ where
         maximal_nodes(0, n_chunks, &share(n_chunks, size, r), &mut v);
         v
     };
-    let mine: Vec<V> = nodes(w.rank()).into_par_iter().map(|(lo, hi)| node_sum(lo, hi, leaf, add)).collect();
-    let mut bytes = Vec::new();
-    for v in &mine {
-        v.put(&mut bytes);
-    }
-    let all = timed_gather(w, &bytes);
-    let mut known: std::collections::HashMap<(usize, usize), V> = std::collections::HashMap::new();
-    for (r, b) in all.iter().enumerate() {
-        let mut input = &b[..];
-        for node in nodes(r) {
-            match V::take(&mut input) {
-                Ok(v) => {
-                    known.insert(node, v);
-                }
-                Err(e) => {
-                    eprintln!("error: {}the partial sum of chunks {}..{} from rank {r} does not decode ({e}); every rank must run the same binary", rank_prefix(), node.0, node.1);
-                    w.abort(3)
-                }
-            }
-        }
-    }
+    let per_rank: Vec<Vec<(usize, usize)>> = (0..size).map(nodes).collect();
+    let mine: Vec<V> = per_rank[w.rank()].par_iter().map(|&(lo, hi)| node_sum(lo, hi, leaf, add)).collect();
+    let label = |r: usize, i: usize| format!("the partial sum of chunks {}..{}", per_rank[r][i].0, per_rank[r][i].1);
+    let gathered = gather_items(w, &mine, |r| per_rank[r].len(), label);
+    let mut known: std::collections::HashMap<(usize, usize), V> = per_rank.iter().flatten().copied().zip(gathered.into_iter().flatten()).collect();
     fn combine<V, A: Fn(V, V) -> V>(lo: usize, hi: usize, known: &mut std::collections::HashMap<(usize, usize), V>, add: &A) -> V {
         if let Some(v) = known.remove(&(lo, hi)) {
             return v;

@@ -41,16 +41,17 @@ impl Collective for MpiWorld {
         };
         let mut counts = vec![0i32; self.size];
         self.comm.all_gather_into(&n, &mut counts[..]);
-        let displs: Vec<i32> = counts.iter().scan(0i64, |acc, &c| {
-            let d = *acc;
-            *acc += c as i64;
-            Some(i32::try_from(d).unwrap_or(-1))
-        }).collect();
         let total: i64 = counts.iter().map(|&c| c as i64).sum();
-        if displs.iter().any(|&d| d < 0) || total > i32::MAX as i64 {
+        if total > i32::MAX as i64 {
             eprintln!("error: {}the gathered batch ({total} bytes) exceeds what one MPI message can carry (2^31 - 1 bytes): use a smaller batch", rank_prefix());
             self.abort(3)
         }
+        // Every partial sum is at most `total`, which fits.
+        let displs: Vec<i32> = counts.iter().scan(0i32, |acc, &c| {
+            let d = *acc;
+            *acc += c;
+            Some(d)
+        }).collect();
         let mut buf = vec![0u8; total as usize];
         {
             let mut part = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);

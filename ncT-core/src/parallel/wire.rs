@@ -113,8 +113,7 @@ impl<T: Wire> Wire for Vec<T> {
         }
     }
     fn take(input: &mut &[u8]) -> Result<Self, WireError> {
-        let n = u64::take(input)?;
-        let n = usize::try_from(n).map_err(|_| WireError::Invalid { what: "length", value: n })?;
+        let n = usize::take(input)?;
         // Zero-sized elements (`()`) take no bytes, so the length is bounded by the input only
         // for elements that do; reserve at most what the input can hold.
         let mut v = Vec::with_capacity(n.min(input.len()));

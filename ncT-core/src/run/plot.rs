@@ -30,6 +30,9 @@ pub struct Series {
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 fn both(dir: &Path, stem: &str, draw: &dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> DrawResult, draw_svg: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> DrawResult) -> Result<(), RunError> {
+    if !crate::parallel::is_root() {
+        return Ok(()); // over MPI rank 0 draws the plots
+    }
     register_font();
     let png = dir.join(format!("{stem}.png"));
     let svg = dir.join(format!("{stem}.svg"));
@@ -84,9 +87,6 @@ pub fn running_mean(pts: &[(f64, f64)], w: usize) -> Vec<(f64, f64)> {
 /// reference value as a line, and a view clipped to the last 90% of steps so that the start does
 /// not flatten the curve.
 pub fn loss_plot(dir: &Path, title: &str, name: &str, ylabel: &str, losses: &[(u64, f64)], exact: Option<(&str, f64)>) -> Result<(), RunError> {
-    if !crate::parallel::is_root() {
-        return Ok(()); // over MPI rank 0 draws the plots
-    }
     let pts: Vec<(f64, f64)> = losses.iter().map(|&(s, l)| (s as f64, l)).collect();
     let mean = running_mean(&pts, (pts.len() / 50).max(1));
     let mut tail: Vec<f64> = pts[pts.len() / 10..].iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
@@ -147,9 +147,6 @@ fn emptiest_corner(points: impl Iterator<Item = (f64, f64)>, x: (f64, f64), y: (
 /// Lines or markers against a shared x axis, with an optional horizontal reference line (e.g. the
 /// exact free energy). `y_range` clips the view (useful for loss curves with a large start).
 pub fn line_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str, series: &[Series], hline: Option<(&str, f64)>, y_range: Option<(f64, f64)>) -> Result<(), RunError> {
-    if !crate::parallel::is_root() {
-        return Ok(()); // over MPI rank 0 draws the plots
-    }
     both(dir, stem, &|r| draw_lines(r, title, xlabel, ylabel, series, hline, y_range), &|r| draw_lines(r, title, xlabel, ylabel, series, hline, y_range))
 }
 
@@ -215,9 +212,6 @@ where
 /// Scatter of `(x, y)` coloured by a third value (blue = low, red = high), with a colour bar.
 #[allow(clippy::too_many_arguments)]
 pub fn scatter_plot(dir: &Path, stem: &str, title: &str, xlabel: &str, ylabel: &str, points: &[(f64, f64, f64)], colour: &str, aspect: Aspect) -> Result<(), RunError> {
-    if !crate::parallel::is_root() {
-        return Ok(()); // over MPI rank 0 draws the plots
-    }
     both(dir, stem, &|r| draw_scatter(r, title, xlabel, ylabel, points, colour, aspect), &|r| draw_scatter(r, title, xlabel, ylabel, points, colour, aspect))
 }
 
@@ -243,9 +237,6 @@ where
 /// Energy-level diagram: `(energy, error)` per state, labelled by `names` (e.g. the quantum
 /// numbers), with reference levels where known.
 pub fn level_plot(dir: &Path, stem: &str, title: &str, ylabel: &str, levels: &[(f64, f64)], exact: &[f64], names: &[String]) -> Result<(), RunError> {
-    if !crate::parallel::is_root() {
-        return Ok(()); // over MPI rank 0 draws the plots
-    }
     both(dir, stem, &|r| draw_levels(r, title, ylabel, levels, exact, names), &|r| draw_levels(r, title, ylabel, levels, exact, names))
 }
 
