@@ -260,3 +260,63 @@ fn long_phases_report_all_their_work_and_progress_changes_no_result() {
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert_eq!(rec.0.lock().unwrap().iter().map(|p| (p.1, p.2, p.3)).collect::<Vec<_>>(), vec![(6, 6, true)]);
 }
+
+nct::flow! {
+    /// The vibrational example's flow at runtime dimension: LU map then RealNVP.
+    pub struct LuNvp: Unitary<Dyn> { lu: LinearBijector, nvp: RealNvp { couplings: 3, hidden: [7, 5], masks: halves } }
+}
+
+/// The largest relative deviation of the batched jet from the per-walker jet over `xs`.
+fn batched_vs_walker<B: Bijector<N>, N: Size>(model: &QuantumNct<B, N>, theta: &[f64], labels: &[Vec<usize>], xs: &[Vector<f64, N>]) -> f64 {
+    let ls: Vec<&[usize]> = (0..xs.len()).map(|j| labels[j % labels.len()].as_slice()).collect();
+    let refs: Vec<&Vector<f64, N>> = xs.iter().collect();
+    let batched = model.kinetic_jets(theta, &ls, &refs).expect("these flows have batched kernels");
+    assert_eq!(batched.len(), xs.len());
+    batched
+        .iter()
+        .zip(xs)
+        .zip(&ls)
+        .map(|((b, x), n)| {
+            let k = model.kinetic_jet(theta, n, x);
+            assert!(k.is_finite() && b.is_finite());
+            (b - k).abs() / k.abs().max(1.0)
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn batched_laplacian_jet_equals_the_per_walker_jet() {
+    // Compile-time dimension, linear + RealNVP, unequal masses, ground and excited states mixed in
+    // one chunk.
+    let (flow, theta) = random_flow::<4>(11);
+    let model = QuantumNct::new(flow, Vector::from([1.0, 1.4, 0.8, 2.1]), Vector::from([1.0, 0.6, 2.0, 1.3]), 3);
+    let mut r = rng(3);
+    let labels = vec![vec![0, 0, 0, 0], vec![1, 0, 2, 0], vec![0, 3, 1, 1]];
+    let xs: Vec<_> = (0..9).map(|j| model.sample(&theta, &labels[j % 3], &mut r).0).collect();
+    let dev = batched_vs_walker(&model, &theta, &labels, &xs);
+    assert!(dev < 1e-12, "Const<4>: batched jet deviates by {dev:e}");
+    // A flow!-declared model at runtime dimension (the vibrational example's shape, D = 6).
+    let d = Dyn(6);
+    let mut rr = rng(4);
+    let flow = LuNvp::new(d, 4).unwrap();
+    let mut theta = flow.new_params(&mut rr);
+    for (k, t) in theta.iter_mut().enumerate() {
+        *t += 0.1 * ((k as f64) * 0.37).cos();
+    }
+    let omega = Vector::from_fn(d, |i| 0.5 + 0.3 * i as f64);
+    let model = QuantumNct::new(flow, omega.clone(), omega.map(|w| 0.5 + w), 3);
+    let labels = vec![vec![0; 6], vec![1, 0, 0, 2, 0, 1]];
+    let xs: Vec<_> = (0..7).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
+    let dev = batched_vs_walker(&model, &theta, &labels, &xs);
+    assert!(dev < 1e-12, "Dyn(6) flow!: batched jet deviates by {dev:e}");
+    // A chunk of walkers: the same samples as walker by walker (bitwise), energies to rounding.
+    let h = Ndco::new(d, 0.05);
+    let (s1, s2) = (SeedStream::new(9), SeedStream::new(9));
+    let chunk = model.chunk_walkers(&theta, &h, &labels, |i| i % 2, 0..8, &mut s1.rng(0, 0));
+    let mut one = s2.rng(0, 0);
+    for (i, w) in chunk.iter().enumerate() {
+        let v = model.walker(&theta, &h, &labels[i % 2], &mut one);
+        assert_eq!((&w.x, &w.z, w.potential, w.rejected), (&v.x, &v.z, v.potential, v.rejected));
+        assert!((w.e_loc - v.e_loc).abs() < 1e-12 * v.e_loc.abs().max(1.0), "walker {i}: {} vs {}", w.e_loc, v.e_loc);
+    }
+}

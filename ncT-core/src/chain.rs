@@ -2,6 +2,7 @@
 //! Parameters of the parts are laid out one after the other in the flat vector; the VJP runs the
 //! parts in reverse order, each accumulating into its own slice of the gradient.
 
+use crate::jet_batch::JetBatch;
 use crate::layer::{Bijector, CotangentLift, PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised, groups_end_to_end, init_end_to_end, nest_groups};
 use crate::scalar::Scalar;
@@ -91,6 +92,16 @@ impl<N: Size, L: Bijector<N>> Bijector<N> for Stack<L> {
             bar = l.vjp(self.slice(theta, i), &cache[i], &bar, ldbar, &mut g[self.range(i)]);
         }
         bar
+    }
+    fn forward_jets(&self, theta: &[f64], x: &JetBatch) -> Option<(JetBatch, JetBatch)> {
+        let mut y = x.clone();
+        let mut ld = JetBatch::constant(nalgebra::DMatrix::zeros(1, x.walkers()), x.vars());
+        for (i, l) in self.layers.iter().enumerate() {
+            let (yn, li) = l.forward_jets(self.slice(theta, i), &y)?;
+            y = yn;
+            ld.add_assign(&li);
+        }
+        Some((y, ld))
     }
 }
 
@@ -203,6 +214,13 @@ impl<N: Size, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B> {
         let (ga, gb) = g.split_at_mut(self.first.n_params());
         let b1 = self.second.vjp(tb, &cache.1, ybar, ldbar, gb);
         self.first.vjp(ta, &cache.0, &b1, ldbar, ga)
+    }
+    fn forward_jets(&self, theta: &[f64], x: &JetBatch) -> Option<(JetBatch, JetBatch)> {
+        let (ta, tb) = self.split(theta);
+        let (y1, mut l1) = self.first.forward_jets(ta, x)?;
+        let (y2, l2) = self.second.forward_jets(tb, &y1)?;
+        l1.add_assign(&l2);
+        Some((y2, l1))
     }
 }
 

@@ -196,6 +196,29 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         let add = vec![ldbar; self.nb()];
         self.backprop(theta, cache, ybar, &add, Some(g))
     }
+    /// $y_b = x_b e^{c \tanh s(x_a)} + t(x_a)$ on jets: the conditioner as GEMMs, then the
+    /// pointwise tanh, scale, exp and product.
+    fn forward_jets(&self, theta: &[f64], x: &crate::jet_batch::JetBatch) -> Option<(crate::jet_batch::JetBatch, crate::jet_batch::JetBatch)> {
+        let (nn, nb) = (self.net_params(), self.nb());
+        let out = self.net.forward_jets(&theta[..nn], &x.select_rows(&self.cond));
+        let mut s = out.row_range(0, nb);
+        s.map(|v| {
+            let t = v.tanh();
+            let d = 1.0 - t * t;
+            (t, d, -2.0 * t * d)
+        });
+        s.scale_rows(&theta[nn..nn + nb]);
+        let mut es = s.clone();
+        es.map(|v| {
+            let e = v.exp();
+            (e, e, e)
+        });
+        let mut yb = x.select_rows(&self.trans).product(&es);
+        yb.add_assign(&out.row_range(nb, nb));
+        let mut y = x.clone();
+        y.set_rows(&self.trans, &yb);
+        Some((y, s.sum_rows()))
+    }
 }
 
 /// Cache of the coupling's cotangent lift.

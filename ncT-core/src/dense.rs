@@ -174,6 +174,25 @@ impl DenseNet {
         acts
     }
 
+    /// The forward-Laplacian jets of a chunk of walkers through the net: every layer is three
+    /// GEMMs (values, gradients, Laplacians) and the activation one fused chain-rule pass
+    /// ([`crate::jet_batch`]). Returns the output jets (`n_out` rows).
+    pub fn forward_jets(&self, theta: &[f64], x: &crate::jet_batch::JetBatch) -> crate::jet_batch::JetBatch {
+        let mut a = x.clone();
+        for l in 0..self.n_layers() {
+            let nout = self.sizes[l + 1];
+            a = a.affine(&self.weight_view(theta, l), Some(&theta[self.b_off[l]..self.b_off[l] + nout]));
+            if l + 1 < self.n_layers() {
+                let act = self.activation;
+                a.map(|z| {
+                    let y = act.apply(z);
+                    (y, act.derivative_from_output(y), act.second_derivative_from_output(y))
+                });
+            }
+        }
+        a
+    }
+
     /// Batched reverse pass: accumulates the parameter gradient summed over the batch into `g`
     /// and returns $\bar X$ (`n_in x B`).
     pub fn backprop_batch(&self, theta: &[f64], acts: &[DMatrix<f64>], ybar: &DMatrix<f64>, g: &mut [f64]) -> DMatrix<f64> {

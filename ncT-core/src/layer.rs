@@ -85,6 +85,13 @@ pub trait Bijector<N: Size>: Parametrised {
     /// Accumulates $\partial_\theta(\bar y \cdot y + \bar\ell \ln|\det|)$ into `g`; returns
     /// $\bar x = \nabla_x(\bar y \cdot y + \bar\ell \ln|\det|)$.
     fn vjp<D: Scalar>(&self, theta: &[f64], cache: &Self::Cache<D>, ybar: &Vector<D, N>, ldbar: D, g: &mut [D]) -> Vector<D, N>;
+    /// Batched forward-Laplacian kernel: the jets of $y = f(x)$ (one row per coordinate) and of
+    /// $\ln|\det \partial y/\partial x|$ (one row) for a chunk of walkers, with dense work as
+    /// GEMMs. `None` (the default) when the layer has no batched kernel: callers then use the
+    /// per-walker jet, which must give the same numbers to rounding.
+    fn forward_jets(&self, _theta: &[f64], _x: &crate::jet_batch::JetBatch) -> Option<(crate::jet_batch::JetBatch, crate::jet_batch::JetBatch)> {
+        None
+    }
 }
 
 /// A bijector whose cotangent lift $Q = f(q)$, $P = (\partial f / \partial q)^{-T} p$ is computed

@@ -131,4 +131,24 @@ impl<N: Size> Bijector<N> for LinearBijector<N> {
         }
         xbar
     }
+    /// $y = L U x + b$ on jets: one dense $D \times D$ matrix $LU$ applied as GEMMs; the
+    /// log-det $\sum_i s_i$ is constant.
+    fn forward_jets(&self, theta: &[f64], x: &crate::jet_batch::JetBatch) -> Option<(crate::jet_batch::JetBatch, crate::jet_batch::JetBatch)> {
+        let n = self.n();
+        let upper = nalgebra::DMatrix::from_fn(n, n, |i, j| match i.cmp(&j) {
+            std::cmp::Ordering::Equal => theta[self.s_index(i)].exp(),
+            std::cmp::Ordering::Less => theta[self.u_index(i, j)],
+            std::cmp::Ordering::Greater => 0.0,
+        });
+        let lower = nalgebra::DMatrix::from_fn(n, n, |i, j| match i.cmp(&j) {
+            std::cmp::Ordering::Equal => 1.0,
+            std::cmp::Ordering::Greater => theta[self.l_index(i, j)],
+            std::cmp::Ordering::Less => 0.0,
+        });
+        let a = lower * upper;
+        let bias: Vec<f64> = (0..n).map(|i| self.b_index(i)).map(|k| theta[k]).collect();
+        let y = x.affine(&a.as_view(), Some(&bias));
+        let ld: f64 = (0..n).map(|i| theta[self.s_index(i)]).sum();
+        Some((y, crate::jet_batch::JetBatch::constant(nalgebra::DMatrix::from_element(1, x.walkers(), ld), x.vars())))
+    }
 }

@@ -689,6 +689,13 @@ impl FlowDef {
                             #( let bar = ::nct::Bijector::<#dty>::vjp(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &cache.#rev_idx, &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
                             bar
                         }
+                        fn forward_jets(&self, theta: &[f64], x: &::nct::JetBatch) -> ::core::option::Option<(::nct::JetBatch, ::nct::JetBatch)> {
+                            let o = self.__nct_offsets();
+                            let y = x.clone();
+                            let mut ld = ::nct::JetBatch::constant(::nct::nalgebra::DMatrix::zeros(1, x.walkers()), x.vars());
+                            #( let (y, l) = ::nct::Bijector::<#dty>::forward_jets(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y)?; ld.add_assign(&l); )*
+                            ::core::option::Option::Some((y, ld))
+                        }
                     }
                 }
             }

@@ -222,6 +222,75 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
         })
     }
 
+    /// Local kinetic energies of a chunk of walkers (walker `j` at `xs[j]` in state `labels[j]`)
+    /// by the batched forward-Laplacian jet ([`Bijector::forward_jets`]): one pass of the jets
+    /// $(z, \ln|\det|)$ for the whole chunk with the dense layers as GEMMs, then
+    /// $K = -\tfrac12(\Delta_M\ln\psi + |\nabla\ln\psi|_M^2)$ with
+    /// $\ln\psi = \tfrac12\ln|\det| + \sum_i \ln|h_{n_i}(s_i z_i)|$ and
+    /// $(\ln h_n)''(u) = u^2 - (2n+1) - (h_n'/h_n)^2$. `None` when the flow has no batched kernel.
+    /// Equals [`Self::kinetic_jet`] to rounding (it differentiates $\ln\psi$ instead of $\psi$).
+    pub fn kinetic_jets(&self, theta: &[f64], labels: &[&[usize]], xs: &[&Vector<f64, D>]) -> Option<Vec<f64>> {
+        let (d, b) = (self.omega.len(), xs.len());
+        if b == 0 {
+            return Some(Vec::new());
+        }
+        let x = nalgebra::DMatrix::from_fn(d, b, |i, j| xs[j][i]);
+        let scale: Vec<f64> = self.inv_mass.iter().map(|m| m.sqrt()).collect();
+        let (z, ld) = self.flow.forward_jets(theta, &crate::jet_batch::JetBatch::seeds(&x, &scale))?;
+        let g2 = z.grad_norm2();
+        let mut grad = vec![0.0; d];
+        let out = (0..b)
+            .map(|j| {
+                let n = labels[j];
+                let mut lap = 0.5 * ld.lap[(0, j)];
+                for (k, gk) in grad.iter_mut().enumerate() {
+                    *gk = 0.5 * ld.grad_at(0, k, j);
+                }
+                for i in 0..d {
+                    let w = self.width[i];
+                    let u = w * z.val[(i, j)];
+                    let (hv, hd) = hermite_with_derivative(n[i], u);
+                    let r = hd / hv;
+                    let (f1, f2) = (w * r, w * w * (u * u - (2 * n[i] + 1) as f64 - r * r));
+                    lap += f1 * z.lap[(i, j)] + f2 * g2[(i, j)];
+                    for (k, gk) in grad.iter_mut().enumerate() {
+                        *gk += f1 * z.grad_at(i, k, j);
+                    }
+                }
+                -0.5 * (lap + grad.iter().map(|g| g * g).sum::<f64>())
+            })
+            .collect();
+        Some(out)
+    }
+
+    /// Draws and evaluates the walkers `range` of one chunk from its stream, walker `i` in state
+    /// `labels[state_of(i)]`: the samples of [`Self::walker`] called in order, and with the exact
+    /// jet ([`LaplacianMethod::Jet`]) the kinetic energies of the whole chunk from one batched jet
+    /// ([`Self::kinetic_jets`]) where the flow has the kernel. Other methods, or flows without a
+    /// batched kernel, evaluate walker by walker.
+    pub fn chunk_walkers<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], state_of: impl Fn(usize) -> usize, range: std::ops::Range<usize>, rng: &mut crate::batch::NctRng) -> Vec<Walker<D>> {
+        if self.laplacian != LaplacianMethod::Jet {
+            return range.map(|i| self.walker(theta, h, &labels[state_of(i)], rng)).collect();
+        }
+        let drawn: Vec<(usize, Vector<f64, D>, Vector<f64, D>, f64)> = range
+            .map(|i| {
+                let s = state_of(i);
+                let (x, z) = self.sample(theta, &labels[s], rng);
+                let v = h.potential(&x);
+                (s, x, z, v)
+            })
+            .collect();
+        let live: Vec<usize> = (0..drawn.len()).filter(|&k| !self.escaped(drawn[k].3, &drawn[k].1)).collect();
+        let ls: Vec<&[usize]> = live.iter().map(|&k| labels[drawn[k].0].as_slice()).collect();
+        let xs: Vec<&Vector<f64, D>> = live.iter().map(|&k| &drawn[k].1).collect();
+        let mut kin = vec![f64::NAN; drawn.len()];
+        match self.kinetic_jets(theta, &ls, &xs) {
+            Some(ks) => live.iter().zip(ks).for_each(|(&k, e)| kin[k] = e),
+            None => live.iter().for_each(|&k| kin[k] = self.kinetic_jet(theta, &labels[drawn[k].0], &drawn[k].1)),
+        }
+        drawn.into_iter().zip(kin).map(|((_, x, z, v), k)| self.walker_from(x, z, k, v)).collect()
+    }
+
     /// Local energy $-\tfrac12\sum_i m_i^{-1}\partial_i^2\psi/\psi + V(x)$ with `Dual2` passes.
     pub fn local_energy<H: Separable<D>>(&self, theta: &[f64], h: &H, n: &[usize], x: &Vector<f64, D>) -> f64 {
         self.kinetic_dual2(theta, n, x) + h.potential(x)
@@ -306,7 +375,8 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
             .iter()
             .enumerate()
             .map(|(s, n)| {
-                let ws = engine.map(walkers, stream, s as u64, |_, rng| self.walker(theta, h, n, rng));
+                let one = std::slice::from_ref(n);
+                let ws: Vec<Walker<D>> = engine.map_chunks(walkers, stream, s as u64, |range, rng| self.chunk_walkers(theta, h, one, |_| 0, range, rng)).into_iter().flatten().collect();
                 progress.advance(1);
                 StateEnergy::from_walkers(n, &ws)
             })
@@ -371,7 +441,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     pub fn ensemble_step<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], weights: &[f64], walkers: usize, engine: &BatchEngine, stream: &SeedStream, step: u64) -> EnsembleStep {
         let m = labels.len();
         let total = m * walkers;
-        let ws = engine.map(total, stream, step, |i, rng| self.walker(theta, h, &labels[i / walkers], rng));
+        let ws: Vec<Walker<D>> = engine.map_chunks(total, stream, step, |range, rng| self.chunk_walkers(theta, h, labels, |i| i / walkers, range, rng)).into_iter().flatten().collect();
         let mut energies = Vec::with_capacity(m);
         let mut coefs = vec![0.0; total];
         let mut rejected = 0;
