@@ -320,3 +320,45 @@ fn batched_laplacian_jet_equals_the_per_walker_jet() {
         assert!((w.e_loc - v.e_loc).abs() < 1e-12 * v.e_loc.abs().max(1.0), "walker {i}: {} vs {}", w.e_loc, v.e_loc);
     }
 }
+
+/// Largest deviation of the batched parameter gradient from the per-walker one, relative to the
+/// largest gradient component.
+fn batched_grad_vs_walker<B: Bijector<N>, N: Size>(model: &QuantumNct<B, N>, theta: &[f64], labels: &[Vec<usize>], xs: &[Vector<f64, N>]) -> f64 {
+    let ls: Vec<&[usize]> = (0..xs.len()).map(|j| labels[j % labels.len()].as_slice()).collect();
+    let refs: Vec<&Vector<f64, N>> = xs.iter().collect();
+    let coefs: Vec<f64> = (0..xs.len()).map(|j| 0.3 - 0.17 * j as f64).collect();
+    assert!(model.flow.forward_tape(theta, &DMatrix::zeros(xs[0].len(), 1)).is_some(), "these flows have batched kernels");
+    let mut batched = vec![0.0; theta.len()];
+    model.add_log_psi_grads(theta, &ls, &refs, &coefs, &mut batched);
+    let mut one = vec![0.0; theta.len()];
+    for j in 0..xs.len() {
+        model.add_log_psi_grad(theta, ls[j], &xs[j], coefs[j], &mut one);
+    }
+    let scale = one.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(scale > 1e-3, "a non-trivial gradient");
+    batched.iter().zip(&one).map(|(a, b)| (a - b).abs() / scale).fold(0.0, f64::max)
+}
+
+#[test]
+fn batched_log_psi_gradient_equals_the_per_walker_vjp() {
+    let (flow, theta) = random_flow::<4>(12);
+    let model = QuantumNct::new(flow, Vector::from([1.0, 1.4, 0.8, 2.1]), Vector::from([1.0, 0.6, 2.0, 1.3]), 3);
+    let mut r = rng(5);
+    let labels = vec![vec![0, 0, 0, 0], vec![1, 0, 2, 0]];
+    let xs: Vec<_> = (0..6).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
+    let dev = batched_grad_vs_walker(&model, &theta, &labels, &xs);
+    assert!(dev < 1e-12, "Const<4>: batched gradient deviates by {dev:e}");
+    let d = Dyn(6);
+    let mut rr = rng(6);
+    let flow = LuNvp::new(d, 8).unwrap();
+    let mut theta = flow.new_params(&mut rr);
+    for (k, t) in theta.iter_mut().enumerate() {
+        *t += 0.1 * ((k as f64) * 0.41).sin();
+    }
+    let omega = Vector::from_fn(d, |i| 0.6 + 0.2 * i as f64);
+    let model = QuantumNct::new(flow, omega.clone(), omega.map(|w| 1.5 - 0.1 * w), 3);
+    let labels = vec![vec![0; 6], vec![0, 1, 0, 0, 2, 0]];
+    let xs: Vec<_> = (0..5).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
+    let dev = batched_grad_vs_walker(&model, &theta, &labels, &xs);
+    assert!(dev < 1e-12, "Dyn(6) flow!: batched gradient deviates by {dev:e}");
+}

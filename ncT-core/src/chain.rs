@@ -3,7 +3,7 @@
 //! parts in reverse order, each accumulating into its own slice of the gradient.
 
 use crate::jet_batch::JetBatch;
-use crate::layer::{Bijector, CotangentLift, PhasePoint, SymplecticLayer};
+use crate::layer::{BatchTape, Bijector, CotangentLift, PhasePoint, SymplecticLayer};
 use crate::params::{ParamGroup, Parametrised, groups_end_to_end, init_end_to_end, nest_groups};
 use crate::scalar::Scalar;
 use crate::dim::{Size, Vector};
@@ -102,6 +102,26 @@ impl<N: Size, L: Bijector<N>> Bijector<N> for Stack<L> {
             ld.add_assign(&li);
         }
         Some((y, ld))
+    }
+    fn forward_tape(&self, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, BatchTape)> {
+        let mut y = x.clone();
+        let mut ld = vec![0.0; x.ncols()];
+        let mut tapes = Vec::with_capacity(self.layers.len());
+        for (i, l) in self.layers.iter().enumerate() {
+            let (yn, li, t) = l.forward_tape(self.slice(theta, i), &y)?;
+            y = yn;
+            ld.iter_mut().zip(li).for_each(|(a, b)| *a += b);
+            tapes.push(t);
+        }
+        Some((y, ld, BatchTape::new(tapes)))
+    }
+    fn vjp_tape(&self, theta: &[f64], tape: &BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
+        let tapes: &Vec<BatchTape> = tape.get();
+        let mut bar = ybar.clone();
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            bar = l.vjp_tape(self.slice(theta, i), &tapes[i], &bar, ldbar, &mut g[self.range(i)]);
+        }
+        bar
     }
 }
 
@@ -221,6 +241,20 @@ impl<N: Size, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B> {
         let (y2, l2) = self.second.forward_jets(tb, &y1)?;
         l1.add_assign(&l2);
         Some((y2, l1))
+    }
+    fn forward_tape(&self, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, BatchTape)> {
+        let (ta, tb) = self.split(theta);
+        let (y1, mut l1, t1) = self.first.forward_tape(ta, x)?;
+        let (y2, l2, t2) = self.second.forward_tape(tb, &y1)?;
+        l1.iter_mut().zip(l2).for_each(|(a, b)| *a += b);
+        Some((y2, l1, BatchTape::new((t1, t2))))
+    }
+    fn vjp_tape(&self, theta: &[f64], tape: &BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
+        let (ta, tb) = self.split(theta);
+        let (t1, t2): &(BatchTape, BatchTape) = tape.get();
+        let (ga, gb) = g.split_at_mut(self.first.n_params());
+        let b1 = self.second.vjp_tape(tb, t2, ybar, ldbar, gb);
+        self.first.vjp_tape(ta, t1, &b1, ldbar, ga)
     }
 }
 

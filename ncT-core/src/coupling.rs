@@ -219,6 +219,50 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         y.set_rows(&self.trans, &yb);
         Some((y, s.sum_rows()))
     }
+    fn forward_tape(&self, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, crate::layer::BatchTape)> {
+        let (nn, nb, bsz) = (self.net_params(), self.nb(), x.ncols());
+        let c = &theta[nn..nn + nb];
+        let acts = self.net.forward_batch(&theta[..nn], &x.select_rows(self.cond.iter()));
+        let out = acts.last().expect("output layer");
+        let th = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| out[(k, j)].tanh());
+        let es = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
+        let mut y = x.clone();
+        let mut ld = vec![0.0; bsz];
+        for (k, &i) in self.trans.iter().enumerate() {
+            for j in 0..bsz {
+                y[(i, j)] = x[(i, j)] * es[(k, j)] + out[(nb + k, j)];
+                ld[j] += c[k] * th[(k, j)];
+            }
+        }
+        Some((y, ld, crate::layer::BatchTape::new((x.clone(), acts, th, es))))
+    }
+    fn vjp_tape(&self, theta: &[f64], tape: &crate::layer::BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
+        type Tape = (nalgebra::DMatrix<f64>, Vec<nalgebra::DMatrix<f64>>, nalgebra::DMatrix<f64>, nalgebra::DMatrix<f64>);
+        let (x, acts, th, es): &Tape = tape.get();
+        let (nn, nb, bsz) = (self.net_params(), self.nb(), x.ncols());
+        let c = &theta[nn..nn + nb];
+        let mut xbar = ybar.clone();
+        let mut outbar = nalgebra::DMatrix::zeros(2 * nb, bsz);
+        let (gnet, gc) = g.split_at_mut(nn);
+        for (k, &i) in self.trans.iter().enumerate() {
+            for j in 0..bsz {
+                let yb = ybar[(i, j)];
+                xbar[(i, j)] = yb * es[(k, j)];
+                let sbar = yb * x[(i, j)] * es[(k, j)] + ldbar[j];
+                let t = th[(k, j)];
+                gc[k] += sbar * t;
+                outbar[(k, j)] = sbar * (1.0 - t * t) * c[k];
+                outbar[(nb + k, j)] = yb;
+            }
+        }
+        let xabar = self.net.backprop_batch(&theta[..nn], acts, &outbar, gnet);
+        for (k, &i) in self.cond.iter().enumerate() {
+            for j in 0..bsz {
+                xbar[(i, j)] += xabar[(k, j)];
+            }
+        }
+        xbar
+    }
 }
 
 /// Cache of the coupling's cotangent lift.

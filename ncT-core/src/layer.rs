@@ -92,6 +92,38 @@ pub trait Bijector<N: Size>: Parametrised {
     fn forward_jets(&self, _theta: &[f64], _x: &crate::jet_batch::JetBatch) -> Option<(crate::jet_batch::JetBatch, crate::jet_batch::JetBatch)> {
         None
     }
+    /// Batched f64 forward pass for parameter gradients: $y$ for the columns of `x` (`D x B`),
+    /// $\ln|\det|$ per column and the tape [`Bijector::vjp_tape`] reads. `None` (the default)
+    /// when the layer has no batched kernel: callers then use [`Bijector::vjp`] per sample.
+    fn forward_tape(&self, _theta: &[f64], _x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, BatchTape)> {
+        None
+    }
+    /// Batched reverse pass of [`Bijector::forward_tape`]: accumulates
+    /// $\partial_\theta \sum_j(\bar y_j\cdot y_j + \bar\ell_j \ln|\det|_j)$ into `g` and returns $\bar X$.
+    ///
+    /// # Panics
+    /// If the layer has no batched kernel (its `forward_tape` returns `None`): calling this
+    /// without a tape from `forward_tape` is a programming error.
+    fn vjp_tape(&self, _theta: &[f64], _tape: &BatchTape, _ybar: &nalgebra::DMatrix<f64>, _ldbar: &[f64], _g: &mut [f64]) -> nalgebra::DMatrix<f64> {
+        unreachable!("vjp_tape called on a layer without a batched kernel (forward_tape returned None)")
+    }
+}
+
+/// What a layer's batched forward pass keeps for its reverse pass ([`Bijector::forward_tape`]);
+/// each layer stores and reads its own type.
+pub struct BatchTape(Box<dyn std::any::Any + Send>);
+
+impl BatchTape {
+    pub fn new<T: std::any::Any + Send>(t: T) -> Self {
+        Self(Box::new(t))
+    }
+    /// The stored value.
+    ///
+    /// # Panics
+    /// If the tape holds another type (a tape handed to a layer other than the one that wrote it).
+    pub fn get<T: std::any::Any>(&self) -> &T {
+        self.0.downcast_ref::<T>().expect("a batch tape is read by the layer that wrote it")
+    }
 }
 
 /// A bijector whose cotangent lift $Q = f(q)$, $P = (\partial f / \partial q)^{-T} p$ is computed

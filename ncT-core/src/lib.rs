@@ -65,7 +65,7 @@ pub use gradcheck::{AsBijector, AsLayer, AsSymplectic, Checkable, GradCheckConfi
 pub use hamiltonian::{Hamiltonian, Separable};
 pub use jet::{Lap, LapJet};
 pub use jet_batch::JetBatch;
-pub use layer::{Bijector, CotangentLift, Layer, PhasePoint, SymplecticLayer};
+pub use layer::{BatchTape, Bijector, CotangentLift, Layer, PhasePoint, SymplecticLayer};
 pub use latent::{AnharmonicOscillators, Latent, LatentOscillators};
 pub use classical::{ClassicalNct, FreeEnergy, VariationalSample, free_energy_from_samples, maxwell_boltzmann, mean_and_error, symplectic_inverse_vjp, symplectic_jvp};
 pub use linear::{LinearSymplectic, SymplecticScaling};

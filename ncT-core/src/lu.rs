@@ -44,6 +44,21 @@ impl<N: Size> LinearBijector<N> {
     fn b_index(&self, i: usize) -> usize {
         2 * self.tri() + self.n() + i
     }
+    /// The unit lower factor $L$ and the upper factor $U$ (diagonal $e^{s_i}$) as dense matrices.
+    fn factors(&self, theta: &[f64]) -> (nalgebra::DMatrix<f64>, nalgebra::DMatrix<f64>) {
+        let n = self.n();
+        let lower = nalgebra::DMatrix::from_fn(n, n, |i, j| match i.cmp(&j) {
+            std::cmp::Ordering::Equal => 1.0,
+            std::cmp::Ordering::Greater => theta[self.l_index(i, j)],
+            std::cmp::Ordering::Less => 0.0,
+        });
+        let upper = nalgebra::DMatrix::from_fn(n, n, |i, j| match i.cmp(&j) {
+            std::cmp::Ordering::Equal => theta[self.s_index(i)].exp(),
+            std::cmp::Ordering::Less => theta[self.u_index(i, j)],
+            std::cmp::Ordering::Greater => 0.0,
+        });
+        (lower, upper)
+    }
 }
 
 impl<N: Size> Parametrised for LinearBijector<N> {
@@ -135,20 +150,41 @@ impl<N: Size> Bijector<N> for LinearBijector<N> {
     /// log-det $\sum_i s_i$ is constant.
     fn forward_jets(&self, theta: &[f64], x: &crate::jet_batch::JetBatch) -> Option<(crate::jet_batch::JetBatch, crate::jet_batch::JetBatch)> {
         let n = self.n();
-        let upper = nalgebra::DMatrix::from_fn(n, n, |i, j| match i.cmp(&j) {
-            std::cmp::Ordering::Equal => theta[self.s_index(i)].exp(),
-            std::cmp::Ordering::Less => theta[self.u_index(i, j)],
-            std::cmp::Ordering::Greater => 0.0,
-        });
-        let lower = nalgebra::DMatrix::from_fn(n, n, |i, j| match i.cmp(&j) {
-            std::cmp::Ordering::Equal => 1.0,
-            std::cmp::Ordering::Greater => theta[self.l_index(i, j)],
-            std::cmp::Ordering::Less => 0.0,
-        });
+        let (lower, upper) = self.factors(theta);
         let a = lower * upper;
         let bias: Vec<f64> = (0..n).map(|i| self.b_index(i)).map(|k| theta[k]).collect();
         let y = x.affine(&a.as_view(), Some(&bias));
         let ld: f64 = (0..n).map(|i| theta[self.s_index(i)]).sum();
         Some((y, crate::jet_batch::JetBatch::constant(nalgebra::DMatrix::from_element(1, x.walkers(), ld), x.vars())))
+    }
+    fn forward_tape(&self, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, crate::layer::BatchTape)> {
+        let (lower, upper) = self.factors(theta);
+        let u = &upper * x;
+        let mut y = &lower * &u;
+        for i in 0..self.n() {
+            y.row_mut(i).add_scalar_mut(theta[self.b_index(i)]);
+        }
+        let ld: f64 = (0..self.n()).map(|i| theta[self.s_index(i)]).sum();
+        Some((y, vec![ld; x.ncols()], crate::layer::BatchTape::new((x.clone(), u))))
+    }
+    fn vjp_tape(&self, theta: &[f64], tape: &crate::layer::BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
+        let (x, u): &(nalgebra::DMatrix<f64>, nalgebra::DMatrix<f64>) = tape.get();
+        let n = self.n();
+        let (lower, upper) = self.factors(theta);
+        let gl = ybar * u.transpose();
+        let ubar = lower.transpose() * ybar;
+        let gu = &ubar * x.transpose();
+        let ldsum: f64 = ldbar.iter().sum();
+        for i in 0..n {
+            g[self.b_index(i)] += ybar.row(i).sum();
+            g[self.s_index(i)] += gu[(i, i)] * upper[(i, i)] + ldsum;
+            for j in 0..i {
+                g[self.l_index(i, j)] += gl[(i, j)];
+            }
+            for j in i + 1..n {
+                g[self.u_index(i, j)] += gu[(i, j)];
+            }
+        }
+        upper.transpose() * ubar
     }
 }

@@ -696,6 +696,21 @@ impl FlowDef {
                             #( let (y, l) = ::nct::Bijector::<#dty>::forward_jets(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y)?; ld.add_assign(&l); )*
                             ::core::option::Option::Some((y, ld))
                         }
+                        fn forward_tape(&self, theta: &[f64], x: &::nct::nalgebra::DMatrix<f64>) -> ::core::option::Option<(::nct::nalgebra::DMatrix<f64>, ::std::vec::Vec<f64>, ::nct::BatchTape)> {
+                            let o = self.__nct_offsets();
+                            let y = x.clone();
+                            let mut ld = ::std::vec![0.0; x.ncols()];
+                            let mut tapes = ::std::vec::Vec::new();
+                            #( let (y, l, t) = ::nct::Bijector::<#dty>::forward_tape(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y)?; ld.iter_mut().zip(l).for_each(|(a, b)| *a += b); tapes.push(t); )*
+                            ::core::option::Option::Some((y, ld, ::nct::BatchTape::new(tapes)))
+                        }
+                        fn vjp_tape(&self, theta: &[f64], tape: &::nct::BatchTape, ybar: &::nct::nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> ::nct::nalgebra::DMatrix<f64> {
+                            let o = self.__nct_offsets();
+                            let tapes: &::std::vec::Vec<::nct::BatchTape> = tape.get();
+                            let bar = ybar.clone();
+                            #( let bar = ::nct::Bijector::<#dty>::vjp_tape(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &tapes[#rev_idx], &bar, ldbar, &mut g[o[#rev_idx]..o[#rev_idx + 1]]); )*
+                            bar
+                        }
                     }
                 }
             }

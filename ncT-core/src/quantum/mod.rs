@@ -362,6 +362,32 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
         self.flow.vjp(theta, &cache, &zbar, 0.5 * coef, g);
     }
 
+    /// Adds $\sum_j c_j\,\partial_\theta\ln|\psi_{n_j}(x_j)|$ to `g` for a chunk of walkers with
+    /// one batched forward and reverse pass of the flow ([`Bijector::forward_tape`]; dense layers as
+    /// GEMMs), or walker by walker ([`Self::add_log_psi_grad`]) when the flow has no batched kernel.
+    pub fn add_log_psi_grads(&self, theta: &[f64], labels: &[&[usize]], xs: &[&Vector<f64, D>], coefs: &[f64], g: &mut [f64]) {
+        let (d, b) = (self.omega.len(), xs.len());
+        if b == 0 {
+            return;
+        }
+        let x = nalgebra::DMatrix::from_fn(d, b, |i, j| xs[j][i]);
+        match self.flow.forward_tape(theta, &x) {
+            Some((z, _, tape)) => {
+                let zbar = nalgebra::DMatrix::from_fn(d, b, |i, j| {
+                    let (hv, hd) = hermite_with_derivative(labels[j][i], z[(i, j)] * self.width[i]);
+                    coefs[j] * self.width[i] * hd / hv
+                });
+                let ldbar: Vec<f64> = coefs.iter().map(|c| 0.5 * c).collect();
+                self.flow.vjp_tape(theta, &tape, &zbar, &ldbar, g);
+            }
+            None => {
+                for j in 0..b {
+                    self.add_log_psi_grad(theta, labels[j], xs[j], coefs[j], g);
+                }
+            }
+        }
+    }
+
     /// Energies of the states `labels` (frozen flow) from `walkers` independent samples each.
     pub fn state_energies<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], walkers: usize, engine: &BatchEngine, stream: &SeedStream) -> Vec<StateEnergy> {
         self.state_energies_with(theta, h, labels, walkers, engine, stream, &NoProgress)
@@ -461,11 +487,11 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
         }
         let sum = engine.sum_chunks(total, theta.len(), stream, step ^ 0x9e37_79b9, |range, _| {
             let mut g = vec![0.0; theta.len()];
-            for i in range {
-                if coefs[i] != 0.0 {
-                    self.add_log_psi_grad(theta, &labels[i / walkers], &ws[i].x, coefs[i], &mut g);
-                }
-            }
+            let live: Vec<usize> = range.filter(|&i| coefs[i] != 0.0).collect();
+            let ls: Vec<&[usize]> = live.iter().map(|&i| labels[i / walkers].as_slice()).collect();
+            let xs: Vec<&Vector<f64, D>> = live.iter().map(|&i| &ws[i].x).collect();
+            let cs: Vec<f64> = live.iter().map(|&i| coefs[i]).collect();
+            self.add_log_psi_grads(theta, &ls, &xs, &cs, &mut g);
             (0.0, g)
         });
         let grad = sum.grad;
