@@ -309,15 +309,25 @@ fn batched_laplacian_jet_equals_the_per_walker_jet() {
     let xs: Vec<_> = (0..7).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
     let dev = batched_vs_walker(&model, &theta, &labels, &xs);
     assert!(dev < 1e-12, "Dyn(6) flow!: batched jet deviates by {dev:e}");
-    // A chunk of walkers: the same samples as walker by walker (bitwise), energies to rounding.
+    // A chunk of walkers: the same latent points as walker by walker (bitwise), configurations
+    // (batched inverse) and energies to rounding.
     let h = Ndco::new(d, 0.05);
     let (s1, s2) = (SeedStream::new(9), SeedStream::new(9));
     let chunk = model.chunk_walkers(&theta, &h, &labels, |i| i % 2, 0..8, &mut s1.rng(0, 0));
     let mut one = s2.rng(0, 0);
     for (i, w) in chunk.iter().enumerate() {
         let v = model.walker(&theta, &h, &labels[i % 2], &mut one);
-        assert_eq!((&w.x, &w.z, w.potential, w.rejected), (&v.x, &v.z, v.potential, v.rejected));
-        assert!((w.e_loc - v.e_loc).abs() < 1e-12 * v.e_loc.abs().max(1.0), "walker {i}: {} vs {}", w.e_loc, v.e_loc);
+        assert_eq!((&w.z, w.rejected), (&v.z, v.rejected));
+        assert!((&w.x - &v.x).amax() < 1e-13 * v.x.amax().max(1.0), "walker {i}: x {:?} vs {:?}", w.x, v.x);
+        for (a, b) in [(w.e_loc, v.e_loc), (w.potential, v.potential)] {
+            assert!((a - b).abs() < 1e-12 * b.abs().max(1.0), "walker {i}: {a} vs {b}");
+        }
+    }
+    // The batched inverse inverts the forward map.
+    let zs: Vec<&[usize]> = (0..4).map(|j| labels[j % 2].as_slice()).collect();
+    for (x, z) in model.samples(&theta, &zs, &mut rng(10)) {
+        let (fz, _, _) = model.flow.forward(&theta, &x);
+        assert!((&fz - &z).amax() < 1e-12 * z.amax().max(1.0), "f(f^-1(z)) = {fz:?} vs {z:?}");
     }
 }
 

@@ -115,6 +115,16 @@ impl<N: Size, L: Bijector<N>> Bijector<N> for Stack<L> {
         }
         Some((y, ld, BatchTape::new(tapes)))
     }
+    fn inverse_batch(&self, theta: &[f64], y: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>)> {
+        let mut x = y.clone();
+        let mut ld = vec![0.0; y.ncols()];
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            let (xn, li) = l.inverse_batch(self.slice(theta, i), &x)?;
+            x = xn;
+            ld.iter_mut().zip(li).for_each(|(a, b)| *a += b);
+        }
+        Some((x, ld))
+    }
     fn vjp_tape(&self, theta: &[f64], tape: &BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
         let tapes: &Vec<BatchTape> = tape.get();
         let mut bar = ybar.clone();
@@ -248,6 +258,13 @@ impl<N: Size, A: Bijector<N>, B: Bijector<N>> Bijector<N> for Chain<A, B> {
         let (y2, l2, t2) = self.second.forward_tape(tb, &y1)?;
         l1.iter_mut().zip(l2).for_each(|(a, b)| *a += b);
         Some((y2, l1, BatchTape::new((t1, t2))))
+    }
+    fn inverse_batch(&self, theta: &[f64], y: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>)> {
+        let (ta, tb) = self.split(theta);
+        let (x1, mut l2) = self.second.inverse_batch(tb, y)?;
+        let (x0, l1) = self.first.inverse_batch(ta, &x1)?;
+        l2.iter_mut().zip(l1).for_each(|(a, b)| *a += b);
+        Some((x0, l2))
     }
     fn vjp_tape(&self, theta: &[f64], tape: &BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
         let (ta, tb) = self.split(theta);

@@ -236,6 +236,22 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         }
         Some((y, ld, crate::layer::BatchTape::new((x.clone(), acts, th, es))))
     }
+    fn inverse_batch(&self, theta: &[f64], y: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>)> {
+        let (nn, nb, bsz) = (self.net_params(), self.nb(), y.ncols());
+        let c = &theta[nn..nn + nb];
+        let acts = self.net.forward_batch(&theta[..nn], &y.select_rows(self.cond.iter()));
+        let out = acts.last().expect("output layer");
+        let mut x = y.clone();
+        let mut ld = vec![0.0; bsz];
+        for (k, &i) in self.trans.iter().enumerate() {
+            for j in 0..bsz {
+                let s = c[k] * out[(k, j)].tanh();
+                x[(i, j)] = (y[(i, j)] - out[(nb + k, j)]) / s.exp();
+                ld[j] -= s;
+            }
+        }
+        Some((x, ld))
+    }
     fn vjp_tape(&self, theta: &[f64], tape: &crate::layer::BatchTape, ybar: &nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> nalgebra::DMatrix<f64> {
         type Tape = (nalgebra::DMatrix<f64>, Vec<nalgebra::DMatrix<f64>>, nalgebra::DMatrix<f64>, nalgebra::DMatrix<f64>);
         let (x, acts, th, es): &Tape = tape.get();

@@ -149,6 +149,12 @@ impl DenseNet {
         abar
     }
 
+    /// $W_l^T$ as an owned matrix, so that products with it go through the blocked GEMM
+    /// (nalgebra's `gemm_tr` is a plain loop, several times slower at these shapes).
+    fn weight_transposed(&self, theta: &[f64], l: usize) -> DMatrix<f64> {
+        self.weight_view(theta, l).transpose()
+    }
+
     fn weight_view<'a>(&self, theta: &'a [f64], l: usize) -> DMatrixView<'a, f64> {
         let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
         DMatrixView::from_slice(&theta[self.w_off[l]..self.w_off[l] + nin * nout], nout, nin)
@@ -213,7 +219,7 @@ impl DenseNet {
                 gwm.gemm(1.0, &abar, &acts[l].transpose(), 1.0);
             }
             let mut xbar = DMatrix::<f64>::zeros(nin, abar.ncols());
-            xbar.gemm_tr(1.0, &self.weight_view(theta, l), &abar, 0.0);
+            xbar.gemm(1.0, &self.weight_transposed(theta, l), &abar, 0.0);
             abar = xbar;
         }
         abar
@@ -303,7 +309,7 @@ impl DenseNet {
                 zbar.zip_apply(&acts[l + 1], |zb, a| *zb *= act.derivative_from_output(a));
             }
             let mut xbar = DMatrix::<f64>::zeros(self.sizes[l], zbar.ncols());
-            xbar.gemm_tr(1.0, &self.weight_view(theta, l), &zbar, 0.0);
+            xbar.gemm(1.0, &self.weight_transposed(theta, l), &zbar, 0.0);
             abars[l] = abar;
             zbars[l] = zbar;
             abar = xbar;
@@ -340,7 +346,7 @@ impl DenseNet {
                 gwm.gemm(1.0, &cot.zbars[l], &tan.adots[l].transpose(), 1.0);
             }
             let mut xd = DMatrix::<f64>::zeros(nin, zbar_dot.ncols());
-            xd.gemm_tr(1.0, &self.weight_view(theta, l), &zbar_dot, 0.0);
+            xd.gemm(1.0, &self.weight_transposed(theta, l), &zbar_dot, 0.0);
             abar_dot = xd;
         }
         abar_dot

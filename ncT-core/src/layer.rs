@@ -98,6 +98,11 @@ pub trait Bijector<N: Size>: Parametrised {
     fn forward_tape(&self, _theta: &[f64], _x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, BatchTape)> {
         None
     }
+    /// Batched inverse $x = f^{-1}(y)$ for the columns of `y` (`D x B`) and $\ln|\det \partial x/\partial y|$
+    /// per column, dense work as GEMMs. `None` (the default) when the layer has no batched kernel.
+    fn inverse_batch(&self, _theta: &[f64], _y: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>)> {
+        None
+    }
     /// Batched reverse pass of [`Bijector::forward_tape`]: accumulates
     /// $\partial_\theta \sum_j(\bar y_j\cdot y_j + \bar\ell_j \ln|\det|_j)$ into `g` and returns $\bar X$.
     ///

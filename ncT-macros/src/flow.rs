@@ -704,6 +704,13 @@ impl FlowDef {
                             #( let (y, l, t) = ::nct::Bijector::<#dty>::forward_tape(&self.#fields, &theta[o[#idx]..o[#idx + 1]], &y)?; ld.iter_mut().zip(l).for_each(|(a, b)| *a += b); tapes.push(t); )*
                             ::core::option::Option::Some((y, ld, ::nct::BatchTape::new(tapes)))
                         }
+                        fn inverse_batch(&self, theta: &[f64], y: &::nct::nalgebra::DMatrix<f64>) -> ::core::option::Option<(::nct::nalgebra::DMatrix<f64>, ::std::vec::Vec<f64>)> {
+                            let o = self.__nct_offsets();
+                            let x = y.clone();
+                            let mut ld = ::std::vec![0.0; y.ncols()];
+                            #( let (x, l) = ::nct::Bijector::<#dty>::inverse_batch(&self.#rev_fields, &theta[o[#rev_idx]..o[#rev_idx + 1]], &x)?; ld.iter_mut().zip(l).for_each(|(a, b)| *a += b); )*
+                            ::core::option::Option::Some((x, ld))
+                        }
                         fn vjp_tape(&self, theta: &[f64], tape: &::nct::BatchTape, ybar: &::nct::nalgebra::DMatrix<f64>, ldbar: &[f64], g: &mut [f64]) -> ::nct::nalgebra::DMatrix<f64> {
                             let o = self.__nct_offsets();
                             let tapes: &::std::vec::Vec<::nct::BatchTape> = tape.get();

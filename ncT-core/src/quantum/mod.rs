@@ -158,9 +158,27 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
 
     /// Exact sample of $|\psi_n|^2$.
     pub fn sample<R: rand::Rng + ?Sized>(&self, theta: &[f64], n: &[usize], rng: &mut R) -> (Vector<f64, D>, Vector<f64, D>) {
-        let z = Vector::<f64, D>::from_fn(self.omega.size(), |i| self.sampler.sample_with(n[i], rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16)) / self.width[i]);
+        let z = self.sample_latent(n, rng);
         let (x, _) = self.flow.inverse(theta, &z);
         (x, z)
+    }
+
+    /// The latent point of [`Self::sample`]: $z_i \sim |h_{n_i}(s_i z_i)|^2$.
+    fn sample_latent<R: rand::Rng + ?Sized>(&self, n: &[usize], rng: &mut R) -> Vector<f64, D> {
+        Vector::<f64, D>::from_fn(self.omega.size(), |i| self.sampler.sample_with(n[i], rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16)) / self.width[i])
+    }
+
+    /// Exact samples of $|\psi_{n_j}|^2$ for the states `labels`, drawing the latent points as
+    /// [`Self::sample`] called in order does, then one batched inverse of the flow
+    /// ([`Bijector::inverse_batch`], GEMMs; per sample where the flow has no batched kernel). The
+    /// points equal those of [`Self::sample`] to rounding.
+    pub fn samples<R: rand::Rng + ?Sized>(&self, theta: &[f64], labels: &[&[usize]], rng: &mut R) -> Vec<(Vector<f64, D>, Vector<f64, D>)> {
+        let zs: Vec<Vector<f64, D>> = labels.iter().map(|n| self.sample_latent(n, rng)).collect();
+        let (d, b) = (self.omega.len(), zs.len());
+        match self.flow.inverse_batch(theta, &nalgebra::DMatrix::from_fn(d, b, |i, j| zs[j][i])) {
+            Some((x, _)) => zs.into_iter().enumerate().map(|(j, z)| (Vector::from_fn(self.omega.size(), |i| x[(i, j)]), z)).collect(),
+            None => zs.into_iter().map(|z| (self.flow.inverse(theta, &z).0, z)).collect(),
+        }
     }
 
     /// The guard against holes of unbounded surfaces: `true` when $V(x)$ is not finite or below
@@ -264,18 +282,21 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     }
 
     /// Draws and evaluates the walkers `range` of one chunk from its stream, walker `i` in state
-    /// `labels[state_of(i)]`: the samples of [`Self::walker`] called in order, and with the exact
-    /// jet ([`LaplacianMethod::Jet`]) the kinetic energies of the whole chunk from one batched jet
-    /// ([`Self::kinetic_jets`]) where the flow has the kernel. Other methods, or flows without a
-    /// batched kernel, evaluate walker by walker.
+    /// `labels[state_of(i)]`: with the exact jet ([`LaplacianMethod::Jet`]), the samples of
+    /// [`Self::walker`] called in order (to rounding: one batched inverse, [`Self::samples`]) and
+    /// the kinetic energies of the whole chunk from one batched jet ([`Self::kinetic_jets`]), per
+    /// walker where the flow has no batched kernel. Other methods evaluate walker by walker.
     pub fn chunk_walkers<H: Separable<D>>(&self, theta: &[f64], h: &H, labels: &[Vec<usize>], state_of: impl Fn(usize) -> usize, range: std::ops::Range<usize>, rng: &mut crate::batch::NctRng) -> Vec<Walker<D>> {
         if self.laplacian != LaplacianMethod::Jet {
             return range.map(|i| self.walker(theta, h, &labels[state_of(i)], rng)).collect();
         }
-        let drawn: Vec<(usize, Vector<f64, D>, Vector<f64, D>, f64)> = range
-            .map(|i| {
-                let s = state_of(i);
-                let (x, z) = self.sample(theta, &labels[s], rng);
+        let states: Vec<usize> = range.map(state_of).collect();
+        let ns: Vec<&[usize]> = states.iter().map(|&s| labels[s].as_slice()).collect();
+        let drawn: Vec<(usize, Vector<f64, D>, Vector<f64, D>, f64)> = self
+            .samples(theta, &ns, rng)
+            .into_iter()
+            .zip(&states)
+            .map(|((x, z), &s)| {
                 let v = h.potential(&x);
                 (s, x, z, v)
             })
