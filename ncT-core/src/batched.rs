@@ -82,7 +82,7 @@ impl<N: Size> BatchedLift<N> for AffineCoupling<N> {
         let xa = x.q.select_rows(cond.iter());
         let acts = net.forward_batch(&theta[..nn], &xa);
         let out = acts.last().expect("output layer");
-        let th = DMatrix::from_fn(nb, bsz, |k, j| out[(k, j)].tanh());
+        let th = DMatrix::from_fn(nb, bsz, |k, j| crate::activation::tanh_f64(out[(k, j)]));
         let es = DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
         let mut y = x.clone();
         let mut pb = DMatrix::zeros(nb, bsz);

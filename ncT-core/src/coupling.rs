@@ -203,7 +203,7 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         let out = self.net.forward_jets(&theta[..nn], &x.select_rows(&self.cond));
         let mut s = out.row_range(0, nb);
         s.map(|v| {
-            let t = v.tanh();
+            let t = crate::activation::tanh_f64(v);
             let d = 1.0 - t * t;
             (t, d, -2.0 * t * d)
         });
@@ -224,7 +224,7 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         let c = &theta[nn..nn + nb];
         let acts = self.net.forward_batch(&theta[..nn], &x.select_rows(self.cond.iter()));
         let out = acts.last().expect("output layer");
-        let th = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| out[(k, j)].tanh());
+        let th = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| crate::activation::tanh_f64(out[(k, j)]));
         let es = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
         let mut y = x.clone();
         let mut ld = vec![0.0; bsz];
@@ -245,7 +245,7 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         let mut ld = vec![0.0; bsz];
         for (k, &i) in self.trans.iter().enumerate() {
             for j in 0..bsz {
-                let s = c[k] * out[(k, j)].tanh();
+                let s = c[k] * crate::activation::tanh_f64(out[(k, j)]);
                 x[(i, j)] = (y[(i, j)] - out[(nb + k, j)]) / s.exp();
                 ld[j] -= s;
             }

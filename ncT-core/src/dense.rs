@@ -173,7 +173,7 @@ impl DenseNet {
             z.gemm(1.0, &self.weight_view(theta, l), &acts[l], 1.0);
             if l + 1 < self.n_layers() {
                 let act = self.activation;
-                z.apply(|v| *v = act.apply(*v));
+                z.apply(|v| *v = act.apply_f64(*v));
             }
             acts.push(z);
         }
@@ -191,7 +191,7 @@ impl DenseNet {
             if l + 1 < self.n_layers() {
                 let act = self.activation;
                 a.map(|z| {
-                    let y = act.apply(z);
+                    let y = act.apply_f64(z);
                     (y, act.derivative_from_output(y), act.second_derivative_from_output(y))
                 });
             }
