@@ -164,7 +164,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     }
 
     /// The latent point of [`Self::sample`]: $z_i \sim |h_{n_i}(s_i z_i)|^2$.
-    fn sample_latent<R: rand::Rng + ?Sized>(&self, n: &[usize], rng: &mut R) -> Vector<f64, D> {
+    pub(crate) fn sample_latent<R: rand::Rng + ?Sized>(&self, n: &[usize], rng: &mut R) -> Vector<f64, D> {
         Vector::<f64, D>::from_fn(self.omega.size(), |i| self.sampler.sample_with(n[i], rng.random::<f64>().clamp(1e-300, 1.0 - 1e-16)) / self.width[i])
     }
 
@@ -174,11 +174,23 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
     /// points equal those of [`Self::sample`] to rounding.
     pub fn samples<R: rand::Rng + ?Sized>(&self, theta: &[f64], labels: &[&[usize]], rng: &mut R) -> Vec<(Vector<f64, D>, Vector<f64, D>)> {
         let zs: Vec<Vector<f64, D>> = labels.iter().map(|n| self.sample_latent(n, rng)).collect();
+        self.configurations(theta, &zs).into_iter().zip(zs).collect()
+    }
+
+    /// $x_j = f^{-1}(z_j)$ by one batched inverse ([`Bijector::inverse_batch`]), per point where
+    /// the flow has no batched kernel.
+    pub(crate) fn configurations(&self, theta: &[f64], zs: &[Vector<f64, D>]) -> Vec<Vector<f64, D>> {
         let (d, b) = (self.omega.len(), zs.len());
         match self.flow.inverse_batch(theta, &nalgebra::DMatrix::from_fn(d, b, |i, j| zs[j][i])) {
-            Some((x, _)) => zs.into_iter().enumerate().map(|(j, z)| (Vector::from_fn(self.omega.size(), |i| x[(i, j)]), z)).collect(),
-            None => zs.into_iter().map(|z| (self.flow.inverse(theta, &z).0, z)).collect(),
+            Some((x, _)) => (0..b).map(|j| Vector::from_fn(self.omega.size(), |i| x[(i, j)])).collect(),
+            None => zs.iter().map(|z| self.flow.inverse(theta, z).0).collect(),
         }
+    }
+
+    /// Exact local kinetic energies of a chunk: [`Self::kinetic_jets`], or [`Self::kinetic_jet`]
+    /// walker by walker where the flow has no batched kernel.
+    pub(crate) fn kinetic_chunk(&self, theta: &[f64], labels: &[&[usize]], xs: &[&Vector<f64, D>]) -> Vec<f64> {
+        self.kinetic_jets(theta, labels, xs).unwrap_or_else(|| labels.iter().zip(xs).map(|(n, x)| self.kinetic_jet(theta, n, x)).collect())
     }
 
     /// The guard against holes of unbounded surfaces: `true` when $V(x)$ is not finite or below
@@ -305,10 +317,7 @@ impl<B: Bijector<D>, D: Size> QuantumNct<B, D> {
         let ls: Vec<&[usize]> = live.iter().map(|&k| labels[drawn[k].0].as_slice()).collect();
         let xs: Vec<&Vector<f64, D>> = live.iter().map(|&k| &drawn[k].1).collect();
         let mut kin = vec![f64::NAN; drawn.len()];
-        match self.kinetic_jets(theta, &ls, &xs) {
-            Some(ks) => live.iter().zip(ks).for_each(|(&k, e)| kin[k] = e),
-            None => live.iter().for_each(|&k| kin[k] = self.kinetic_jet(theta, &labels[drawn[k].0], &drawn[k].1)),
-        }
+        live.iter().zip(self.kinetic_chunk(theta, &ls, &xs)).for_each(|(&k, e)| kin[k] = e);
         drawn.into_iter().zip(kin).map(|((_, x, z, v), k)| self.walker_from(x, z, k, v)).collect()
     }
 

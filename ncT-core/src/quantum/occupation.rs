@@ -341,12 +341,39 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
         let (tf, to) = self.split(theta);
         let nf = tf.len();
         let kt = self.temperature();
-        let drawn = engine.map(batch, stream, step, |_, rng| {
-            let (n, lp) = self.occupation.sample(to, rng);
-            let (x, z) = self.states.sample(tf, &n, rng);
-            let k = if x.iter().all(|c| c.is_finite()) { self.states.kinetic(tf, &n, &x, rng) } else { f64::NAN };
-            (n, lp, x, z, k)
-        });
+        let drawn: Vec<_> = engine
+            .map_chunks(batch, stream, step, |range, rng| {
+                if self.states.laplacian != super::LaplacianMethod::Jet {
+                    return range
+                        .map(|_| {
+                            let (n, lp) = self.occupation.sample(to, rng);
+                            let (x, z) = self.states.sample(tf, &n, rng);
+                            let k = if x.iter().all(|c| c.is_finite()) { self.states.kinetic(tf, &n, &x, rng) } else { f64::NAN };
+                            (n, lp, x, z, k)
+                        })
+                        .collect::<Vec<_>>();
+                }
+                // Exact jet: the same draws in the same order, then one batched inverse and one
+                // batched jet for the chunk.
+                let latent: Vec<(Vec<usize>, f64, Vector<f64, D>)> = range
+                    .map(|_| {
+                        let (n, lp) = self.occupation.sample(to, rng);
+                        let z = self.states.sample_latent(&n, rng);
+                        (n, lp, z)
+                    })
+                    .collect();
+                let zs: Vec<Vector<f64, D>> = latent.iter().map(|l| l.2.clone()).collect();
+                let xs = self.states.configurations(tf, &zs);
+                let live: Vec<usize> = (0..xs.len()).filter(|&j| xs[j].iter().all(|c| c.is_finite())).collect();
+                let ls: Vec<&[usize]> = live.iter().map(|&j| latent[j].0.as_slice()).collect();
+                let xr: Vec<&Vector<f64, D>> = live.iter().map(|&j| &xs[j]).collect();
+                let mut kin = vec![f64::NAN; xs.len()];
+                live.iter().zip(self.states.kinetic_chunk(tf, &ls, &xr)).for_each(|(&j, k)| kin[j] = k);
+                latent.into_iter().zip(xs).zip(kin).map(|(((n, lp, z), x), k)| (n, lp, x, z, k)).collect()
+            })
+            .into_iter()
+            .flatten()
+            .collect();
         let xs: Vec<Vector<f64, D>> = drawn.iter().map(|d| d.2.clone()).collect();
         let vs = backend.potentials(h, &xs);
         let draws: Vec<_> = drawn.into_iter().zip(vs).map(|((n, lp, x, z, k), v)| (n, lp, self.states.walker_from(x, z, k, v))).collect();
@@ -367,11 +394,13 @@ impl<B: Bijector<D>, O: OccupationModel, D: Size> ThermalNct<B, O, D> {
         let nb = ok.len().max(1) as f64;
         let sum = engine.sum_chunks(ok.len(), theta.len(), stream, step ^ 0x51ed_270b, |range, _| {
             let mut g = vec![0.0; theta.len()];
-            for j in range {
-                let (n, _, w) = &draws[ok[j]];
-                self.states.add_log_psi_grad(tf, n, &w.x, 2.0 * (ce[j] - me) / nb, &mut g[..nf]);
-                self.occupation.add_log_prob_grad(to, n, (cf[j] - mf) / nb, &mut g[nf..]);
+            for j in range.clone() {
+                self.occupation.add_log_prob_grad(to, &draws[ok[j]].0, (cf[j] - mf) / nb, &mut g[nf..]);
             }
+            let ls: Vec<&[usize]> = range.clone().map(|j| draws[ok[j]].0.as_slice()).collect();
+            let xs: Vec<&Vector<f64, D>> = range.clone().map(|j| &draws[ok[j]].2.x).collect();
+            let cs: Vec<f64> = range.map(|j| 2.0 * (ce[j] - me) / nb).collect();
+            self.states.add_log_psi_grads(tf, &ls, &xs, &cs, &mut g[..nf]);
             (0.0, g)
         });
         let grad = sum.grad;
