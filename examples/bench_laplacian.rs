@@ -102,6 +102,9 @@ fn main() {
             std::process::exit(2);
         }
     }
+    // Warm-up: the first batched passes of a process run about twice slower (the allocator's
+    // thresholds adapt to the chunk matrices), which would bias whichever case runs first.
+    let _ = bench(Dyn(12), cli.couplings, cli.hidden, cli.walkers.min(32), false);
     let st = bench(Const::<12>, cli.couplings, cli.hidden, cli.walkers, true);
     let dy = bench(Dyn(12), cli.couplings, cli.hidden, cli.walkers, true);
     println!("D = 12, linear + RealNVP ({} couplings, 2x{} tanh), {} parameters, one thread, best of 3", cli.couplings, cli.hidden, st.params);
