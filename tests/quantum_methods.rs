@@ -266,6 +266,19 @@ nct::flow! {
     pub struct LuNvp: Unitary<Dyn> { lu: LinearBijector, nvp: RealNvp { couplings: 3, hidden: [7, 5], masks: halves } }
 }
 
+/// The vibrational example's flow shape at D = 6 with perturbed parameters, unequal masses.
+fn lu_nvp_model(seed: u64) -> (QuantumNct<LuNvp, Dyn>, Vec<f64>) {
+    let d = Dyn(6);
+    let mut r = rng(seed);
+    let flow = LuNvp::new(d, seed).unwrap();
+    let mut theta = flow.new_params(&mut r);
+    for (k, t) in theta.iter_mut().enumerate() {
+        *t += 0.1 * ((k as f64) * 0.37 + seed as f64).cos();
+    }
+    let omega = Vector::from_fn(d, |i| 0.5 + 0.3 * i as f64);
+    (QuantumNct::new(flow, omega.clone(), omega.map(|w| 0.5 + w), 3), theta)
+}
+
 /// The largest relative deviation of the batched jet from the per-walker jet over `xs`.
 fn batched_vs_walker<B: Bijector<N>, N: Size>(model: &QuantumNct<B, N>, theta: &[f64], labels: &[Vec<usize>], xs: &[Vector<f64, N>]) -> f64 {
     let ls: Vec<&[usize]> = (0..xs.len()).map(|j| labels[j % labels.len()].as_slice()).collect();
@@ -297,14 +310,7 @@ fn batched_laplacian_jet_equals_the_per_walker_jet() {
     assert!(dev < 1e-12, "Const<4>: batched jet deviates by {dev:e}");
     // A flow!-declared model at runtime dimension (the vibrational example's shape, D = 6).
     let d = Dyn(6);
-    let mut rr = rng(4);
-    let flow = LuNvp::new(d, 4).unwrap();
-    let mut theta = flow.new_params(&mut rr);
-    for (k, t) in theta.iter_mut().enumerate() {
-        *t += 0.1 * ((k as f64) * 0.37).cos();
-    }
-    let omega = Vector::from_fn(d, |i| 0.5 + 0.3 * i as f64);
-    let model = QuantumNct::new(flow, omega.clone(), omega.map(|w| 0.5 + w), 3);
+    let (model, theta) = lu_nvp_model(4);
     let labels = vec![vec![0; 6], vec![1, 0, 0, 2, 0, 1]];
     let xs: Vec<_> = (0..7).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
     let dev = batched_vs_walker(&model, &theta, &labels, &xs);
@@ -358,15 +364,7 @@ fn batched_log_psi_gradient_equals_the_per_walker_vjp() {
     let xs: Vec<_> = (0..6).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
     let dev = batched_grad_vs_walker(&model, &theta, &labels, &xs);
     assert!(dev < 1e-12, "Const<4>: batched gradient deviates by {dev:e}");
-    let d = Dyn(6);
-    let mut rr = rng(6);
-    let flow = LuNvp::new(d, 8).unwrap();
-    let mut theta = flow.new_params(&mut rr);
-    for (k, t) in theta.iter_mut().enumerate() {
-        *t += 0.1 * ((k as f64) * 0.41).sin();
-    }
-    let omega = Vector::from_fn(d, |i| 0.6 + 0.2 * i as f64);
-    let model = QuantumNct::new(flow, omega.clone(), omega.map(|w| 1.5 - 0.1 * w), 3);
+    let (model, theta) = lu_nvp_model(6);
     let labels = vec![vec![0; 6], vec![0, 1, 0, 0, 2, 0]];
     let xs: Vec<_> = (0..5).map(|j| model.sample(&theta, &labels[j % 2], &mut r).0).collect();
     let dev = batched_grad_vs_walker(&model, &theta, &labels, &xs);
