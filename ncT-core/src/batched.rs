@@ -79,11 +79,8 @@ impl<N: Size> BatchedLift<N> for AffineCoupling<N> {
         let (cond, trans) = (self.conditioning(), self.transformed());
         let c = &theta[nn..nn + nb];
         let bsz = x.len();
-        let xa = x.q.select_rows(cond.iter());
-        let acts = net.forward_batch(&theta[..nn], &xa);
+        let (acts, th, es) = self.conditioner_batch(theta, &x.q);
         let out = acts.last().expect("output layer");
-        let th = DMatrix::from_fn(nb, bsz, |k, j| crate::activation::tanh_f64(out[(k, j)]));
-        let es = DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
         let mut y = x.clone();
         let mut pb = DMatrix::zeros(nb, bsz);
         let mut outbar = DMatrix::zeros(2 * nb, bsz);

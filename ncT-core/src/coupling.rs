@@ -100,6 +100,18 @@ impl<N: Size> AffineCoupling<N> {
         (acts, s, es, th, t)
     }
 
+    /// The conditioner of a batch (columns of `x`, all coordinates): the net's activations and
+    /// $\tanh s$, $e^{c \tanh s}$ (`nb x B` each); $t$ is the lower half of the net output.
+    pub(crate) fn conditioner_batch(&self, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> (Vec<nalgebra::DMatrix<f64>>, nalgebra::DMatrix<f64>, nalgebra::DMatrix<f64>) {
+        let (nn, nb, bsz) = (self.net_params(), self.nb(), x.ncols());
+        let c = &theta[nn..nn + nb];
+        let acts = self.net.forward_batch(&theta[..nn], &x.select_rows(self.cond.iter()));
+        let out = acts.last().expect("output layer");
+        let th = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| crate::activation::tanh_f64(out[(k, j)]));
+        let es = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
+        (acts, th, es)
+    }
+
     /// Shared reverse pass. `sbar_add` is added to $\bar s$ (used for the log-det cotangent and for
     /// the momentum map). Returns $\bar x$.
     fn backprop<D: Scalar>(&self, theta: &[f64], c: &CouplingCache<D, N>, ybar: &Vector<D, N>, sbar_add: &[D], g: Option<&mut [D]>) -> Vector<D, N> {
@@ -222,10 +234,8 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
     fn forward_tape(&self, theta: &[f64], x: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>, crate::layer::BatchTape)> {
         let (nn, nb, bsz) = (self.net_params(), self.nb(), x.ncols());
         let c = &theta[nn..nn + nb];
-        let acts = self.net.forward_batch(&theta[..nn], &x.select_rows(self.cond.iter()));
+        let (acts, th, es) = self.conditioner_batch(theta, x);
         let out = acts.last().expect("output layer");
-        let th = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| crate::activation::tanh_f64(out[(k, j)]));
-        let es = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
         let mut y = x.clone();
         let mut ld = vec![0.0; bsz];
         for (k, &i) in self.trans.iter().enumerate() {
@@ -239,15 +249,14 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
     fn inverse_batch(&self, theta: &[f64], y: &nalgebra::DMatrix<f64>) -> Option<(nalgebra::DMatrix<f64>, Vec<f64>)> {
         let (nn, nb, bsz) = (self.net_params(), self.nb(), y.ncols());
         let c = &theta[nn..nn + nb];
-        let acts = self.net.forward_batch(&theta[..nn], &y.select_rows(self.cond.iter()));
+        let (acts, th, es) = self.conditioner_batch(theta, y);
         let out = acts.last().expect("output layer");
         let mut x = y.clone();
         let mut ld = vec![0.0; bsz];
         for (k, &i) in self.trans.iter().enumerate() {
             for j in 0..bsz {
-                let s = c[k] * crate::activation::tanh_f64(out[(k, j)]);
-                x[(i, j)] = (y[(i, j)] - out[(nb + k, j)]) / s.exp();
-                ld[j] -= s;
+                x[(i, j)] = (y[(i, j)] - out[(nb + k, j)]) / es[(k, j)];
+                ld[j] -= c[k] * th[(k, j)];
             }
         }
         Some((x, ld))
