@@ -4,7 +4,7 @@
 //! paper flow's size: sampling by the batched inverse, local energy by the batched Laplacian jet,
 //! parameter gradient by the batched VJP). Prints time, GFLOP/s by an explicit FLOP count (GEMM
 //! multiply-adds as 2 FLOPs) and the fraction of a 1024^3 f64 GEMM measured in the same run with the
-//! same GEMM (nalgebra -> matrixmultiply). The reference numbers are constants measured by the
+//! same GEMM library (`--gemm faer|matrixmultiply`). The reference numbers are constants measured by the
 //! issue's author on this machine kind (2-core EPYC, one thread, reference codes run unchanged).
 //!
 //! The quantum kernels are timed on one thread (a sequential loop over the chunks); the whole
@@ -17,6 +17,7 @@ use nalgebra::DMatrix;
 use nct::models::DynHarmonicChain;
 use nct::models::vibrational::HarmonicModes;
 use nct::*;
+use nct::gemm::GemmLibrary;
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -35,6 +36,25 @@ struct Cli {
     /// Timed repetitions per case (median reported; >= 1).
     #[arg(long, default_value_t = 9)]
     repeats: usize,
+    /// Which case to run: both, or only one of them (e.g. under a profiler).
+    #[arg(long, value_enum, default_value_t = Case::All)]
+    case: Case,
+    /// GEMM library behind every batched product (and the peak measurement).
+    #[arg(long, value_enum, default_value_t = Gemm::Faer)]
+    gemm: Gemm,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Gemm {
+    Faer,
+    Matrixmultiply,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Case {
+    All,
+    Classical,
+    Quantum,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -65,7 +85,7 @@ fn gemm_peak() -> f64 {
     let best = (0..3)
         .map(|_| {
             let t0 = Instant::now();
-            c.gemm(1.0, &a, &b, 0.0);
+            nct::gemm::gemm_into(&mut c, 1.0, (&a).into(), (&b).into(), 0.0);
             std::hint::black_box(&c);
             t0.elapsed().as_secs_f64()
         })
@@ -145,20 +165,27 @@ fn main() {
         eprintln!("error: invalid value for --repeats: 0 (at least 1)");
         std::process::exit(2);
     }
+    let lib = match cli.gemm {
+        Gemm::Faer => GemmLibrary::Faer,
+        Gemm::Matrixmultiply => GemmLibrary::MatrixMultiply,
+    };
+    nct::gemm::set_library(lib);
     for threads in [1usize, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool");
         pool.install(|| {
             // The GEMM runs on one core; the peak of `threads` cores is that many times its rate.
             let core = gemm_peak();
             let peak = core * threads as f64;
-            println!("== {threads} thread{}: f64 GEMM 1024^3 (nalgebra/matrixmultiply, one core) {core:.1} GFLOP/s, peak of {threads} core(s) {peak:.1}", if threads > 1 { "s" } else { "" });
-            println!("classical step, chain n = 32, RealNVP 8 couplings, batch 200 (batched f64 path):");
-            for hidden in [128usize, 200] {
+            println!("== {threads} thread{}: f64 GEMM 1024^3 ({lib:?}, one core) {core:.1} GFLOP/s, peak of {threads} core(s) {peak:.1}", if threads > 1 { "s" } else { "" });
+            if cli.case != Case::Quantum {
+                println!("classical step, chain n = 32, RealNVP 8 couplings, batch 200 (batched f64 path):");
+            }
+            for hidden in [128usize, 200].into_iter().filter(|_| cli.case != Case::Quantum) {
                 let (t, flops, params) = classical_step(hidden, cli.repeats);
                 let gf = flops / t / 1e9;
                 println!("  2x{hidden:<3} {params:7} params  {:7.1} ms  {gf:5.1} GFLOP/s  {:4.0} % of peak  neuralCT f64 {TORCH_STEP_F64_MS} ms ({:.2}x), f32 {TORCH_STEP_F32_MS} ms ({:.2}x)", t * 1e3, 100.0 * gf / peak, TORCH_STEP_F64_MS / (t * 1e3), TORCH_STEP_F32_MS / (t * 1e3));
             }
-            if threads > 1 {
+            if threads > 1 || cli.case == Case::Classical {
                 // The quantum kernels below are timed as sequential loops over the chunks; the
                 // threaded iteration is the vibrational example's.
                 return;

@@ -14,6 +14,7 @@ use crate::params::Parametrised;
 use crate::point::PointTransform;
 use crate::shear::{GradientShear, HamiltonianFlow};
 use crate::dim::{Size, Vector};
+use crate::gemm::{MatRef, gemm_into, matmul};
 use nalgebra::DMatrix;
 
 /// $B$ phase-space points as columns of two $N \times B$ matrices.
@@ -259,7 +260,7 @@ impl<N: Size> LinearSymplectic<N> {
 
 fn sym_grad_batch(a: &DMatrix<f64>, b: &DMatrix<f64>, g: &mut [f64]) {
     let n = a.nrows();
-    let m = a * b.transpose();
+    let m = matmul(a.into(), MatRef::from(b).t());
     let mut idx = 0;
     for i in 0..n {
         for j in i..n {
@@ -278,9 +279,9 @@ impl<N: Size> BatchedSymplectic<N> for LinearSymplectic<N> {
             cache.push(y.clone());
             let s = self.dense_shear(theta, k);
             if k % 2 == 0 {
-                y.p.gemm(1.0, &s, &y.q.clone(), 1.0);
+                gemm_into(&mut y.p, 1.0, (&s).into(), (&y.q).into(), 1.0);
             } else {
-                y.q.gemm(1.0, &s, &y.p.clone(), 1.0);
+                gemm_into(&mut y.q, 1.0, (&s).into(), (&y.p).into(), 1.0);
             }
         }
         (y, cache)
@@ -295,10 +296,10 @@ impl<N: Size> BatchedSymplectic<N> for LinearSymplectic<N> {
             let gk = &mut g[k * m..(k + 1) * m];
             if k % 2 == 0 {
                 sym_grad_batch(&bar.p, &x.q, gk);
-                bar.q.gemm(1.0, &s, &bar.p.clone(), 1.0);
+                gemm_into(&mut bar.q, 1.0, (&s).into(), (&bar.p).into(), 1.0);
             } else {
                 sym_grad_batch(&bar.q, &x.p, gk);
-                bar.p.gemm(1.0, &s, &bar.q.clone(), 1.0);
+                gemm_into(&mut bar.p, 1.0, (&s).into(), (&bar.q).into(), 1.0);
             }
         }
         bar

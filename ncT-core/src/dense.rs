@@ -13,7 +13,8 @@
 use crate::activation::Activation;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
-use nalgebra::{DMatrix, DMatrixView};
+use crate::gemm::{MatRef, gemm, gemm_into, matmul};
+use nalgebra::DMatrix;
 use rand::RngExt;
 
 /// A multilayer perceptron with runtime widths (the input and output widths of the layers that
@@ -149,15 +150,22 @@ impl DenseNet {
         abar
     }
 
-    /// $W_l^T$ as an owned matrix, so that products with it go through the blocked GEMM
-    /// (nalgebra's `gemm_tr` is a plain loop, several times slower at these shapes).
-    fn weight_transposed(&self, theta: &[f64], l: usize) -> DMatrix<f64> {
-        self.weight_view(theta, l).transpose()
+    /// $W_l$ as a GEMM operand (its transpose is [`MatRef::t`], no copy).
+    fn weight<'a>(&self, theta: &'a [f64], l: usize) -> MatRef<'a> {
+        let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
+        MatRef::col_major(&theta[self.w_off[l]..self.w_off[l] + nin * nout], nout, nin)
     }
 
-    fn weight_view<'a>(&self, theta: &'a [f64], l: usize) -> DMatrixView<'a, f64> {
+    /// $g_{W_l} \mathrel{+}= \bar z\, a^T$ and $g_{b_l} \mathrel{+}= \sum_{\rm samples} \bar z$.
+    fn add_layer_gradient(&self, l: usize, zbar: &DMatrix<f64>, a: &DMatrix<f64>, g: &mut [f64]) {
         let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
-        DMatrixView::from_slice(&theta[self.w_off[l]..self.w_off[l] + nin * nout], nout, nin)
+        add_row_sums(zbar, &mut g[self.b_off[l]..self.b_off[l] + nout]);
+        gemm(&mut g[self.w_off[l]..self.w_off[l] + nin * nout], nout, 1.0, zbar.into(), MatRef::from(a).t(), 1.0);
+    }
+
+    /// $W_l^T \bar z$ (`n_in x B`).
+    fn input_cotangent(&self, theta: &[f64], l: usize, zbar: &DMatrix<f64>) -> DMatrix<f64> {
+        matmul(self.weight(theta, l).t(), zbar.into())
     }
 
     /// Batched forward pass on a matrix whose columns are samples (`n_in x B`); returns the
@@ -170,10 +178,10 @@ impl DenseNet {
             let nout = self.sizes[l + 1];
             let b = &theta[self.b_off[l]..self.b_off[l] + nout];
             let mut z = DMatrix::<f64>::from_fn(nout, batch, |i, _| b[i]);
-            z.gemm(1.0, &self.weight_view(theta, l), &acts[l], 1.0);
+            gemm_into(&mut z, 1.0, self.weight(theta, l), (&acts[l]).into(), 1.0);
             if l + 1 < self.n_layers() {
                 let act = self.activation;
-                z.apply(|v| *v = act.apply_f64(*v));
+                z.as_mut_slice().iter_mut().for_each(|v| *v = act.apply_f64(*v));
             }
             acts.push(z);
         }
@@ -187,7 +195,7 @@ impl DenseNet {
         let mut a = x.clone();
         for l in 0..self.n_layers() {
             let nout = self.sizes[l + 1];
-            a = a.affine(&self.weight_view(theta, l), Some(&theta[self.b_off[l]..self.b_off[l] + nout]));
+            a = a.affine(self.weight(theta, l), Some(&theta[self.b_off[l]..self.b_off[l] + nout]));
             if l + 1 < self.n_layers() {
                 let act = self.activation;
                 a.map(|z| {
@@ -204,23 +212,11 @@ impl DenseNet {
     pub fn backprop_batch(&self, theta: &[f64], acts: &[DMatrix<f64>], ybar: &DMatrix<f64>, g: &mut [f64]) -> DMatrix<f64> {
         let mut abar = ybar.clone();
         for l in (0..self.n_layers()).rev() {
-            let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
             if l + 1 < self.n_layers() {
-                let act = self.activation;
-                abar.zip_apply(&acts[l + 1], |zb, a| *zb *= act.derivative_from_output(a));
+                scale_by_derivative(self.activation, &mut abar, &acts[l + 1]);
             }
-            {
-                let gb = &mut g[self.b_off[l]..self.b_off[l] + nout];
-                for (i, gbi) in gb.iter_mut().enumerate() {
-                    *gbi += abar.row(i).sum();
-                }
-                let gw = &mut g[self.w_off[l]..self.w_off[l] + nin * nout];
-                let mut gwm = nalgebra::DMatrixViewMut::from_slice(gw, nout, nin);
-                gwm.gemm(1.0, &abar, &acts[l].transpose(), 1.0);
-            }
-            let mut xbar = DMatrix::<f64>::zeros(nin, abar.ncols());
-            xbar.gemm(1.0, &self.weight_transposed(theta, l), &abar, 0.0);
-            abar = xbar;
+            self.add_layer_gradient(l, &abar, &acts[l], g);
+            abar = self.input_cotangent(theta, l, &abar);
         }
         abar
     }
@@ -255,6 +251,26 @@ impl Parametrised for DenseNet {
     }
 }
 
+/// `u *= \sigma'` elementwise, with $\sigma'$ from the layer's output activations `a`.
+fn scale_by_derivative(act: Activation, u: &mut DMatrix<f64>, a: &DMatrix<f64>) {
+    for (v, &a) in u.as_mut_slice().iter_mut().zip(a.as_slice()) {
+        *v *= act.derivative_from_output(a);
+    }
+}
+
+/// `sums[i] += \sum_j u_{ij}`, one contiguous column at a time (each row summed in column order).
+fn add_row_sums(u: &DMatrix<f64>, sums: &mut [f64]) {
+    let mut acc = vec![0.0; u.nrows()];
+    for col in u.as_slice().chunks_exact(u.nrows().max(1)) {
+        for (s, &v) in acc.iter_mut().zip(col) {
+            *s += v;
+        }
+    }
+    for (s, a) in sums.iter_mut().zip(acc) {
+        *s += a;
+    }
+}
+
 /// Primal and tangent quantities of a batched forward-over-reverse pass through a [`DenseNet`].
 #[derive(Clone, Debug)]
 pub struct DenseTangents {
@@ -281,13 +297,10 @@ impl DenseNet {
         let mut zdots = Vec::with_capacity(self.n_layers());
         adots.push(xdot.clone());
         for l in 0..self.n_layers() {
-            let nout = self.sizes[l + 1];
-            let mut zd = DMatrix::<f64>::zeros(nout, xdot.ncols());
-            zd.gemm(1.0, &self.weight_view(theta, l), &adots[l], 0.0);
+            let zd = matmul(self.weight(theta, l), (&adots[l]).into());
             let mut ad = zd.clone();
             if l + 1 < self.n_layers() {
-                let act = self.activation;
-                ad.zip_apply(&acts[l + 1], |v, a| *v *= act.derivative_from_output(a));
+                scale_by_derivative(self.activation, &mut ad, &acts[l + 1]);
             }
             zdots.push(zd);
             adots.push(ad);
@@ -305,11 +318,9 @@ impl DenseNet {
         for l in (0..n).rev() {
             let mut zbar = abar.clone();
             if l + 1 < n {
-                let act = self.activation;
-                zbar.zip_apply(&acts[l + 1], |zb, a| *zb *= act.derivative_from_output(a));
+                scale_by_derivative(self.activation, &mut zbar, &acts[l + 1]);
             }
-            let mut xbar = DMatrix::<f64>::zeros(self.sizes[l], zbar.ncols());
-            xbar.gemm(1.0, &self.weight_transposed(theta, l), &zbar, 0.0);
+            let xbar = self.input_cotangent(theta, l, &zbar);
             abars[l] = abar;
             zbars[l] = zbar;
             abar = xbar;
@@ -330,24 +341,14 @@ impl DenseNet {
             let mut zbar_dot = abar_dot;
             if l + 1 < n {
                 let act = self.activation;
-                let (a, zd, ab) = (&acts[l + 1], &tan.zdots[l], &cot.abars[l]);
-                for k in 0..zbar_dot.len() {
-                    zbar_dot[k] = act.derivative_from_output(a[k]) * zbar_dot[k] + act.second_derivative_from_output(a[k]) * zd[k] * ab[k];
+                let (a, zd, ab) = (acts[l + 1].as_slice(), tan.zdots[l].as_slice(), cot.abars[l].as_slice());
+                for (((zb, &a), &zd), &ab) in zbar_dot.as_mut_slice().iter_mut().zip(a).zip(zd).zip(ab) {
+                    *zb = act.derivative_from_output(a) * *zb + act.second_derivative_from_output(a) * zd * ab;
                 }
             }
-            {
-                let gb = &mut g[self.b_off[l]..self.b_off[l] + nout];
-                for (i, gbi) in gb.iter_mut().enumerate() {
-                    *gbi += zbar_dot.row(i).sum();
-                }
-                let gw = &mut g[self.w_off[l]..self.w_off[l] + nin * nout];
-                let mut gwm = nalgebra::DMatrixViewMut::from_slice(gw, nout, nin);
-                gwm.gemm(1.0, &zbar_dot, &acts[l].transpose(), 1.0);
-                gwm.gemm(1.0, &cot.zbars[l], &tan.adots[l].transpose(), 1.0);
-            }
-            let mut xd = DMatrix::<f64>::zeros(nin, zbar_dot.ncols());
-            xd.gemm(1.0, &self.weight_transposed(theta, l), &zbar_dot, 0.0);
-            abar_dot = xd;
+            self.add_layer_gradient(l, &zbar_dot, &acts[l], g);
+            gemm(&mut g[self.w_off[l]..self.w_off[l] + nin * nout], nout, 1.0, (&cot.zbars[l]).into(), MatRef::from(&tan.adots[l]).t(), 1.0);
+            abar_dot = self.input_cotangent(theta, l, &zbar_dot);
         }
         abar_dot
     }

@@ -8,7 +8,8 @@
 //! The per-walker scalar jet ([`crate::jet::Lap`]) computes the same numbers one walker at a time
 //! and stays the reference: tests require both to agree to rounding.
 
-use nalgebra::{DMatrix, DMatrixView};
+use crate::gemm::{MatRef, gemm_into, matmul};
+use nalgebra::DMatrix;
 
 /// Jets of `rows` quantities for `B` walkers. Column `k * B + j` of `grad` is the derivative
 /// along seed direction `k` of walker `j`.
@@ -82,17 +83,15 @@ impl JetBatch {
     }
 
     /// $W u + b$ (`w`: `out x rows`; `bias` added to the values only).
-    pub fn affine(&self, w: &DMatrixView<f64>, bias: Option<&[f64]>) -> Self {
-        let nout = w.nrows();
+    pub fn affine(&self, w: MatRef<'_>, bias: Option<&[f64]>) -> Self {
+        let nout = w.rows();
         let mut val = match bias {
             Some(b) => DMatrix::from_fn(nout, self.walkers(), |i, _| b[i]),
             None => DMatrix::zeros(nout, self.walkers()),
         };
-        val.gemm(1.0, w, &self.val, 1.0);
-        let mut grad = DMatrix::zeros(nout, self.grad.ncols());
-        grad.gemm(1.0, w, &self.grad, 0.0);
-        let mut lap = DMatrix::zeros(nout, self.walkers());
-        lap.gemm(1.0, w, &self.lap, 0.0);
+        gemm_into(&mut val, 1.0, w, (&self.val).into(), 1.0);
+        let grad = matmul(w, (&self.grad).into());
+        let lap = matmul(w, (&self.lap).into());
         Self { vars: self.vars, val, grad, lap }
     }
 
@@ -217,7 +216,7 @@ mod tests {
         let scale = [1.0, 0.7, 1.3];
         let w = DMatrix::from_fn(2, 3, |i, j| ((i * 3 + j) as f64 * 0.9).sin());
         let bias = [0.2, -0.4];
-        let mut a = JetBatch::seeds(&x, &scale).affine(&w.as_view(), Some(&bias));
+        let mut a = JetBatch::seeds(&x, &scale).affine((&w).into(), Some(&bias));
         a.map(|v| {
             let t = v.tanh();
             (t, 1.0 - t * t, -2.0 * t * (1.0 - t * t))

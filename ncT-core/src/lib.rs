@@ -25,6 +25,7 @@ pub mod dense;
 pub mod diagonal;
 pub mod error;
 pub mod fermion;
+pub mod gemm;
 pub mod gradcheck;
 pub mod hamiltonian;
 pub mod jet;

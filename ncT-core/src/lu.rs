@@ -153,7 +153,7 @@ impl<N: Size> Bijector<N> for LinearBijector<N> {
         let (lower, upper) = self.factors(theta);
         let a = lower * upper;
         let bias: Vec<f64> = (0..n).map(|i| self.b_index(i)).map(|k| theta[k]).collect();
-        let y = x.affine(&a.as_view(), Some(&bias));
+        let y = x.affine((&a).into(), Some(&bias));
         let ld: f64 = (0..n).map(|i| theta[self.s_index(i)]).sum();
         Some((y, crate::jet_batch::JetBatch::constant(nalgebra::DMatrix::from_element(1, x.walkers(), ld), x.vars())))
     }
