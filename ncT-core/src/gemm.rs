@@ -97,10 +97,22 @@ pub fn gemm_with(lib: GemmLibrary, c: &mut [f64], c_rows: usize, alpha: f64, a: 
     if beta != 0.0 && beta != 1.0 {
         c.iter_mut().for_each(|v| *v *= beta);
     }
-    let accumulate = beta != 0.0;
-    match lib {
-        GemmLibrary::Faer => faer_gemm(c, alpha, a, b, accumulate),
-        GemmLibrary::MatrixMultiply => matrixmultiply_gemm(c, alpha, a, b, accumulate),
+    // SAFETY: `c` holds the m x n entries of C (checked above).
+    unsafe { product(lib, c.as_mut_ptr(), alpha, a, b, beta != 0.0) }
+}
+
+/// `C (+)= alpha A B` into the column-major `m x n` block at `c` (`m = a.rows`, `n = b.cols`,
+/// `k = a.cols = b.rows > 0`). Without `accumulate` C is only written, never read.
+///
+/// # Safety
+/// `c` must be valid for writes (and, with `accumulate`, reads) of `m * n` consecutive f64.
+unsafe fn product(lib: GemmLibrary, c: *mut f64, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match lib {
+            GemmLibrary::Faer => faer_gemm(c, alpha, a, b, accumulate),
+            GemmLibrary::MatrixMultiply => matrixmultiply_gemm(c, alpha, a, b, accumulate),
+        }
     }
 }
 
@@ -130,14 +142,14 @@ pub fn library() -> GemmLibrary {
 }
 
 /// `C (+)= alpha A B` by faer; `c` is `a.rows x b.cols`, column-major.
-fn faer_gemm(c: &mut [f64], alpha: f64, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+unsafe fn faer_gemm(c: *mut f64, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     // SAFETY: the operands' extents were checked at construction (`col_major`, views) and C's by
     // the caller; faer reads A and B within rows x cols at their strides and writes C's m x n entries.
     unsafe {
         let a = faer::MatRef::from_raw_parts(a.data.as_ptr(), m, k, a.rs as isize, a.cs as isize);
         let b = faer::MatRef::from_raw_parts(b.data.as_ptr(), k, n, b.rs as isize, b.cs as isize);
-        let cm = faer::MatMut::from_raw_parts_mut(c.as_mut_ptr(), m, n, 1, m as isize);
+        let cm = faer::MatMut::from_raw_parts_mut(c, m, n, 1, m as isize);
         let accum = if accumulate { faer::Accum::Add } else { faer::Accum::Replace };
         faer::linalg::matmul::matmul(cm, accum, a, b, alpha, faer::Par::Seq);
     }
@@ -162,7 +174,7 @@ fn clear_upper_vector_state() {
 }
 
 /// `C (+)= alpha A B` by matrixmultiply; `c` is `a.rows x b.cols`, column-major.
-fn matrixmultiply_gemm(c: &mut [f64], alpha: f64, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
+unsafe fn matrixmultiply_gemm(c: *mut f64, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let beta = if accumulate { 1.0 } else { 0.0 };
     // SAFETY: as for faer; with beta = 0 matrixmultiply does not read C.
@@ -179,7 +191,7 @@ fn matrixmultiply_gemm(c: &mut [f64], alpha: f64, a: MatRef<'_>, b: MatRef<'_>, 
             b.rs as isize,
             b.cs as isize,
             beta,
-            c.as_mut_ptr(),
+            c,
             1,
             m as isize,
         );
@@ -206,9 +218,21 @@ pub fn gemm_view(c: &mut DMatrixViewMut<'_, f64>, alpha: f64, a: MatRef<'_>, b: 
 
 /// $A B$ as a new matrix.
 pub fn matmul(a: MatRef<'_>, b: MatRef<'_>) -> DMatrix<f64> {
-    let mut c = DMatrix::zeros(a.rows, b.cols);
-    gemm_into(&mut c, 1.0, a, b, 0.0);
-    c
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(b.rows, k, "gemm: inner dimensions {k} and {} differ", b.rows);
+    if m * n == 0 || k == 0 {
+        return DMatrix::zeros(m, n);
+    }
+    // The product overwrites every entry, so C is not zeroed first (a memset of every jet and
+    // cotangent matrix otherwise).
+    let mut data = Vec::<f64>::with_capacity(m * n);
+    // SAFETY: `data` has room for the m x n entries, which `product` writes without reading
+    // (accumulate = false) before the length is set.
+    unsafe {
+        product(library(), data.as_mut_ptr(), 1.0, a, b, false);
+        data.set_len(m * n);
+    }
+    DMatrix::from_vec(m, n, data)
 }
 
 #[cfg(test)]
