@@ -107,7 +107,8 @@ impl<N: Size> AffineCoupling<N> {
         let c = &theta[nn..nn + nb];
         let acts = self.net.forward_batch(&theta[..nn], &x.select_rows(self.cond.iter()));
         let out = acts.last().expect("output layer");
-        let th = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| crate::activation::tanh_f64(out[(k, j)]));
+        let mut th = out.rows(0, nb).into_owned();
+        crate::activation::tanh_in_place(th.as_mut_slice());
         let es = nalgebra::DMatrix::from_fn(nb, bsz, |k, j| (c[k] * th[(k, j)]).exp());
         (acts, th, es)
     }
@@ -214,11 +215,7 @@ impl<N: Size> Bijector<N> for AffineCoupling<N> {
         let (nn, nb) = (self.net_params(), self.nb());
         let out = self.net.forward_jets(&theta[..nn], &x.select_rows(&self.cond));
         let mut s = out.row_range(0, nb);
-        s.map(|v| {
-            let t = crate::activation::tanh_f64(v);
-            let d = 1.0 - t * t;
-            (t, d, -2.0 * t * d)
-        });
+        s.map_activation(crate::activation::Activation::Tanh);
         s.scale_rows(&theta[nn..nn + nb]);
         let mut es = s.clone();
         es.map(|v| {

@@ -180,8 +180,7 @@ impl DenseNet {
             let mut z = DMatrix::<f64>::from_fn(nout, batch, |i, _| b[i]);
             gemm_into(&mut z, 1.0, self.weight(theta, l), (&acts[l]).into(), 1.0);
             if l + 1 < self.n_layers() {
-                let act = self.activation;
-                z.as_mut_slice().iter_mut().for_each(|v| *v = act.apply_f64(*v));
+                self.activation.apply_in_place(z.as_mut_slice());
             }
             acts.push(z);
         }
@@ -197,11 +196,7 @@ impl DenseNet {
             let nout = self.sizes[l + 1];
             a = a.affine(self.weight(theta, l), Some(&theta[self.b_off[l]..self.b_off[l] + nout]));
             if l + 1 < self.n_layers() {
-                let act = self.activation;
-                a.map(|z| {
-                    let y = act.apply_f64(z);
-                    (y, act.derivative_from_output(y), act.second_derivative_from_output(y))
-                });
+                a.map_activation(self.activation);
             }
         }
         a

@@ -99,12 +99,10 @@ impl JetBatch {
     pub fn grad_norm2(&self) -> DMatrix<f64> {
         let (r, b) = self.val.shape();
         let mut g2 = DMatrix::zeros(r, b);
-        for k in 0..self.vars {
-            for j in 0..b {
-                let (src, dst) = (self.grad.column(k * b + j), &mut g2.column_mut(j));
-                for i in 0..r {
-                    dst[i] += src[i] * src[i];
-                }
+        // Direction k's gradients are the contiguous block k of `grad`, laid out like `g2`.
+        for block in self.grad.as_slice().chunks_exact((r * b).max(1)).take(self.vars) {
+            for (d, &g) in g2.as_mut_slice().iter_mut().zip(block) {
+                *d += g * g;
             }
         }
         g2
@@ -115,26 +113,36 @@ impl JetBatch {
         let g2 = self.grad_norm2();
         let (r, b) = self.val.shape();
         let mut d1 = DMatrix::zeros(r, b);
-        for j in 0..b {
-            for i in 0..r {
-                let (f0, f1, f2) = f(self.val[(i, j)]);
-                self.val[(i, j)] = f0;
-                self.lap[(i, j)] = f1 * self.lap[(i, j)] + f2 * g2[(i, j)];
-                d1[(i, j)] = f1;
-            }
+        for (((v, l), &g2), d1) in self.val.as_mut_slice().iter_mut().zip(self.lap.as_mut_slice()).zip(g2.as_slice()).zip(d1.as_mut_slice()) {
+            let (f0, f1, f2) = f(*v);
+            *v = f0;
+            *l = f1 * *l + f2 * g2;
+            *d1 = f1;
+        }
+        self.scale_grad(&d1);
+    }
+
+    /// [`JetBatch::map`] for an activation: the values in one (vectorised) pass, then $f'$ and
+    /// $f''$ from the outputs.
+    pub fn map_activation(&mut self, act: crate::activation::Activation) {
+        let g2 = self.grad_norm2();
+        let (r, b) = self.val.shape();
+        act.apply_in_place(self.val.as_mut_slice());
+        let mut d1 = DMatrix::zeros(r, b);
+        for (((&y, l), &g2), d1) in self.val.as_slice().iter().zip(self.lap.as_mut_slice()).zip(g2.as_slice()).zip(d1.as_mut_slice()) {
+            let f1 = act.derivative_from_output(y);
+            *l = f1 * *l + act.second_derivative_from_output(y) * g2;
+            *d1 = f1;
         }
         self.scale_grad(&d1);
     }
 
     /// Multiplies the gradient of row `i`, walker `j`, by `s[(i, j)]` along every direction.
     fn scale_grad(&mut self, s: &DMatrix<f64>) {
-        let b = self.walkers();
-        for k in 0..self.vars {
-            for j in 0..b {
-                let (col, sc) = (&mut self.grad.column_mut(k * b + j), s.column(j));
-                for i in 0..col.len() {
-                    col[i] *= sc[i];
-                }
+        let n = s.len().max(1);
+        for block in self.grad.as_mut_slice().chunks_exact_mut(n).take(self.vars) {
+            for (g, &sc) in block.iter_mut().zip(s.as_slice()) {
+                *g *= sc;
             }
         }
     }
