@@ -72,17 +72,27 @@ pub fn tanh_f64(x: f64) -> f64 {
     if a < 0.3 { small } else { large }
 }
 
-/// [`tanh_f64`] of every element, in place; on x86-64 with AVX2 four at a time (same bits).
+/// [`tanh_f64`] of every element, in place; on x86-64 with AVX-512 eight and with AVX2 four at a
+/// time (same bits; the compiler clears the upper vector state on return).
 pub fn tanh_in_place(xs: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2")]
-        unsafe fn wide(xs: &mut [f64]) {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide512(xs: &mut [f64]) {
             xs.iter_mut().for_each(|x| *x = tanh_f64(*x));
+        }
+        #[target_feature(enable = "avx2")]
+        unsafe fn wide256(xs: &mut [f64]) {
+            xs.iter_mut().for_each(|x| *x = tanh_f64(*x));
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above).
+            unsafe { wide512(xs) };
+            return;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked above).
-            unsafe { wide(xs) };
+            unsafe { wide256(xs) };
             return;
         }
     }
