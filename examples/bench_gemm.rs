@@ -20,7 +20,7 @@ use std::time::Instant;
 #[derive(Parser)]
 #[command(about = "GFLOP/s of faer and matrixmultiply at the batched kernels' shapes")]
 struct Cli {
-    /// Minimum time per shape and library in milliseconds (best of three such runs is reported).
+    /// Minimum time per shape and library in milliseconds, >= 1 (best of three such runs is reported).
     #[arg(long, default_value_t = 200)]
     millis: u64,
 }
@@ -65,6 +65,10 @@ fn gflops(lib: GemmLibrary, m: usize, k: usize, n: usize, ta: bool, tb: bool, mi
 
 fn main() {
     let cli = Cli::parse();
+    if cli.millis == 0 {
+        eprintln!("error: invalid value for --millis: 0 (at least 1)");
+        std::process::exit(2);
+    }
     let libs = [GemmLibrary::Faer, GemmLibrary::MatrixMultiply];
     println!("{:<22} {:>5} {:>5} {:>5} {:>3}  {:>14} {:>14}  ratio", "shape", "m", "k", "n", "op", "faer GFLOP/s", "matrixmult.");
     for &(label, m, k, n, ta, tb) in &SHAPES {

@@ -104,7 +104,7 @@ fn nonsense_never_ends_as_a_result() {
     let e = fails("vibrational", &["--system", "h2o", "--temperature", "100", "--levels", "100000", "--quiet"], dir.path());
     assert!(e.contains("--levels") && e.contains("GiB"), "{e}");
     // Benchmarks refuse zero sizes instead of panicking.
-    for (bench, flag) in [("bench_step", "--repeats"), ("bench_laplacian", "--couplings")] {
+    for (bench, flag) in [("bench_step", "--repeats"), ("bench_laplacian", "--couplings"), ("bench_compare", "--repeats"), ("bench_gemm", "--millis")] {
         let e = fails(bench, &[flag, "0"], dir.path());
         assert!(e.contains(flag) && !e.contains("panicked"), "{e}");
     }
