@@ -2,6 +2,7 @@
 //! regularization", ICLR 2019) and SGD with momentum, both with per-group learning rates.
 
 use crate::params::ParamGroup;
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// A first-order optimiser over the flat parameter vector.
@@ -117,15 +118,27 @@ impl Optimizer for Adam {
         self.t += 1;
         let b1t = 1.0 - self.beta1.powi(self.t as i32);
         let b2t = 1.0 - self.beta2.powi(self.t as i32);
-        for k in 0..theta.len() {
-            let g = grad[k];
-            self.m[k] = self.beta1 * self.m[k] + (1.0 - self.beta1) * g;
-            self.v[k] = self.beta2 * self.v[k] + (1.0 - self.beta2) * g * g;
-            let mhat = self.m[k] / b1t;
-            let vhat = self.v[k] / b2t;
-            let lr = self.lr * self.factors[k];
-            theta[k] -= lr * (mhat / (vhat.sqrt() + self.eps) + self.weight_decay * theta[k]);
-        }
+        let (beta1, beta2, eps, wd, lr0) = (self.beta1, self.beta2, self.eps, self.weight_decay, self.lr);
+        let n = theta.len();
+        assert!(grad.len() == n && self.m.len() == n && self.factors.len() == n, "Adam: {n} parameters, {} gradient entries, state for {}", grad.len(), self.m.len());
+        // Elementwise, so blocks on rayon give the same bits for any thread count; slice zips
+        // let the loop vectorise (the divisions and square roots dominate at 10^5-10^6 parameters).
+        let update = |(((th, g), (m, v)), f): (((&mut [f64], &[f64]), (&mut [f64], &mut [f64])), &[f64])| {
+            for ((((th, &g), m), v), &f) in th.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).zip(f) {
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                let mhat = *m / b1t;
+                let vhat = *v / b2t;
+                *th -= lr0 * f * (mhat / (vhat.sqrt() + eps) + wd * *th);
+            }
+        };
+        const BLOCK: usize = 1 << 14;
+        theta
+            .par_chunks_mut(BLOCK)
+            .zip(grad.par_chunks(BLOCK))
+            .zip(self.m.par_chunks_mut(BLOCK).zip(self.v.par_chunks_mut(BLOCK)))
+            .zip(self.factors.par_chunks(BLOCK))
+            .for_each(update);
     }
     fn learning_rate(&self) -> f64 {
         self.lr
