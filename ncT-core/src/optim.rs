@@ -241,4 +241,41 @@ mod tests {
         }
         assert!(y.iter().all(|v| (v - 1.0).abs() < 1e-6), "{y:?}");
     }
+
+    /// AdamW over more parameters than one block, on one and on three threads, equals the
+    /// textbook update (Kingma & Ba; Loshchilov & Hutter) written out here, bit for bit.
+    #[test]
+    fn blocked_adam_is_the_textbook_update_for_any_thread_count() {
+        let n = 40_000;
+        let groups = vec![ParamGroup::new("a", 0..25_000), ParamGroup::new("b", 25_000..n)];
+        let grad = |x: &[f64], s: usize| -> Vec<f64> { x.iter().enumerate().map(|(k, x)| (x - (k as f64 * 0.01).sin()) * (1.0 + (k % 7) as f64) + 1e-3 * s as f64).collect() };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut x = vec![0.5; n];
+                let mut adam = Adam::new(n, 0.01).with_weight_decay(0.1).with_group_rate(&groups, "b", 0.3);
+                for s in 0..5 {
+                    let g = grad(&x, s);
+                    adam.step(&mut x, &g);
+                }
+                x
+            })
+        };
+        let (mut x, mut m, mut v) = (vec![0.5; n], vec![0.0; n], vec![0.0; n]);
+        let (b1, b2, eps, wd) = (0.9f64, 0.999f64, 1e-8, 0.1);
+        for s in 0..5 {
+            let g = grad(&x, s);
+            let t = (s + 1) as i32;
+            for k in 0..n {
+                m[k] = b1 * m[k] + (1.0 - b1) * g[k];
+                v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
+                let lr = 0.01 * if k >= 25_000 { 0.3 } else { 1.0 };
+                x[k] -= lr * ((m[k] / (1.0 - b1.powi(t))) / ((v[k] / (1.0 - b2.powi(t))).sqrt() + eps) + wd * x[k]);
+            }
+        }
+        for threads in [1, 3] {
+            let y = run(threads);
+            assert!(x.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads differ from the textbook update");
+        }
+    }
 }
