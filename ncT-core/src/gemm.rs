@@ -11,7 +11,7 @@
 //! (`cargo run --release --example bench_gemm`) and end to end
 //! (`cargo run --release --example bench_compare -- --gemm matrixmultiply`); see the README's
 //! Performance section. After each faer call the upper vector state is cleared (`vzeroupper`),
-//! without which the scalar code around the products (libm's `exp` in `tanh`) runs several times
+//! without which the scalar code around the products (any libm call, e.g. `exp`) runs several times
 //! slower on Intel cores. Sequential on purpose: the batched paths parallelise over chunks of
 //! walkers and samples, and one GEMM per thread keeps results independent of the thread count.
 
