@@ -56,8 +56,8 @@ pub fn tanh_f64(x: f64) -> f64 {
     let small = s * x;
     // Exponential branch: e^{2a} for 0.3 <= a <= 20 (a > 20 or inf: 20; NaN stays NaN).
     const MAGIC: f64 = 6755399441055744.0; // 1.5 * 2^52: adding it rounds to an integer
-    const LN2_HI: f64 = 6.93147180369123816490e-01;
-    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    const LN2_HI: f64 = 0.6931471803691238; // fdlibm's ln2_hi, 6.93147180369123816490e-01
+    const LN2_LO: f64 = 1.9082149292705877e-10; // fdlibm's ln2_lo, 1.90821492927058770002e-10
     let y = 2.0 * if a > 20.0 { 20.0 } else { a };
     let t = y * std::f64::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;

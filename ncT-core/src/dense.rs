@@ -158,8 +158,14 @@ impl DenseNet {
 
     /// $g_{W_l} \mathrel{+}= \bar z\, a^T$ and $g_{b_l} \mathrel{+}= \sum_{\rm samples} \bar z$.
     fn add_layer_gradient(&self, l: usize, zbar: &DMatrix<f64>, a: &DMatrix<f64>, g: &mut [f64]) {
-        let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
+        let nout = self.sizes[l + 1];
         add_row_sums(zbar, &mut g[self.b_off[l]..self.b_off[l] + nout]);
+        self.add_weight_gradient(l, zbar, a, g);
+    }
+
+    /// $g_{W_l} \mathrel{+}= \bar z\, a^T$ (a GEMM into the weight block of `g`).
+    fn add_weight_gradient(&self, l: usize, zbar: &DMatrix<f64>, a: &DMatrix<f64>, g: &mut [f64]) {
+        let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
         gemm(&mut g[self.w_off[l]..self.w_off[l] + nin * nout], nout, 1.0, zbar.into(), MatRef::from(a).t(), 1.0);
     }
 
@@ -332,7 +338,6 @@ impl DenseNet {
         let n = self.n_layers();
         let mut abar_dot = ybar_dot.clone();
         for l in (0..n).rev() {
-            let (nin, nout) = (self.sizes[l], self.sizes[l + 1]);
             let mut zbar_dot = abar_dot;
             if l + 1 < n {
                 let act = self.activation;
@@ -342,7 +347,7 @@ impl DenseNet {
                 }
             }
             self.add_layer_gradient(l, &zbar_dot, &acts[l], g);
-            gemm(&mut g[self.w_off[l]..self.w_off[l] + nin * nout], nout, 1.0, (&cot.zbars[l]).into(), MatRef::from(&tan.adots[l]).t(), 1.0);
+            self.add_weight_gradient(l, &cot.zbars[l], &tan.adots[l], g);
             abar_dot = self.input_cotangent(theta, l, &zbar_dot);
         }
         abar_dot

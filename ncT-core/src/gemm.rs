@@ -15,7 +15,7 @@
 //! slower on Intel cores. Sequential on purpose: the batched paths parallelise over chunks of
 //! walkers and samples, and one GEMM per thread keeps results independent of the thread count.
 
-use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
+use nalgebra::{DMatrix, DMatrixView};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A read-only strided matrix view (`rows x cols`, element $(i, j)$ at `i * rs + j * cs`).
@@ -203,17 +203,6 @@ pub fn gemm_into(c: &mut DMatrix<f64>, alpha: f64, a: MatRef<'_>, b: MatRef<'_>,
     let rows = c.nrows();
     assert_eq!(c.ncols(), b.cols, "gemm: C has {} columns, B has {}", c.ncols(), b.cols);
     gemm(c.as_mut_slice(), rows, alpha, a, b, beta)
-}
-
-/// [`gemm`] into a contiguous column-major view (e.g. a weight block of the gradient vector).
-pub fn gemm_view(c: &mut DMatrixViewMut<'_, f64>, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, beta: f64) {
-    let (rows, cols) = c.shape();
-    let (rs, cs) = c.strides();
-    assert!(rs == 1 && (cs == rows || cols <= 1), "gemm: C must be a contiguous column-major view");
-    assert_eq!(cols, b.cols, "gemm: C has {cols} columns, B has {}", b.cols);
-    // SAFETY: a contiguous column-major view owns rows * cols consecutive elements.
-    let data = unsafe { std::slice::from_raw_parts_mut(c.as_mut_ptr(), rows * cols) };
-    gemm(data, rows, alpha, a, b, beta)
 }
 
 /// $A B$ as a new matrix.

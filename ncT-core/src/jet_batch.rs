@@ -110,28 +110,30 @@ impl JetBatch {
 
     /// Pointwise $f$ by the chain rule: `f(value)` returns $(f, f', f'')$.
     pub fn map(&mut self, f: impl Fn(f64) -> (f64, f64, f64)) {
-        let g2 = self.grad_norm2();
-        let (r, b) = self.val.shape();
-        let mut d1 = DMatrix::zeros(r, b);
-        for (((v, l), &g2), d1) in self.val.as_mut_slice().iter_mut().zip(self.lap.as_mut_slice()).zip(g2.as_slice()).zip(d1.as_mut_slice()) {
+        self.chain_rule(|v| {
             let (f0, f1, f2) = f(*v);
             *v = f0;
-            *l = f1 * *l + f2 * g2;
-            *d1 = f1;
-        }
-        self.scale_grad(&d1);
+            (f1, f2)
+        });
     }
 
     /// [`JetBatch::map`] for an activation: the values in one (vectorised) pass, then $f'$ and
     /// $f''$ from the outputs.
     pub fn map_activation(&mut self, act: crate::activation::Activation) {
+        act.apply_in_place(self.val.as_mut_slice());
+        self.chain_rule(|y| (act.derivative_from_output(*y), act.second_derivative_from_output(*y)));
+    }
+
+    /// The chain rule of a pointwise function: `slot` gets each value (which it may overwrite
+    /// with $f$) and returns $(f', f'')$; gradients are scaled by $f'$, Laplacians become
+    /// $f'\Delta u + f''|\nabla u|^2$.
+    fn chain_rule(&mut self, mut slot: impl FnMut(&mut f64) -> (f64, f64)) {
         let g2 = self.grad_norm2();
         let (r, b) = self.val.shape();
-        act.apply_in_place(self.val.as_mut_slice());
         let mut d1 = DMatrix::zeros(r, b);
-        for (((&y, l), &g2), d1) in self.val.as_slice().iter().zip(self.lap.as_mut_slice()).zip(g2.as_slice()).zip(d1.as_mut_slice()) {
-            let f1 = act.derivative_from_output(y);
-            *l = f1 * *l + act.second_derivative_from_output(y) * g2;
+        for (((v, l), &g2), d1) in self.val.as_mut_slice().iter_mut().zip(self.lap.as_mut_slice()).zip(g2.as_slice()).zip(d1.as_mut_slice()) {
+            let (f1, f2) = slot(v);
+            *l = f1 * *l + f2 * g2;
             *d1 = f1;
         }
         self.scale_grad(&d1);

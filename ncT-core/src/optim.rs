@@ -123,22 +123,21 @@ impl Optimizer for Adam {
         assert!(grad.len() == n && self.m.len() == n && self.factors.len() == n, "Adam: {n} parameters, {} gradient entries, state for {}", grad.len(), self.m.len());
         // Elementwise, so blocks on rayon give the same bits for any thread count; slice zips
         // let the loop vectorise (the divisions and square roots dominate at 10^5-10^6 parameters).
-        let update = |(((th, g), (m, v)), f): (((&mut [f64], &[f64]), (&mut [f64], &mut [f64])), &[f64])| {
-            for ((((th, &g), m), v), &f) in th.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).zip(f) {
-                *m = beta1 * *m + (1.0 - beta1) * g;
-                *v = beta2 * *v + (1.0 - beta2) * g * g;
-                let mhat = *m / b1t;
-                let vhat = *v / b2t;
-                *th -= lr0 * f * (mhat / (vhat.sqrt() + eps) + wd * *th);
-            }
-        };
         const BLOCK: usize = 1 << 14;
         theta
             .par_chunks_mut(BLOCK)
             .zip(grad.par_chunks(BLOCK))
             .zip(self.m.par_chunks_mut(BLOCK).zip(self.v.par_chunks_mut(BLOCK)))
             .zip(self.factors.par_chunks(BLOCK))
-            .for_each(update);
+            .for_each(|(((th, g), (m, v)), f)| {
+                for ((((th, &g), m), v), &f) in th.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()).zip(f) {
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    let mhat = *m / b1t;
+                    let vhat = *v / b2t;
+                    *th -= lr0 * f * (mhat / (vhat.sqrt() + eps) + wd * *th);
+                }
+            });
     }
     fn learning_rate(&self) -> f64 {
         self.lr
