@@ -48,6 +48,13 @@ struct Cli {
     /// the fit reaches into the thermal tail.
     #[arg(long, default_value_t = 1.0)]
     refine_spread: f64,
+    /// Divide each residual of that fit by K(z) + a <K> (a > 0), so that the fit controls the
+    /// relative error of the latent energy and pins the small-amplitude frequencies too.
+    #[arg(long)]
+    refine_relative: Option<f64>,
+    /// Fresh fit points after every K accepted steps of that fit (0: one fixed set).
+    #[arg(long, default_value_t = 0)]
+    refine_redraw: usize,
     #[command(flatten)]
     #[serde(flatten)]
     latent: LatentArgs,
@@ -89,9 +96,10 @@ fn run(cli: &Cli) -> Result<(), RunError> {
 }
 
 fn finish<B: Latent<Const<1>>>(cli: &Cli, h: &QuarticOscillator, model: ClassicalNct<OneDofFlow, Const<1>, B>, name: &str) -> Result<(), RunError> {
-    let fit = ConjugacyFit { points: cli.refine_points, held_out: cli.refine_held_out, iterations: cli.refine_iterations, seed: cli.run.seed, spread: cli.refine_spread };
+    let fit = ConjugacyFit { points: cli.refine_points, held_out: cli.refine_held_out, iterations: cli.refine_iterations, seed: cli.run.seed, spread: cli.refine_spread, relative_floor: cli.refine_relative, redraw_every: cli.refine_redraw };
     let refusal = |e: ConjugacyError| match e {
         ConjugacyError::Spread(v) => invalid("--refine-spread", v, "a finite factor >= 1"),
+        ConjugacyError::RelativeFloor(v) => invalid("--refine-relative", v, "a finite number > 0"),
         ConjugacyError::NonFinite { .. } => RunError::NoEstimate { what: "conjugacy fit".into(), why: e.to_string() },
         _ => invalid("--refine-points/--refine-held-out", format!("{}/{}", cli.refine_points, cli.refine_held_out), &e.to_string()),
     };

@@ -168,31 +168,37 @@ fn quartic_oscillator_lambda_0_5_anharmonic_latent_closes_the_variational_gap() 
 #[test]
 fn conjugacy_fit_sharpens_the_latent_dynamics_of_the_quartic_oscillator() {
     // A small flow (2 x 8 tanh per generator, 790 parameters) trained variationally, then the
-    // Levenberg-Marquardt fit of H(T(z)) = K(z) + c on 4000 latent points.
+    // Levenberg-Marquardt fit of H(T(z)) = K(z) + c on 4000 latent points, each residual divided
+    // by K(z) + 0.3 <K> (relative accuracy at every amplitude) and the points spread into the
+    // thermal tail by up to 1.5 (400 steps; the best held-out residual comes at about 220).
     let lambda = 0.5;
     let h = QuarticOscillator::new().with_lambda(lambda);
     let w = [8, 8];
     let flow = OneDofFlow::builder().k1_hidden(&w).d1_hidden(&w).k2_hidden(&w).d2_hidden(&w).k3_hidden(&w).d3_hidden(&w).k4_hidden(&w).d4_hidden(&w).build(1).unwrap();
     let model = ClassicalNct::new(flow, AnharmonicOscillators::new(Const::<1>, 1.0, 8).unwrap()).with_path_gradient(true);
     let trained = train(&model, &h, 1500, 1);
-    let fit = ConjugacyFit { points: 4000, held_out: 1000, iterations: 150, seed: 3, spread: 1.0 };
+    let fit = ConjugacyFit { points: 4000, held_out: 1000, iterations: 400, seed: 3, spread: 1.5, relative_floor: Some(0.3), redraw_every: 0 };
     let (refined, report) = model.refine_conjugacy(&trained, &h, &fit, &BatchEngine::new(64)).unwrap();
     eprintln!("conjugacy fit: rms {:.3e} -> {:.3e}, held out {:.3e} -> {:.3e}, {} accepted, best {}", report.rms_start, report.rms, report.held_out_rms_start, report.held_out_rms, report.accepted, report.best_iteration);
-    assert!(report.held_out_rms < 0.2 * report.held_out_rms_start, "{report:?}");
+    assert!(report.held_out_rms < 0.1 * report.held_out_rms_start, "{report:?}");
     let (engine, stream) = (BatchEngine::new(1000), SeedStream::new(77));
     let (before, after) = (model.free_energy(&trained, &h, 40_000, &engine, &stream, 0), model.free_energy(&refined, &h, 40_000, &engine, &stream, 0));
     let f = h.free_energy(1.0);
-    eprintln!("F_var - F: {:.5} +- {:.5} before, {:.5} +- {:.5} after", before.f_var - f, before.f_var_err, after.f_var - f, after.f_var_err);
+    eprintln!("F_var - F: {:.3e} +- {:.3e} before, {:.3e} +- {:.3e} after", before.f_var - f, before.f_var_err, after.f_var - f, after.f_var_err);
     // Still a variational bound, and no worse a density.
     assert!(after.f_var > f - 3.0 * after.f_var_err && after.f_var - f < 2e-3);
-    for q0 in [0.5, 1.0, 1.5] {
+    // Orbits through (q0, 0) at energies 0.16 to 3.7 kT. The unweighted fit of the same start
+    // (4000 points, 150 steps) leaves 0.22 rad at q0 = 1.5; the weighted one sharpens every
+    // amplitude by more than an order of magnitude, to 0.005-0.07 rad. (The 1e-2 rad goal at
+    // every amplitude is not reached from this start: see the README.)
+    for q0 in [0.5, 0.75, 1.0, 1.25, 1.5] {
         let (p0, p1) = (phase_error(&model, &trained, &h, lambda, q0), phase_error(&model, &refined, &h, lambda, q0));
         let exact = orbit_frequency(lambda, q0);
         let x0 = PhasePoint::<f64, Const<1>>::new(Vector::from([q0]), Vector::from([0.0]));
         let (w0, w1) = (model.latent_frequency_at(&trained, &x0)[0], model.latent_frequency_at(&refined, &x0)[0]);
         eprintln!("  q0 = {q0}: orbit frequency {exact:.6}; latent {w0:.6} -> {w1:.6}; phase error over ten periods {p0:.3e} -> {p1:.3e} rad");
-        assert!(p1 < 0.25 * p0 && p1 < 0.3, "q0 = {q0}: phase error {p0} -> {p1}");
-        assert!((w1 / exact - 1.0).abs() < 0.3 * (w0 / exact - 1.0).abs().max(1e-4), "q0 = {q0}: frequency {w0} -> {w1} (exact {exact})");
+        assert!(p1 < 0.1 * p0 && p1 < 0.1, "q0 = {q0}: phase error {p0} -> {p1}");
+        assert!((w1 / exact - 1.0).abs() < 0.3 * (w0 / exact - 1.0).abs().max(1e-4) && (w1 / exact - 1.0).abs() < 1e-3, "q0 = {q0}: frequency {w0} -> {w1} (exact {exact})");
     }
 }
 

@@ -18,7 +18,17 @@
 //! every point, are best left almost undamped.) The damping falls by 3 after
 //! an accepted step and rises by 4 after a rejected one. A second set of held-out points measures
 //! generalisation, and the parameters with the lowest held-out residual are returned (early
-//! stopping). Minimising the angle dependence of $H\circ T$ to learn action-angle variables is the
+//! stopping).
+//!
+//! The plain residual is largest in the thermal tail, so an unweighted fit spends its capacity
+//! there and leaves the small-amplitude frequencies loose: an error $\delta f$ at action $I$ is a
+//! frequency error of about $\delta f/I$. [`ConjugacyFit::relative_floor`] $= a$ divides each
+//! residual by $K_0(z) + a\langle K_0\rangle$ (latent energy at the starting parameters), which
+//! balances the relative error of $f$ over the amplitudes; with it, `spread` > 1 puts points into
+//! the tail that the weighting would otherwise leave under-resolved. The residual has no noise,
+//! so a flow with parameters to spare over-fits a fixed point set (the held-out residual stops
+//! falling while the fit residual still falls); [`ConjugacyFit::redraw_every`] replaces the set
+//! by a fresh seeded one every few accepted steps. Minimising the angle dependence of $H\circ T$ to learn action-angle variables is the
 //! idea of Bondesan & Lamacraft, "Learning symmetries of classical integrable systems" (2019).
 //!
 //! Rows of $J$ are the flow's VJP of $\nabla H$ and the latent's [`Latent::energy_grad`]; they are
@@ -49,11 +59,20 @@ pub struct ConjugacyFit {
     /// $p$ as they are), so that the fit also sees the thermal tail: exact conjugacy does not
     /// depend on where the points lie, but the fit only learns where they are.
     pub spread: f64,
+    /// `None`: the plain residual. `Some(a)`: point $i$'s residual is divided by
+    /// $K_0(z_i) + a\,\langle K_0\rangle$ ($K_0$ the latent energy at the starting parameters,
+    /// $a > 0$), so that the fit controls the relative error of $f(I)$, hence the frequency
+    /// $f'(I)$, at small amplitudes too, where the plain residual is small in absolute terms.
+    pub relative_floor: Option<f64>,
+    /// Draw a fresh set of fit points after every `redraw_every` accepted steps (0: never). The
+    /// residual has no noise, so a fixed set is over-fitted between its points once the flow has
+    /// parameters to spare; fresh sets (seeded, so the fit stays reproducible) make it see many more.
+    pub redraw_every: usize,
 }
 
 impl Default for ConjugacyFit {
     fn default() -> Self {
-        Self { points: 4096, held_out: 1024, iterations: 30, seed: 0, spread: 1.0 }
+        Self { points: 4096, held_out: 1024, iterations: 30, seed: 0, spread: 1.0, relative_floor: None, redraw_every: 0 }
     }
 }
 
@@ -83,6 +102,8 @@ pub enum ConjugacyError {
     TooLarge { points: usize, params: usize, gib: f64, limit: f64 },
     #[error("conjugacy fit: spread = {0} is invalid: a finite factor >= 1")]
     Spread(f64),
+    #[error("conjugacy fit: relative floor = {0} is invalid: a finite number > 0")]
+    RelativeFloor(f64),
     #[error("conjugacy fit: the residual at fit point {point} is not finite ({value}) at the starting parameters")]
     NonFinite { point: usize, value: f64 },
 }
@@ -102,6 +123,11 @@ impl ConjugacyFit {
         }
         if !(self.spread.is_finite() && self.spread >= 1.0) {
             return Err(ConjugacyError::Spread(self.spread));
+        }
+        if let Some(a) = self.relative_floor {
+            if !(a.is_finite() && a > 0.0) {
+                return Err(ConjugacyError::RelativeFloor(a));
+            }
         }
         let m = n_params + 1;
         let side = m.min(self.points) as f64;
@@ -184,28 +210,40 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
                 self.base.sample(&table, tw, rng).map(|v| v * s)
             })
         };
-        let (fit_points, held) = (draw(fit.points, 0), draw(fit.held_out, 1));
-        let residuals = |th: &[f64], c: f64, zs: &[PhasePoint<f64, N>]| -> Vec<f64> { engine.map(zs.len(), &stream, 0, |i, _| self.conjugacy_residual(th, c, h, &zs[i], None)) };
-        let jacobian = |th: &[f64], c: f64| -> (Vec<f64>, DMatrix<f64>) {
-            let rows: Vec<(f64, Vec<f64>)> = engine.map(fit.points, &stream, 0, |i, _| {
+        let (mut fit_points, held) = (draw(fit.points, 0), draw(fit.held_out, 1));
+        // Residual weights, fixed at the starting parameters (so the objective does not move).
+        let k0 = |zs: &[PhasePoint<f64, N>]| -> Vec<f64> { engine.map(zs.len(), &stream, 0, |i, _| self.base.energy_grad(tw, &zs[i], &mut vec![0.0; tw.len()]).abs()) };
+        let floor = fit.relative_floor.map(|a| a * k0(&fit_points).iter().sum::<f64>() / fit.points as f64);
+        let weights = |zs: &[PhasePoint<f64, N>]| -> Vec<f64> {
+            match floor {
+                None => vec![1.0; zs.len()],
+                Some(f) => k0(zs).iter().map(|k| 1.0 / (k + f)).collect(),
+            }
+        };
+        let (mut w_fit, w_held) = (weights(&fit_points), weights(&held));
+        let residuals = |th: &[f64], c: f64, zs: &[PhasePoint<f64, N>], w: &[f64]| -> Vec<f64> { engine.map(zs.len(), &stream, 0, |i, _| w[i] * self.conjugacy_residual(th, c, h, &zs[i], None)) };
+        let jacobian = |th: &[f64], c: f64, zs: &[PhasePoint<f64, N>], w: &[f64]| -> (Vec<f64>, DMatrix<f64>) {
+            let rows: Vec<(f64, Vec<f64>)> = engine.map(zs.len(), &stream, 0, |i, _| {
                 let mut row = vec![0.0; m];
-                (self.conjugacy_residual(th, c, h, &fit_points[i], Some(&mut row)), row)
+                let r = self.conjugacy_residual(th, c, h, &zs[i], Some(&mut row));
+                row.iter_mut().for_each(|v| *v *= w[i]);
+                (w[i] * r, row)
             });
             let r = rows.iter().map(|(v, _)| *v).collect();
             let flat: Vec<f64> = rows.into_iter().flat_map(|(_, row)| row).collect();
-            (r, DMatrix::from_row_slice(fit.points, m, &flat))
+            (r, DMatrix::from_row_slice(zs.len(), m, &flat))
         };
 
         let mut th = theta.to_vec();
         let mut c = 0.0;
-        let (mut r, mut j) = jacobian(&th, c);
+        let (mut r, mut j) = jacobian(&th, c, &fit_points, &w_fit);
         if let Some((i, v)) = r.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(ConjugacyError::NonFinite { point: i, value: *v });
         }
-        // The offset starts at the mean residual.
-        c = r.iter().sum::<f64>() / r.len() as f64;
-        r.iter_mut().for_each(|v| *v -= c);
-        let held_start = rms(&residuals(&th, c, &held));
+        // The offset starts at the (weighted) least-squares value, the mean residual when unweighted.
+        c = r.iter().zip(&w_fit).map(|(v, w)| v * w).sum::<f64>() / w_fit.iter().map(|w| w * w).sum::<f64>();
+        r.iter_mut().zip(&w_fit).for_each(|(v, w)| *v -= w * c);
+        let held_start = rms(&residuals(&th, c, &held, &w_held));
         let mut report = ConjugacyReport { rms_start: rms(&r), held_out_rms_start: held_start, rms: f64::NAN, held_out_rms: held_start, offset: c, accepted: 0, best_iteration: 0, history: Vec::new() };
         let mut best = (th.clone(), c, held_start, rms(&r));
         let mut lambda = 1e-3;
@@ -227,7 +265,7 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
                     trial[k] -= step[k];
                 }
                 let trial_c = c - step[p];
-                let trial_r = residuals(&trial, trial_c, &fit_points);
+                let trial_r = residuals(&trial, trial_c, &fit_points, &w_fit);
                 let trial_cost = rms(&trial_r);
                 if trial_cost < cost {
                     th = trial;
@@ -242,14 +280,21 @@ impl<F: SymplecticLayer<N>, N: Size, B: Latent<N>> ClassicalNct<F, N, B> {
             if !accepted {
                 break;
             }
-            let held_rms = rms(&residuals(&th, c, &held));
+            let held_rms = rms(&residuals(&th, c, &held, &w_held));
             report.accepted += 1;
             report.history.push((cost, held_rms));
             if held_rms < best.2 {
                 best = (th.clone(), c, held_rms, cost);
                 report.best_iteration = report.accepted;
             }
-            let next = jacobian(&th, c);
+            if fit.redraw_every > 0 && report.accepted % fit.redraw_every == 0 {
+                // A fresh point set (the objective's expectation is the same): the fit sees
+                // `points` new points each time instead of over-fitting one set.
+                fit_points = draw(fit.points, 1 + (report.accepted / fit.redraw_every) as u64);
+                w_fit = weights(&fit_points);
+                cost = rms(&residuals(&th, c, &fit_points, &w_fit));
+            }
+            let next = jacobian(&th, c, &fit_points, &w_fit);
             r = next.0;
             j = next.1;
         }
@@ -347,12 +392,17 @@ mod tests {
         let h = Quartic { omega0: 1.3, lambda: 0.0 };
         let model = ClassicalNct::new(LinearSymplectic::new(Const::<1>), LatentOscillators::new(Const::<1>, 1.0).unwrap());
         let theta = perturbed(&model, 4, 0.1);
-        let fit = ConjugacyFit { points: 64, held_out: 32, iterations: 60, seed: 5, spread: 1.5 };
-        let (refined, report) = model.refine_conjugacy(&theta, &h, &fit, &BatchEngine::new(8)).unwrap();
-        assert!(report.rms_start > 1e-2, "the start must be far from exact: {}", report.rms_start);
-        assert!(report.rms < 1e-10 && report.held_out_rms < 1e-10, "{report:?}");
-        assert!(report.offset.abs() < 1e-10);
-        assert!((model.frequencies(&refined)[0] - 1.3).abs() < 1e-9);
+        // The exact solution zeroes the weighted residual as well: both weightings must find it.
+        for relative_floor in [None, Some(0.1)] {
+            let fit = ConjugacyFit { points: 64, held_out: 32, iterations: 60, seed: 5, spread: 1.5, relative_floor, redraw_every: 0 };
+            let (refined, report) = model.refine_conjugacy(&theta, &h, &fit, &BatchEngine::new(8)).unwrap();
+            assert!(report.rms_start > 1e-2, "the start must be far from exact: {}", report.rms_start);
+            assert!(report.rms < 1e-10 && report.held_out_rms < 1e-10, "{relative_floor:?}: {report:?}");
+            assert!(report.offset.abs() < 1e-10);
+            assert!((model.frequencies(&refined)[0] - 1.3).abs() < 1e-9);
+        }
+        let fit = ConjugacyFit { points: 64, held_out: 32, iterations: 60, seed: 5, spread: 1.5, relative_floor: None, redraw_every: 0 };
+        let (refined, _) = model.refine_conjugacy(&theta, &h, &fit, &BatchEngine::new(8)).unwrap();
         // The latent dynamics is then the exact solution q cos(wt) + p/w sin(wt).
         let x0 = PhasePoint::<f64, Const<1>>::new(Vector::from([0.7]), Vector::from([-0.2]));
         let times = [0.3, 2.0, 11.0];
@@ -368,7 +418,7 @@ mod tests {
         let flow = Chain::new(GradientShear::kick(Const::<1>, &[6], Activation::Tanh), LinearSymplectic::new(Const::<1>));
         let model = ClassicalNct::new(flow, AnharmonicOscillators::new(Const::<1>, 1.0, 3).unwrap());
         let theta = perturbed(&model, 6, 0.05);
-        let fit = ConjugacyFit { points: 200, held_out: 50, iterations: 4, seed: 1, spread: 1.0 };
+        let fit = ConjugacyFit { points: 200, held_out: 50, iterations: 4, seed: 1, spread: 1.3, relative_floor: Some(0.3), redraw_every: 2 };
         let run = |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| model.refine_conjugacy(&theta, &h, &fit, &BatchEngine::new(16)).unwrap());
         let (a, b) = (run(1), run(2));
         assert_eq!(a, b);
@@ -381,6 +431,10 @@ mod tests {
         assert!(matches!(fit.validate(10), Err(ConjugacyError::Setting { what: "points", .. })));
         let fit = ConjugacyFit { held_out: 0, ..ConjugacyFit::default() };
         assert!(matches!(fit.validate(10), Err(ConjugacyError::Setting { .. })));
+        for a in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let fit = ConjugacyFit { relative_floor: Some(a), ..ConjugacyFit::default() };
+            assert!(matches!(fit.validate(10), Err(ConjugacyError::RelativeFloor(_))), "{a}");
+        }
         let err = ConjugacyFit { points: 1_000_000, ..ConjugacyFit::default() }.validate(100_000).unwrap_err();
         assert!(err.to_string().contains("GiB") && err.to_string().contains("1000000 points"), "{err}");
         assert!(ConjugacyFit::default().validate(10_000).is_ok());
