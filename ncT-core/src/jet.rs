@@ -111,3 +111,144 @@ where
 
 num_dual::impl_second_derivatives!(Lap, [v1, v2], [D], [U1, D]);
 num_dual::impl_dual!(Lap, [v1, v2], [D], [U1, D]);
+
+/// Scalars as plain numbers ("lanes") for the GEMM fast paths of scalar-generic layers: `f64` has
+/// one lane; [`LapJet<W>`] has $W + 2$: the value, the $W$ gradient components (zeros where the
+/// derivative is absent) and the Laplacian. Any linear map acts lane by lane, so $y = Wx$ over
+/// scalars is one f64 GEMM over their lanes. Other scalar types have no lanes (`None`): their
+/// callers keep the generic loop.
+pub mod lanes {
+    use super::LapJet;
+    use crate::scalar::Scalar;
+    use nalgebra::SVector;
+    use num_dual::Derivative;
+    use std::any::TypeId;
+
+    /// Runs `$body` with `$J` the `LapJet` width matching `$D`, if any.
+    macro_rules! with_jet_width {
+        ($D:ty, $J:ident => $body:expr, $otherwise:expr) => {{
+            let id = TypeId::of::<$D>();
+            if id == TypeId::of::<LapJet<1>>() { const $J: usize = 1; $body }
+            else if id == TypeId::of::<LapJet<2>>() { const $J: usize = 2; $body }
+            else if id == TypeId::of::<LapJet<3>>() { const $J: usize = 3; $body }
+            else if id == TypeId::of::<LapJet<4>>() { const $J: usize = 4; $body }
+            else if id == TypeId::of::<LapJet<6>>() { const $J: usize = 6; $body }
+            else if id == TypeId::of::<LapJet<8>>() { const $J: usize = 8; $body }
+            else if id == TypeId::of::<LapJet<12>>() { const $J: usize = 12; $body }
+            else if id == TypeId::of::<LapJet<16>>() { const $J: usize = 16; $body }
+            else { $otherwise }
+        }};
+    }
+
+    /// Lanes of one `D`, or `None` if `D` has no lane view.
+    pub fn count<D: Scalar>() -> Option<usize> {
+        if TypeId::of::<D>() == TypeId::of::<f64>() {
+            return Some(1);
+        }
+        with_jet_width!(D, J => Some(J + 2), None)
+    }
+
+    fn cast<D: 'static, T: 'static>(x: &[D]) -> &[T] {
+        assert_eq!(TypeId::of::<D>(), TypeId::of::<T>());
+        // SAFETY: `D` and `T` are the same type.
+        unsafe { std::slice::from_raw_parts(x.as_ptr() as *const T, x.len()) }
+    }
+
+    fn cast_mut<D: 'static, T: 'static>(x: &mut [D]) -> &mut [T] {
+        assert_eq!(TypeId::of::<D>(), TypeId::of::<T>());
+        // SAFETY: `D` and `T` are the same type.
+        unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut T, x.len()) }
+    }
+
+    /// Writes the lanes of `x` to `out` (`x.len() * count` numbers, each scalar's lanes
+    /// contiguous). Panics if `D` has no lanes or `out` is too short.
+    pub fn pack<D: Scalar>(x: &[D], out: &mut [f64]) {
+        if TypeId::of::<D>() == TypeId::of::<f64>() {
+            out[..x.len()].copy_from_slice(cast::<D, f64>(x));
+            return;
+        }
+        with_jet_width!(D, J => {
+            let l = J + 2;
+            for (v, o) in cast::<D, LapJet<J>>(x).iter().zip(out.chunks_exact_mut(l)) {
+                o[0] = v.re;
+                match &v.v1.0 {
+                    Some(g) => o[1..=J].copy_from_slice(g.as_slice()),
+                    None => o[1..=J].fill(0.0),
+                }
+                o[J + 1] = v.v2;
+            }
+        }, panic!("lanes::pack: no lane view of this scalar type"))
+    }
+
+    /// Reads `out.len()` scalars from their lanes in `x` (the layout of [`pack`]).
+    pub fn unpack<D: Scalar>(x: &[f64], out: &mut [D]) {
+        if TypeId::of::<D>() == TypeId::of::<f64>() {
+            let n = out.len();
+            cast_mut::<D, f64>(out).copy_from_slice(&x[..n]);
+            return;
+        }
+        with_jet_width!(D, J => {
+            let l = J + 2;
+            for (o, v) in cast_mut::<D, LapJet<J>>(out).iter_mut().zip(x.chunks_exact(l)) {
+                *o = LapJet::<J>::new(v[0], Derivative::some(SVector::<f64, J>::from_column_slice(&v[1..=J]).transpose()), v[J + 1]);
+            }
+        }, panic!("lanes::unpack: no lane view of this scalar type"))
+    }
+
+    /// The lanes of the product of two scalars given by their lanes (`a`, `b`, `out` of one
+    /// length: 1 for f64, $W + 2$ for a jet): $(ab, a\nabla b + b\nabla a, a\Delta b + b\Delta a +
+    /// 2\nabla a\cdot\nabla b)$.
+    pub fn mul(a: &[f64], b: &[f64], out: &mut [f64]) {
+        let l = out.len();
+        if l == 1 {
+            out[0] = a[0] * b[0];
+            return;
+        }
+        let w = l - 2;
+        let (a0, b0) = (a[0], b[0]);
+        let mut dot = 0.0;
+        for k in 1..=w {
+            dot += a[k] * b[k];
+            out[k] = a[k] * b0 + a0 * b[k];
+        }
+        out[0] = a0 * b0;
+        out[w + 1] = a[w + 1] * b0 + a0 * b[w + 1] + 2.0 * dot;
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use num_dual::{Dual64, DualNum};
+
+        #[test]
+        fn round_trip_and_linearity() {
+            assert_eq!(count::<f64>(), Some(1));
+            assert_eq!(count::<LapJet<12>>(), Some(14));
+            assert_eq!(count::<Dual64>(), None);
+            let xs: Vec<LapJet<3>> = (0..4).map(|k| (LapJet::<3>::variable(0.3 + k as f64, k % 3) * 1.7).sin()).collect();
+            let mut buf = vec![0.0; 4 * 5];
+            pack(&xs, &mut buf);
+            let mut back = vec![LapJet::<3>::from_re(0.0); 4];
+            unpack(&buf, &mut back);
+            for (a, b) in xs.iter().zip(&back) {
+                assert_eq!((a.re, a.gradient(), a.v2), (b.re, b.gradient(), b.v2));
+            }
+            // A linear combination over lanes equals the jet arithmetic.
+            let combo = xs[0] * 0.5 - xs[2] * 1.25;
+            let lanes: Vec<f64> = (0..5).map(|l| 0.5 * buf[l] - 1.25 * buf[10 + l]).collect();
+            let mut c = [LapJet::<3>::from_re(0.0)];
+            unpack(&lanes, &mut c);
+            assert!((c[0].re - combo.re).abs() < 1e-15 && (c[0].v2 - combo.v2).abs() < 1e-14 && (c[0].gradient() - combo.gradient()).norm() < 1e-15);
+            // The product on lanes equals the jet product.
+            let mut prod = [0.0; 5];
+            mul(&buf[5..10], &buf[15..20], &mut prod);
+            let mut p = [LapJet::<3>::from_re(0.0)];
+            unpack(&prod, &mut p);
+            let exact = xs[1] * xs[3];
+            assert!((p[0].re - exact.re).abs() < 1e-15 && (p[0].v2 - exact.v2).abs() < 1e-14 && (p[0].gradient() - exact.gradient()).norm() < 1e-15);
+            // A value without derivative packs as zeros.
+            pack(&[LapJet::<3>::from_re(2.0)], &mut buf[..5]);
+            assert_eq!(&buf[..5], &[2.0, 0.0, 0.0, 0.0, 0.0]);
+        }
+    }
+}

@@ -31,6 +31,8 @@
 use crate::dim::{Dyn, Vector};
 use crate::error::ConfigError;
 use crate::fermion::gradient_map::{ResidualField, general_inverse, residual_forward, residual_inverse};
+use crate::gemm::{MatRef, gemm};
+use crate::jet::lanes;
 use crate::layer::Bijector;
 use crate::params::{ParamGroup, Parametrised};
 use crate::scalar::Scalar;
@@ -114,8 +116,19 @@ struct Trace<D> {
     du: Vec<D>,
 }
 
-/// $t = \tanh(W g + b)$ and the pre-activation tangents $W\,\partial g$ (`nt` tangents per input).
-fn tanh_forward<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], nt: usize) -> (Vec<D>, Vec<D>) {
+/// $t = \tanh(W g + b)$, the pre-activation tangents $W\,\partial g$ (`nt` tangents per input)
+/// and the output tangents $(1 - t^2)\,W\partial g$.
+fn tanh_forward<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], nt: usize) -> (Vec<D>, Vec<D>, Vec<D>) {
+    if let Some(l) = lanes::count::<D>() {
+        if blk.rows * blk.cols * (1 + nt) * l >= GEMM_MIN {
+            return tanh_forward_gemm(theta, blk, g, tg, nt, l);
+        }
+    }
+    tanh_forward_loop(theta, blk, g, tg, nt)
+}
+
+/// [`tanh_forward`] for any scalar, element by element (the reference of the GEMM path).
+fn tanh_forward_loop<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], nt: usize) -> (Vec<D>, Vec<D>, Vec<D>) {
     let w = &theta[blk.w..blk.w + blk.rows * blk.cols];
     let mut t = vec![D::zero(); blk.rows];
     let mut ta = vec![D::zero(); blk.rows * nt];
@@ -133,15 +146,60 @@ fn tanh_forward<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], nt: us
         }
         t[r] = a.tanh();
     }
-    (t, ta)
+    let th = (0..ta.len()).map(|k| ta[k] * (D::one() - t[k / nt] * t[k / nt])).collect();
+    (t, ta, th)
+}
+
+/// Multiply-adds from which [`tanh_forward`] runs as one GEMM over the scalars' lanes.
+const GEMM_MIN: usize = 2048;
+
+/// [`tanh_forward`] for scalars with a lane view ([`lanes`]): the value and the `nt` tangents of
+/// every input are the `(1 + nt) l` lanes of a row, so $W$ times all of them is one f64 GEMM
+/// $C = X W^\top$ ($X$: lanes x inputs, $W^\top$ the row-major weights read column-major); the
+/// products with $1 - t^2$ are taken on the lanes too.
+fn tanh_forward_gemm<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], nt: usize, l: usize) -> (Vec<D>, Vec<D>, Vec<D>) {
+    thread_local! {
+        // The lane matrices, kept per thread: fresh ones of this size would be fresh pages.
+        static LANES: std::cell::RefCell<(Vec<f64>, Vec<f64>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    let (rows, cols) = (blk.rows, blk.cols);
+    let m = (1 + nt) * l;
+    let mut t = vec![D::zero(); rows];
+    let mut ta = vec![D::zero(); rows * nt];
+    let mut th = vec![D::zero(); rows * nt];
+    LANES.with_borrow_mut(|(x, y)| {
+        x.resize(m * cols, 0.0);
+        y.resize(m * rows, 0.0);
+        for c in 0..cols {
+            let col = &mut x[c * m..(c + 1) * m];
+            lanes::pack(&g[c..c + 1], &mut col[..l]);
+            lanes::pack(&tg[c * nt..(c + 1) * nt], &mut col[l..]);
+        }
+        gemm(&mut y[..m * rows], m, 1.0, MatRef::col_major(&x[..m * cols], m, cols), MatRef::col_major(&theta[blk.w..blk.w + rows * cols], cols, rows), 0.0);
+        let (mut slope, mut prod) = (vec![0.0; l], vec![0.0; nt * l]);
+        for r in 0..rows {
+            let out = &mut y[r * m..(r + 1) * m];
+            if blk.bias {
+                out[0] += theta[blk.b() + r];
+            }
+            lanes::unpack(&out[..l], &mut t[r..r + 1]);
+            lanes::unpack(&out[l..], &mut ta[r * nt..(r + 1) * nt]);
+            t[r] = t[r].tanh();
+            lanes::pack(&[D::one() - t[r] * t[r]], &mut slope);
+            for (a, o) in out[l..].chunks_exact(l).zip(prod.chunks_exact_mut(l)) {
+                lanes::mul(a, &slope, o);
+            }
+            lanes::unpack(&prod, &mut th[r * nt..(r + 1) * nt]);
+        }
+    });
+    (t, ta, th)
 }
 
 /// One stream layer: $t = \tanh(W g + b)$, $h = t\ [+\,r]$ and $\partial h = (1 - t^2)\,W\partial g\ [+\,\partial r]$
 /// with the optional residual $(r, \partial r)$; returns $h$, $\partial h$, $t$ and $W\partial g$.
 fn stream_layer<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], nt: usize, residual: Option<(&[D], &[D])>) -> (Vec<D>, Vec<D>, Vec<D>, Vec<D>) {
-    let (t, ta) = tanh_forward(theta, blk, g, tg, nt);
+    let (t, ta, mut th) = tanh_forward(theta, blk, g, tg, nt);
     let mut h = t.clone();
-    let mut th: Vec<D> = (0..ta.len()).map(|k| ta[k] * (D::one() - t[k / nt] * t[k / nt])).collect();
     if let Some((r, tr)) = residual {
         h.iter_mut().zip(r).for_each(|(a, b)| *a += *b);
         th.iter_mut().zip(tr).for_each(|(a, b)| *a += *b);
@@ -388,7 +446,9 @@ impl FermiNetBackflow {
     }
 
     /// The forward pass with tangents.
-    fn trace<D: Scalar>(&self, theta: &[f64], x: &[D]) -> Trace<D> {
+    /// The forward pass; with `tape` false the layers' inputs, `tanh` outputs and pre-activation
+    /// tangents (what only the VJP reads) are dropped as soon as they are used.
+    fn trace<D: Scalar>(&self, theta: &[f64], x: &[D], tape: bool) -> Trace<D> {
         let (n, d) = (self.particles, self.dim_());
         let nd = n * d;
         let p0 = 2 * d + 1;
@@ -419,8 +479,10 @@ impl FermiNetBackflow {
             }
             tr.h2.push(hs);
             tr.th2.push(ths);
-            tr.t2.push(ts);
-            tr.ta2.push(tas);
+            if tape {
+                tr.t2.push(ts);
+                tr.ta2.push(tas);
+            }
         }
         // Means over partners of a pair quantity with r-tangents, as one-body values with
         // tangents in all coordinates.
@@ -468,17 +530,21 @@ impl FermiNetBackflow {
                 let (h, th, t, ta) = stream_layer(theta, &self.ones[l], &g, &tg, nd, (l > 0).then(|| (&tr.h1[l][i][..], &tr.th1[l][i][..])));
                 hs.push(h);
                 ths.push(th);
-                gs.push(g);
-                tgs.push(tg);
-                ts.push(t);
-                tas.push(ta);
+                if tape {
+                    gs.push(g);
+                    tgs.push(tg);
+                    ts.push(t);
+                    tas.push(ta);
+                }
             }
             tr.h1.push(hs);
             tr.th1.push(ths);
-            tr.g1.push(gs);
-            tr.tg1.push(tgs);
-            tr.t1.push(ts);
-            tr.ta1.push(tas);
+            if tape {
+                tr.g1.push(gs);
+                tr.tg1.push(tgs);
+                tr.t1.push(ts);
+                tr.ta1.push(tas);
+            }
         }
         // Output u_i = W_out h_i and its Jacobian.
         let wo = &theta[self.out.w..self.out.w + d * self.one_body];
@@ -510,7 +576,7 @@ impl ResidualField for FermiNetBackflow {
     fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
         let n = x.len();
         let s = self.scale(theta).0;
-        let tr = self.trace(theta, x);
+        let tr = self.trace(theta, x, false);
         let v = tr.u.iter().map(|&u| u * s).collect();
         let mut a: Vec<D> = tr.du.iter().map(|&u| u * s).collect();
         for k in 0..n {
@@ -565,7 +631,7 @@ impl Bijector<Dyn> for FermiNetBackflow {
         let p0 = 2 * d + 1;
         let inv = 1.0 / (n - 1) as f64;
         let (s, ds) = self.scale(theta);
-        let tr = self.trace(theta, x.as_slice());
+        let tr = self.trace(theta, x.as_slice(), true);
         let mut a: Vec<D> = tr.du.iter().map(|&u| u * s).collect();
         for k in 0..nd {
             a[k * nd + k] += D::one();
@@ -722,6 +788,28 @@ mod tests {
     }
     fn config(n: usize, side: f64) -> Vector<f64, Dyn> {
         Vector::from_fn(Dyn(n), |k| ((k * 7 % 11) as f64 + 0.3 * (k % 3) as f64) / 11.0 * side)
+    }
+
+    #[test]
+    fn the_gemm_path_of_a_layer_equals_the_element_loop() {
+        use crate::jet::LapJet;
+        use num_dual::DualNum;
+        let (rows, cols, nt) = (16, 48, 26);
+        let blk = Block { w: 3, rows, cols, bias: true };
+        let theta: Vec<f64> = (0..3 + blk.len()).map(|k| (0.37 * k as f64).sin() * 0.4).collect();
+        let at = |k: usize, i: usize| LapJet::<12>::variable(0.1 * (k as f64 * 0.7).cos(), i % 12) * (0.3 + 0.01 * i as f64);
+        // Jets with and without derivatives, as in the one-body stream.
+        let g: Vec<LapJet<12>> = (0..cols).map(|c| if c % 5 == 0 { LapJet::from_re(0.2 * c as f64 / cols as f64) } else { at(c, c).sin() }).collect();
+        let tg: Vec<LapJet<12>> = (0..cols * nt).map(|k| if k % 7 == 0 { LapJet::from_re(0.0) } else { at(k, k * 5).cos() }).collect();
+        let ((t0, a0, h0), (t1, a1, h1)) = (tanh_forward_loop(&theta, &blk, &g, &tg, nt), tanh_forward_gemm(&theta, &blk, &g, &tg, nt, 14));
+        for (x, y) in t0.iter().zip(&t1).chain(a0.iter().zip(&a1)).chain(h0.iter().zip(&h1)) {
+            assert!((x.re - y.re).abs() < 1e-12 && (x.v2 - y.v2).abs() < 1e-12 && (x.gradient() - y.gradient()).amax() < 1e-12, "{x} vs {y}");
+        }
+        let (gf, tgf): (Vec<f64>, Vec<f64>) = (g.iter().map(|v| v.re).collect(), tg.iter().map(|v| v.re).collect());
+        let ((t0, a0, h0), (t1, a1, h1)) = (tanh_forward_loop(&theta, &blk, &gf, &tgf, nt), tanh_forward_gemm(&theta, &blk, &gf, &tgf, nt, 1));
+        assert!(t0.iter().zip(&t1).chain(a0.iter().zip(&a1)).chain(h0.iter().zip(&h1)).all(|(x, y)| (x - y).abs() < 1e-12));
+        // The dispatcher takes the GEMM path at this size.
+        assert!(rows * cols * (1 + nt) * 14 >= GEMM_MIN);
     }
 
     #[test]
