@@ -215,6 +215,46 @@ pub mod lanes {
         out[w + 1] = a[w + 1] * b0 + a0 * b[w + 1] + 2.0 * dot;
     }
 
+    /// The lanes of $t = \tanh a$ and of $1 - t^2$ from the lanes of $a$ (one length for all
+    /// three), by [`tanh_f64`](crate::activation::tanh_f64) instead of the libm call:
+    /// $t = (f, f'\nabla a, f'\Delta a + f''|\nabla a|^2)$ with $f' = 1 - f^2$, $f'' = -2ff'$.
+    pub fn tanh_and_slope(a: &[f64], t: &mut [f64], slope: &mut [f64]) {
+        let l = a.len();
+        let f = crate::activation::tanh_f64(a[0]);
+        let f1 = 1.0 - f * f;
+        t[0] = f;
+        slope[0] = f1;
+        if l == 1 {
+            return;
+        }
+        let w = l - 2;
+        let (mut g2, mut t2) = (0.0, 0.0);
+        for k in 1..=w {
+            g2 += a[k] * a[k];
+            t[k] = f1 * a[k];
+            t2 += t[k] * t[k];
+            slope[k] = -2.0 * f * t[k];
+        }
+        t[w + 1] = f1 * a[w + 1] - 2.0 * f * f1 * g2;
+        slope[w + 1] = -2.0 * (f * t[w + 1] + t2);
+    }
+
+    /// $\tanh x$ for any scalar: through [`tanh_and_slope`] for scalars with lanes, else the
+    /// scalar's own `tanh`.
+    pub fn tanh<D: Scalar>(x: D) -> D {
+        match count::<D>() {
+            Some(l) if l <= 18 => {
+                let (mut a, mut t, mut s) = ([0.0; 18], [0.0; 18], [0.0; 18]);
+                pack(&[x], &mut a[..l]);
+                tanh_and_slope(&a[..l], &mut t[..l], &mut s[..l]);
+                let mut out = [x];
+                unpack(&t[..l], &mut out);
+                out[0]
+            }
+            _ => x.tanh(),
+        }
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -246,6 +286,20 @@ pub mod lanes {
             unpack(&prod, &mut p);
             let exact = xs[1] * xs[3];
             assert!((p[0].re - exact.re).abs() < 1e-15 && (p[0].v2 - exact.v2).abs() < 1e-14 && (p[0].gradient() - exact.gradient()).norm() < 1e-15);
+            // tanh and 1 - tanh^2 on lanes equal the jet arithmetic.
+            for x in &xs {
+                let (t, e) = (tanh(*x), x.tanh());
+                let one = LapJet::<3>::from_re(1.0);
+                let (mut a, mut tl, mut sl) = ([0.0; 5], [0.0; 5], [0.0; 5]);
+                pack(&[*x], &mut a);
+                tanh_and_slope(&a, &mut tl, &mut sl);
+                let mut s = [one];
+                unpack(&sl, &mut s);
+                let es = one - e * e;
+                assert!((t.re - e.re).abs() < 1e-15 && (t.v2 - e.v2).abs() < 1e-14 && (t.gradient() - e.gradient()).norm() < 1e-15, "{t} vs {e}");
+                assert!((s[0].re - es.re).abs() < 1e-15 && (s[0].v2 - es.v2).abs() < 1e-14 && (s[0].gradient() - es.gradient()).norm() < 1e-15, "{} vs {es}", s[0]);
+            }
+            assert!((tanh(0.7_f64) - 0.7_f64.tanh()).abs() < 1e-15);
             // A value without derivative packs as zeros.
             pack(&[LapJet::<3>::from_re(2.0)], &mut buf[..5]);
             assert_eq!(&buf[..5], &[2.0, 0.0, 0.0, 0.0, 0.0]);

@@ -144,7 +144,7 @@ fn tanh_forward_loop<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], n
                 ta[r * nt + k] += tg[c * nt + k] * wc;
             }
         }
-        t[r] = a.tanh();
+        t[r] = lanes::tanh(a);
     }
     let th = (0..ta.len()).map(|k| ta[k] * (D::one() - t[k / nt] * t[k / nt])).collect();
     (t, ta, th)
@@ -176,16 +176,15 @@ fn tanh_forward_gemm<D: Scalar>(theta: &[f64], blk: &Block, g: &[D], tg: &[D], n
             lanes::pack(&tg[c * nt..(c + 1) * nt], &mut col[l..]);
         }
         gemm(&mut y[..m * rows], m, 1.0, MatRef::col_major(&x[..m * cols], m, cols), MatRef::col_major(&theta[blk.w..blk.w + rows * cols], cols, rows), 0.0);
-        let (mut slope, mut prod) = (vec![0.0; l], vec![0.0; nt * l]);
+        let (mut tl, mut slope, mut prod) = (vec![0.0; l], vec![0.0; l], vec![0.0; nt * l]);
         for r in 0..rows {
             let out = &mut y[r * m..(r + 1) * m];
             if blk.bias {
                 out[0] += theta[blk.b() + r];
             }
-            lanes::unpack(&out[..l], &mut t[r..r + 1]);
+            lanes::tanh_and_slope(&out[..l], &mut tl, &mut slope);
+            lanes::unpack(&tl, &mut t[r..r + 1]);
             lanes::unpack(&out[l..], &mut ta[r * nt..(r + 1) * nt]);
-            t[r] = t[r].tanh();
-            lanes::pack(&[D::one() - t[r] * t[r]], &mut slope);
             for (a, o) in out[l..].chunks_exact(l).zip(prod.chunks_exact_mut(l)) {
                 lanes::mul(a, &slope, o);
             }
