@@ -28,8 +28,10 @@
 //! the tail that the weighting would otherwise leave under-resolved. The residual has no noise,
 //! so a flow with parameters to spare over-fits a fixed point set (the held-out residual stops
 //! falling while the fit residual still falls); [`ConjugacyFit::redraw_every`] replaces the set
-//! by a fresh seeded one every few accepted steps. Minimising the angle dependence of $H\circ T$ to learn action-angle variables is the
-//! idea of Bondesan & Lamacraft, "Learning symmetries of classical integrable systems" (2019).
+//! by a fresh seeded one every few accepted steps.
+//!
+//! Minimising the angle dependence of $H\circ T$ to learn action-angle variables is the idea of
+//! Bondesan & Lamacraft, "Learning symmetries of classical integrable systems" (2019).
 //!
 //! Rows of $J$ are the flow's VJP of $\nabla H$ and the latent's [`Latent::energy_grad`]; they are
 //! computed in parallel in a fixed order, so the result does not depend on the thread count.

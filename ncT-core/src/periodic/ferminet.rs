@@ -444,9 +444,8 @@ impl FermiNetBackflow {
         out
     }
 
-    /// The forward pass with tangents.
-    /// The forward pass; with `tape` false the layers' inputs, `tanh` outputs and pre-activation
-    /// tangents (what only the VJP reads) are dropped as soon as they are used.
+    /// The forward pass with tangents. With `tape` false the layers' inputs, `tanh` outputs and
+    /// pre-activation tangents (what only the VJP reads) are dropped as soon as they are used.
     fn trace<D: Scalar>(&self, theta: &[f64], x: &[D], tape: bool) -> Trace<D> {
         let (n, d) = (self.particles, self.dim_());
         let nd = n * d;
