@@ -17,6 +17,11 @@ pub(crate) trait ResidualField {
     const SYMMETRIC: bool = true;
     /// The field $v(x)$ and $A = I + \partial v/\partial x$ (row-major, $n$ = `x.len()`).
     fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>);
+    /// The field $v(x)$ alone (the fixed-point steps of [`invert`] need no Jacobian); by default
+    /// the first part of [`ResidualField::field`].
+    fn value(&self, theta: &[f64], x: &[f64]) -> Vec<f64> {
+        self.field::<f64>(theta, x).0
+    }
 }
 
 /// In-place Cholesky factor (lower, row-major) of the symmetric `n x n` matrix `a`; `false` if it
@@ -188,7 +193,7 @@ pub(crate) fn invert<F: ResidualField, D: Scalar>(map: &F, theta: &[f64], y: &[D
     // Contraction (rate <= 0.9), then Newton to machine precision.
     let mut x = yr.clone();
     for _ in 0..6 {
-        let (v, _) = map.field::<f64>(theta, &x);
+        let v = map.value(theta, &x);
         x = (0..n).map(|k| yr[k] - v[k]).collect();
     }
     for _ in 0..50 {

@@ -445,10 +445,13 @@ impl FermiNetBackflow {
     }
 
     /// The forward pass with tangents. With `tape` false the layers' inputs, `tanh` outputs and
-    /// pre-activation tangents (what only the VJP reads) are dropped as soon as they are used.
-    fn trace<D: Scalar>(&self, theta: &[f64], x: &[D], tape: bool) -> Trace<D> {
+    /// pre-activation tangents (what only the VJP reads) are dropped as soon as they are used;
+    /// with `tangents` false no tangents are carried at all (the values $u$ alone, `du` empty).
+    fn trace<D: Scalar>(&self, theta: &[f64], x: &[D], tape: bool, tangents: bool) -> Trace<D> {
         let (n, d) = (self.particles, self.dim_());
         let nd = n * d;
+        // Tangents per pair quantity (in r_ij) and per one-body quantity (in all coordinates).
+        let (dt, ndt) = if tangents { (d, nd) } else { (0, 0) };
         let p0 = 2 * d + 1;
         let inv = 1.0 / (n - 1) as f64;
         let mut f = Vec::with_capacity(n * (n - 1));
@@ -459,7 +462,7 @@ impl FermiNetBackflow {
                     let r: Vec<D> = (0..d).map(|a| x[i * d + a] - x[j * d + a]).collect();
                     let (fi, dfi) = self.features(&r);
                     f.push(fi);
-                    df.push(dfi);
+                    df.push(if tangents { dfi } else { Vec::new() });
                 }
             }
         }
@@ -469,7 +472,7 @@ impl FermiNetBackflow {
             let res = l > 0;
             let (mut hs, mut ths, mut ts, mut tas) = (vec![], vec![], vec![], vec![]);
             for p in 0..n * (n - 1) {
-                let (h, th, t, ta) = stream_layer(theta, &self.pairs[l], &tr.h2[l][p], &tr.th2[l][p], d, res.then(|| (&tr.h2[l][p][..], &tr.th2[l][p][..])));
+                let (h, th, t, ta) = stream_layer(theta, &self.pairs[l], &tr.h2[l][p], &tr.th2[l][p], dt, res.then(|| (&tr.h2[l][p][..], &tr.th2[l][p][..])));
                 hs.push(h);
                 ths.push(th);
                 ts.push(t);
@@ -486,12 +489,12 @@ impl FermiNetBackflow {
         // tangents in all coordinates.
         let pair_mean = |h: &[Vec<D>], th: &[Vec<D>], width: usize, i: usize| -> (Vec<D>, Vec<D>) {
             let mut v = vec![D::zero(); width];
-            let mut tv = vec![D::zero(); width * nd];
+            let mut tv = vec![D::zero(); width * ndt];
             for j in (0..n).filter(|&j| j != i) {
                 let p = self.pair_index(i, j);
                 for c in 0..width {
                     v[c] += h[p][c] * inv;
-                    for a in 0..d {
+                    for a in 0..dt {
                         let t = th[p][c * d + a] * inv;
                         tv[c * nd + i * d + a] += t;
                         tv[c * nd + j * d + a] -= t;
@@ -511,12 +514,12 @@ impl FermiNetBackflow {
         for l in 0..self.depth {
             let w_in = tr.h1[l][0].len();
             let mut m = vec![D::zero(); w_in];
-            let mut tm = vec![D::zero(); w_in * nd];
+            let mut tm = vec![D::zero(); w_in * ndt];
             for i in 0..n {
                 for c in 0..w_in {
                     m[c] += tr.h1[l][i][c] * (1.0 / n as f64);
                 }
-                for k in 0..w_in * nd {
+                for k in 0..w_in * ndt {
                     tm[k] += tr.th1[l][i][k] * (1.0 / n as f64);
                 }
             }
@@ -525,7 +528,7 @@ impl FermiNetBackflow {
                 let (q, tq) = pair_mean(&tr.h2[l + 1], &tr.th2[l + 1], self.two_body, i);
                 let g: Vec<D> = tr.h1[l][i].iter().chain(&m).chain(&q).copied().collect();
                 let tg: Vec<D> = tr.th1[l][i].iter().chain(&tm).chain(&tq).copied().collect();
-                let (h, th, t, ta) = stream_layer(theta, &self.ones[l], &g, &tg, nd, (l > 0).then(|| (&tr.h1[l][i][..], &tr.th1[l][i][..])));
+                let (h, th, t, ta) = stream_layer(theta, &self.ones[l], &g, &tg, ndt, (l > 0).then(|| (&tr.h1[l][i][..], &tr.th1[l][i][..])));
                 hs.push(h);
                 ths.push(th);
                 if tape {
@@ -547,7 +550,7 @@ impl FermiNetBackflow {
         // Output u_i = W_out h_i and its Jacobian.
         let wo = &theta[self.out.w..self.out.w + d * self.one_body];
         let mut u = vec![D::zero(); nd];
-        let mut du = vec![D::zero(); nd * nd];
+        let mut du = vec![D::zero(); nd * ndt];
         for i in 0..n {
             let (h, th) = (&tr.h1[self.depth][i], &tr.th1[self.depth][i]);
             for a in 0..d {
@@ -557,7 +560,7 @@ impl FermiNetBackflow {
                         continue;
                     }
                     u[i * d + a] += h[s] * w;
-                    for c in 0..nd {
+                    for c in 0..ndt {
                         du[(i * d + a) * nd + c] += th[s * nd + c] * w;
                     }
                 }
@@ -571,10 +574,14 @@ impl FermiNetBackflow {
 
 impl ResidualField for FermiNetBackflow {
     const SYMMETRIC: bool = false;
+    fn value(&self, theta: &[f64], x: &[f64]) -> Vec<f64> {
+        let s = self.scale(theta).0;
+        self.trace(theta, x, false, false).u.iter().map(|&u| u * s).collect()
+    }
     fn field<D: Scalar>(&self, theta: &[f64], x: &[D]) -> (Vec<D>, Vec<D>) {
         let n = x.len();
         let s = self.scale(theta).0;
-        let tr = self.trace(theta, x, false);
+        let tr = self.trace(theta, x, false, true);
         let v = tr.u.iter().map(|&u| u * s).collect();
         let mut a: Vec<D> = tr.du.iter().map(|&u| u * s).collect();
         for k in 0..n {
@@ -629,7 +636,7 @@ impl Bijector<Dyn> for FermiNetBackflow {
         let p0 = 2 * d + 1;
         let inv = 1.0 / (n - 1) as f64;
         let (s, ds) = self.scale(theta);
-        let tr = self.trace(theta, x.as_slice(), true);
+        let tr = self.trace(theta, x.as_slice(), true, true);
         let mut a: Vec<D> = tr.du.iter().map(|&u| u * s).collect();
         for k in 0..nd {
             a[k * nd + k] += D::one();
@@ -808,6 +815,19 @@ mod tests {
         assert!(t0.iter().zip(&t1).chain(a0.iter().zip(&a1)).chain(h0.iter().zip(&h1)).all(|(x, y)| (x - y).abs() < 1e-12));
         // The dispatcher takes the GEMM path at this size.
         assert!(rows * cols * (1 + nt) * 14 >= GEMM_MIN);
+    }
+
+    #[test]
+    fn the_value_only_field_equals_the_field_with_tangents() {
+        for (np, d) in [(3, 2), (4, 3), (13, 2)] {
+            let (net, theta) = net(np, d);
+            let x = config(np * d, side(np, d));
+            let (v, a) = net.field::<f64>(&theta, x.as_slice());
+            let w = net.value(&theta, x.as_slice());
+            assert_eq!(a.len(), (np * d) * (np * d));
+            assert!(v.iter().zip(&w).all(|(p, q)| (p - q).abs() < 1e-14), "{np} x {d}: {v:?} vs {w:?}");
+            assert!(v.iter().any(|p| p.abs() > 1e-3), "a trivial field tests nothing");
+        }
     }
 
     #[test]
